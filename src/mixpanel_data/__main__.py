@@ -1,0 +1,5 @@
+"""Allow ``python -m mixpanel_data``."""
+
+from mixpanel_data.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Private implementation: infrastructure and services behind the Workspace facade."""

@@ -1,0 +1,1 @@
+"""Services: discovery, fetching and live queries, each built from its collaborators."""

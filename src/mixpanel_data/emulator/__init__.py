@@ -1,0 +1,1 @@
+"""The local Mixpanel API emulator (`mp emulator serve`)."""
