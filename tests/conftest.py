@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ _MP_VARS = (
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Isolate MP_* variables, HOME and the config file for each test."""
     for name in _MP_VARS:
         monkeypatch.delenv(name, raising=False)
@@ -37,4 +36,4 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[P
     # the hourly budgets are off here (tests that check budgets set them explicitly).
     monkeypatch.setenv("MP_RATE_LIMIT_QUERY", "5c")
     monkeypatch.setenv("MP_RATE_LIMIT_EXPORT", "100c")
-    yield home
+    return home

@@ -59,6 +59,20 @@ class Workspace:
         self._api: MixpanelAPIClient | None = None
         self._closed = False
 
+    @classmethod
+    def open(cls, path: str | Path | None = None, *, read_only: bool = True) -> Workspace:
+        """Open a local database without credentials (SQL and inspection only)."""
+        ws = cls.__new__(cls)
+        ws._config = ConfigManager()
+        ws._credentials = None
+        ws._path = Path(path).expanduser() if path is not None else None
+        ws._read_only = read_only
+        ws._transport = None
+        ws._budgets = {}
+        ws._api = None
+        ws._closed = False
+        return ws
+
     # -- lifecycle ---------------------------------------------------------------------
 
     @property
@@ -102,7 +116,9 @@ class Workspace:
     def __repr__(self) -> str:
         creds = self._credentials
         project = creds.project_id if creds else None
-        return f"Workspace(project_id={project!r}, path={str(self._path) if self._path else None!r})"
+        return (
+            f"Workspace(project_id={project!r}, path={str(self._path) if self._path else None!r})"
+        )
 
     # -- credentials -------------------------------------------------------------------
 

@@ -21,7 +21,6 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
-from mixpanel_data._version import __version__
 from mixpanel_data._internal.config import Credentials
 from mixpanel_data._internal.rate_limit import (
     DEFAULT_BUDGETS,
@@ -29,6 +28,7 @@ from mixpanel_data._internal.rate_limit import (
     RateBudget,
     budget_for,
 )
+from mixpanel_data._version import __version__
 from mixpanel_data.exceptions import (
     APIError,
     AuthenticationError,
@@ -44,7 +44,11 @@ from mixpanel_data.exceptions import (
 Family = Literal["query", "export", "app"]
 
 _QUERY_HOSTS = {"us": "mixpanel.com", "eu": "eu.mixpanel.com", "in": "in.mixpanel.com"}
-_EXPORT_HOSTS = {"us": "data.mixpanel.com", "eu": "data-eu.mixpanel.com", "in": "data-in.mixpanel.com"}
+_EXPORT_HOSTS = {
+    "us": "data.mixpanel.com",
+    "eu": "data-eu.mixpanel.com",
+    "in": "data-in.mixpanel.com",
+}
 
 # Exports stream for minutes; between bytes we allow a long read timeout.
 TIMEOUTS: dict[str, httpx.Timeout] = {
@@ -390,9 +394,7 @@ def server_error_text(response: httpx.Response) -> str:
 
 
 @contextmanager
-def translate_transport_errors(
-    client: MixpanelAPIClient, method: str, url: str
-) -> Iterator[None]:
+def translate_transport_errors(client: MixpanelAPIClient, method: str, url: str) -> Iterator[None]:
     """Turn httpx transport failures into NetworkError, by type, once."""
     try:
         yield

@@ -1,0 +1,1 @@
+"""One module per `mp` command group."""

@@ -1,0 +1,117 @@
+"""The `mp` entry point: global options, command groups, and the one error handler."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from mixpanel_data._version import __version__
+from mixpanel_data.cli.commands import auth
+from mixpanel_data.cli.context import CliContext
+from mixpanel_data.exceptions import MixpanelDataError
+
+EXIT_INVALID_ARGS = 3
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="mp",
+    help="Fast, reliable, local access to Mixpanel data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Command groups: one module each, joined here.
+app.add_typer(auth.app, name="auth")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    account: Annotated[
+        str | None,
+        typer.Option("--account", "-a", help="Account name from ~/.mp/config.toml."),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Local DuckDB file (default ~/.mp/data/<project>.duckdb)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks on stderr.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Fast, reliable, local access to Mixpanel data.
+
+    Example: mp fetch events --from 2024-01-01 --to 2024-01-31
+    """
+    state = CliContext(account=account, quiet=quiet, verbose=verbose, db_path=db)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(name)s: %(message)s")
+        # httpx logs request URLs only; credentials travel in headers it does not log.
+        logging.getLogger("httpcore").setLevel(logging.INFO)
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so interpreter exit stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run `mp`, mapping every failure to one stderr line and a documented exit code."""
+    verbose = "-v" in (argv or sys.argv) or "--verbose" in (argv or sys.argv)
+    code = 0
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="mp")
+        # Typer returns the exit code of typer.Exit (130 for Ctrl-C) in this mode.
+        code = result if isinstance(result, int) else 0
+        if code == EXIT_INTERRUPTED:
+            print("Interrupted.", file=sys.stderr)
+    except MixpanelDataError as exc:
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        print(f"Error: {exc.message}", file=sys.stderr)
+        code = exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        print("Interrupted.", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.TyperException as exc:
+        # Usage errors: click's exit 2 would collide with ours (2 = authentication).
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show(file=sys.stderr)
+        else:
+            print(f"Error: {exc.format_message()}", file=sys.stderr)
+        code = EXIT_INVALID_ARGS if exc.exit_code == 2 else exc.exit_code
+    except BrokenPipeError:
+        _silence_stdout()
+        code = 0
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    sys.exit(code)
