@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from mixpanel_data._internal.rate_limit import reset_budgets
+
 _MP_VARS = (
     "MP_ACCOUNT",
     "MP_USERNAME",
@@ -36,4 +38,5 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     # the hourly budgets are off here (tests that check budgets set them explicitly).
     monkeypatch.setenv("MP_RATE_LIMIT_QUERY", "5c")
     monkeypatch.setenv("MP_RATE_LIMIT_EXPORT", "100c")
+    reset_budgets()
     return home

@@ -108,8 +108,8 @@ class Credentials:
 
 
 def mask_secret(secret: str) -> str:
-    """Show at most the last two characters of a secret."""
-    if len(secret) <= 4:
+    """Show at most the last two characters, and only of a long secret."""
+    if len(secret) < 16:
         return "****"
     return "*" * 8 + secret[-2:]
 

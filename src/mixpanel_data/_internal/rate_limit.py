@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from mixpanel_data.exceptions import ValidationError
 
-__all__ = ["BudgetSpec", "RateBudget", "budget_for", "parse_budget_spec"]
+__all__ = ["BudgetSpec", "RateBudget", "budget_for", "parse_budget_spec", "reset_budgets"]
 
 
 @dataclass(frozen=True)
@@ -149,3 +149,9 @@ def budget_for(origin: str, project_id: str, family: str, spec: BudgetSpec) -> R
         if budget is None:
             budget = _registry[key] = RateBudget(spec)
         return budget
+
+
+def reset_budgets() -> None:
+    """Forget every budget (for tests; a real process keeps them for its lifetime)."""
+    with _registry_lock:
+        _registry.clear()
