@@ -173,20 +173,12 @@ class GzipFragments:
 
     def gzip_files(
         self, paths: list[Path], *, stop: threading.Event | None = None
-    ) -> tuple[int, Iterator[bytes]]:
-        """A gzip body for the concatenated files: (exact length, chunks)."""
-        parts = [self.fragment(path) for path in paths]
-        length = len(GZIP_HEADER) + len(_FINAL_EMPTY_BLOCK) + 8
-        length += sum(frag.stat().st_size - _FRAGMENT_HEADER.size for frag, _, _ in parts)
-        return length, self._gzip_chunks(parts, stop)
-
-    @staticmethod
-    def _gzip_chunks(
-        parts: list[tuple[Path, int, int]], stop: threading.Event | None
     ) -> Iterator[bytes]:
+        """A gzip body for the concatenated files, compressing uncached days as it goes."""
         yield GZIP_HEADER
         crc, total = 0, 0
-        for frag, part_crc, part_size in parts:
+        for path in paths:
+            frag, part_crc, part_size = self.fragment(path)
             with open(frag, "rb") as handle:
                 handle.seek(_FRAGMENT_HEADER.size)
                 while chunk := handle.read(CHUNK_SIZE):

@@ -1,0 +1,212 @@
+"""The Engage (profile query) endpoint: filters, cohorts and session paging (contract §5).
+
+Page 0 runs the query and caches its result under a new ``session_id``
+(``<epoch-ms>-<32 hex>``); later pages read that cache, so a client paging with the
+session sees one consistent result even if it fetches pages in parallel. A page > 0
+without a live session is a 400 (contract §5, docs since Jul 2025). ``total`` is sent
+on page 0 only: Airbyte notes it may be absent later, so clients must not rely on it.
+Sessions expire after ``ttl`` seconds (unconfirmed upstream; default one hour).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from mixpanel_data.emulator.expressions import ExpressionError, compile_filter
+from mixpanel_data.emulator.responses import now_iso
+from mixpanel_data.emulator.routing import ApiRequest, EmulatorError
+
+__all__ = ["PAGE_SIZE", "EngageSessions", "engage"]
+
+PAGE_SIZE = 1000
+# The documented text for a page request whose cached query is gone (contract §3.4).
+UNCACHED_PAGE = "request for page in uncached query for params"
+
+
+class EngageSessions:
+    """Cached engage results keyed by session id, with expiry and a size cap."""
+
+    def __init__(self, *, ttl: float = 3600.0, max_sessions: int = 1000) -> None:
+        self.ttl = ttl
+        self.max_sessions = max_sessions
+        self._lock = threading.Lock()
+        self._sessions: OrderedDict[str, tuple[float, list[dict[str, Any]]]] = OrderedDict()
+
+    def create(self, results: list[dict[str, Any]]) -> str:
+        """Store a result set and return its new session id."""
+        session_id = f"{int(time.time() * 1000)}-{secrets.token_hex(16)}"
+        with self._lock:
+            self._sessions[session_id] = (time.monotonic(), results)
+            while len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
+        return session_id
+
+    def get(self, session_id: str) -> list[dict[str, Any]] | None:
+        """The session's results, or None if unknown or expired."""
+        with self._lock:
+            found = self._sessions.get(session_id)
+            if found is None:
+                return None
+            if time.monotonic() - found[0] > self.ttl:
+                del self._sessions[session_id]
+                return None
+            return found[1]
+
+    def expire(self, session_id: str | None = None) -> None:
+        """Forget one session, or all of them."""
+        with self._lock:
+            if session_id is None:
+                self._sessions.clear()
+            else:
+                self._sessions.pop(session_id, None)
+
+
+def engage(
+    request: ApiRequest, *, sessions: EngageSessions, expire_session: bool = False
+) -> dict[str, Any]:
+    """Answer one engage call; the dict's key order is the recorded one."""
+    params = request.params
+    page = _int_param(params, "page", default=0)
+    if page < 0:
+        raise EmulatorError(400, "page must be a non-negative integer")
+    session_id = params.get("session_id") or None
+    if expire_session and session_id:
+        sessions.expire(session_id)
+    results = sessions.get(session_id) if session_id else None
+    if results is None:
+        if page > 0:
+            raise EmulatorError(400, UNCACHED_PAGE)
+        results = _query(request)
+        session_id = sessions.create(results)
+    body: dict[str, Any] = {
+        "results": results[page * PAGE_SIZE : (page + 1) * PAGE_SIZE],
+        "page": page,
+        "session_id": session_id,
+        "page_size": PAGE_SIZE,
+    }
+    if page == 0:
+        body["total"] = len(results)
+    body["status"] = "ok"
+    body["computed_at"] = now_iso()
+    return body
+
+
+def _query(request: ApiRequest) -> list[dict[str, Any]]:
+    params = request.params
+    project = request.project
+    if params.get("behaviors"):
+        raise EmulatorError(400, "the emulator does not support 'behaviors'; use filter_by_cohort")
+    if params.get("data_group_id"):
+        return []  # the synthetic project has no group profiles
+    profiles: list[dict[str, Any]] = project.profiles()
+
+    cohort = params.get("filter_by_cohort")
+    if cohort:
+        members = project_cohort_members(project, cohort)
+        by_id = {p["$distinct_id"]: p for p in profiles}
+        profiles = [p for p in profiles if p["$distinct_id"] in members]
+        if _bool_param(params, "include_all_users", default=True):
+            # Members without a profile appear with empty properties (contract §5).
+            missing = sorted(str(m) for m in members if m not in by_id)
+            profiles = profiles + [{"$distinct_id": m, "$properties": {}} for m in missing]
+
+    wanted = _ids(params)
+    if wanted is not None:
+        profiles = [p for p in profiles if str(p["$distinct_id"]) in wanted]
+
+    where = params.get("where")
+    if where:
+        try:
+            keep = compile_filter(where)
+        except ExpressionError as exc:
+            raise EmulatorError(400, f"invalid 'where' expression: {exc}") from None
+        profiles = [p for p in profiles if _safe(keep, p["$properties"])]
+
+    output = params.get("output_properties")
+    if output:
+        names = _json_list(output, "output_properties")
+        profiles = [
+            {
+                "$distinct_id": p["$distinct_id"],
+                "$properties": {k: v for k, v in p["$properties"].items() if k in names},
+            }
+            for p in profiles
+        ]
+    return profiles
+
+
+def project_cohort_members(project: Any, raw: str) -> frozenset[str]:
+    """Resolve ``filter_by_cohort`` (``{"id": N}``) to its member ids."""
+    try:
+        cohort = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise EmulatorError(400, 'filter_by_cohort must be JSON such as {"id": 123}') from None
+    if isinstance(cohort, dict) and "raw_cohort" in cohort:
+        raise EmulatorError(400, "the emulator supports filter_by_cohort by id only")
+    cohort_id = cohort.get("id") if isinstance(cohort, dict) else None
+    number: int | None = None
+    if isinstance(cohort_id, int) and not isinstance(cohort_id, bool):
+        number = cohort_id
+    elif isinstance(cohort_id, str) and cohort_id.strip().lstrip("-").isdigit():
+        number = int(cohort_id)
+    if number is None:
+        raise EmulatorError(400, 'filter_by_cohort must be JSON such as {"id": 123}')
+    try:
+        members: frozenset[str] = project.cohort_members(number)
+    except KeyError:
+        raise EmulatorError(400, f"cohort {number} does not exist in this project") from None
+    return members
+
+
+def _ids(params: Mapping[str, str]) -> set[str] | None:
+    single = params.get("distinct_id")
+    many = params.get("distinct_ids")
+    if not single and not many:
+        return None
+    wanted: set[str] = set()
+    if single:
+        wanted.add(single)
+    if many:
+        wanted.update(str(v) for v in _json_list(many, "distinct_ids"))
+    return wanted
+
+
+def _json_list(raw: str, name: str) -> list[Any]:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, list):
+        raise EmulatorError(400, f'{name} must be a JSON array such as ["a", "b"]')
+    return value
+
+
+def _int_param(params: Mapping[str, str], name: str, *, default: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise EmulatorError(400, f"{name} must be an integer, got '{raw}'") from None
+
+
+def _bool_param(params: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() not in ("false", "0", "no")
+
+
+def _safe(keep: Any, properties: Mapping[str, Any]) -> bool:
+    try:
+        return bool(keep(properties))
+    except ExpressionError:
+        return False  # a record the expression cannot judge is not kept
