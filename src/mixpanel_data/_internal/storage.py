@@ -1,0 +1,645 @@
+"""StorageEngine: the local DuckDB database, opened briefly and shared safely.
+
+DuckDB lets one process open a file for writing, and a writer shuts out every
+other process, readers included. So the engine never holds the file open for
+long: each call opens a connection, does its work and closes it. A fetch
+downloads and stages each window elsewhere and opens the database only to
+commit it (one short transaction); readers (`mp sql`) open read-only between
+commits. Both sides retry on the lock for a bounded time (``lock_timeout``).
+
+How to read (for the SQL layer)::
+
+    engine = StorageEngine(path, read_only=True)
+    with engine.reader() as conn:          # a short read-only duckdb connection
+        conn.execute("SELECT count(*) FROM events").fetchone()
+    engine.execute_rows("SELECT * FROM events WHERE event_name = ?", ["Login"])
+
+Do not keep a connection across user-visible waits; open one per query. For
+``:memory:`` the engine keeps one connection for its lifetime (nothing to share).
+
+Metadata lives in two tables the engine owns (names start with ``_mp_``, so
+user tables never collide: user names may not start with ``_``):
+
+- ``_mp_tables``: one row per table: kind, project, exact fetch arguments,
+  row count, day windows done/total, date range, fetched_at, complete flag.
+- ``_mp_windows``: one row per committed window of a fetch (resume uses it).
+"""
+
+# SQL here is built from validated, always-quoted identifiers; values are bound parameters.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from mixpanel_data.exceptions import (
+    DatabaseLockedError,
+    DatabaseNotFoundError,
+    StorageError,
+    TableNotFoundError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+    from mixpanel_data.types import TableInfo
+
+__all__ = [
+    "EVENTS_COLUMNS",
+    "META_TABLE",
+    "PROFILES_COLUMNS",
+    "WINDOWS_TABLE",
+    "StorageEngine",
+    "default_db_path",
+    "quote_ident",
+    "resolve_db_path",
+    "validate_table_name",
+]
+
+MEMORY = ":memory:"
+META_TABLE = "_mp_tables"
+WINDOWS_TABLE = "_mp_windows"
+INTERNAL_PREFIX = "_mp_"
+
+# The issue's schemas: every remaining property stays in `properties`, losslessly.
+EVENTS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("event_name", "VARCHAR"),
+    ("event_time", "TIMESTAMPTZ"),
+    ("distinct_id", "VARCHAR"),
+    ("insert_id", "VARCHAR"),
+    ("properties", "JSON"),
+)
+PROFILES_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("distinct_id", "VARCHAR"),
+    ("last_seen", "TIMESTAMPTZ"),
+    ("properties", "JSON"),
+)
+
+_META_DDL = f"""
+CREATE TABLE IF NOT EXISTS {META_TABLE} (
+    name VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    project_id VARCHAR,
+    fetch_args JSON,
+    fetch_id VARCHAR,
+    row_count BIGINT,
+    windows_done INTEGER,
+    windows_total INTEGER,
+    from_date DATE,
+    to_date DATE,
+    fetched_at TIMESTAMPTZ,
+    complete BOOLEAN NOT NULL DEFAULT false
+);
+CREATE TABLE IF NOT EXISTS {WINDOWS_TABLE} (
+    name VARCHAR NOT NULL,
+    fetch_id VARCHAR NOT NULL,
+    from_date DATE NOT NULL,
+    to_date DATE NOT NULL,
+    rows_inserted BIGINT,
+    duplicates BIGINT,
+    malformed BIGINT,
+    committed_at TIMESTAMPTZ
+);
+"""
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]{0,127}$")
+_DUCKDB_MAGIC = b"DUCK"
+
+
+def validate_table_name(name: str) -> str:
+    """Return `name` if it is a valid table name, else raise ValidationError.
+
+    Letters, digits and underscores; no leading underscore (reserved for ``_mp_*``).
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValidationError(
+            f"invalid table name {name!r}; use letters, digits and underscores "
+            "(not starting with an underscore), e.g. events_jan",
+            table=str(name),
+        )
+    return name
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier for DuckDB SQL (always done, even for valid names)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def default_db_path(project_id: str) -> Path:
+    """Return ``~/.mp/data/<project_id>.duckdb``."""
+    return Path("~/.mp/data").expanduser() / f"{project_id}.duckdb"
+
+
+def resolve_db_path(
+    path: str | Path | None,
+    *,
+    project_id: str | None,
+    environ: Mapping[str, str] | None = None,
+) -> str | Path:
+    """Pick the database: explicit `path` (``--db``), then ``MP_DB_PATH``, then the default.
+
+    ``":memory:"`` passes through unchanged.
+    """
+    env = os.environ if environ is None else environ
+    if path is not None and str(path) == MEMORY:
+        return MEMORY
+    if path is not None:
+        return Path(path).expanduser()
+    raw = env.get("MP_DB_PATH", "").strip()
+    if raw:
+        return MEMORY if raw == MEMORY else Path(raw).expanduser()
+    if project_id is None:
+        raise ValidationError(
+            "no database given; pass --db PATH (or set MP_DB_PATH), "
+            "or configure an account with `mp auth add`"
+        )
+    return default_db_path(project_id)
+
+
+def _stderr_notice(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def lock_holder_pid(path: Path) -> int | None:
+    """Find the PID holding a lock on `path` from /proc/locks (Linux), else None."""
+    try:
+        st = path.stat()
+        with open("/proc/locks", encoding="ascii") as fh:
+            lines = fh.readlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split()
+        if "->" in parts:  # a waiter, not a holder
+            continue
+        if len(parts) < 6:
+            continue
+        pid_s, dev_ino = parts[4], parts[5]
+        try:
+            inode = int(dev_ino.rsplit(":", 1)[1])
+            pid = int(pid_s)
+        except (ValueError, IndexError):
+            continue
+        if inode == st.st_ino and pid != os.getpid():
+            return pid
+    return None
+
+
+# DuckDB's IOException carries no typed lock fields; its text names the holder
+# ("Conflicting lock is held in <exe> (PID 123)"). Used only when /proc/locks is
+# unavailable (non-Linux).
+_PID_IN_TEXT = re.compile(r"\(PID (\d+)\)")
+
+
+class StorageEngine:
+    """Open the local DuckDB database in short connections; own its schema and metadata.
+
+    Example:
+        engine = StorageEngine("~/.mp/data/123.duckdb", read_only=True)
+        columns, rows = engine.execute_rows("SELECT count(*) FROM events")
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        read_only: bool = False,
+        ephemeral: bool = False,
+        lock_timeout: float = 60.0,
+        memory_limit: str | None = None,
+        on_wait: Callable[[str], None] | None = _stderr_notice,
+    ) -> None:
+        self.is_memory = str(path) == MEMORY
+        self.path: Path | None = None if self.is_memory else Path(path).expanduser().absolute()
+        self.read_only = read_only
+        self.ephemeral = ephemeral
+        self.lock_timeout = lock_timeout
+        self.memory_limit = memory_limit
+        self._on_wait = on_wait
+        self._lock = threading.RLock()
+        self._active: duckdb.DuckDBPyConnection | None = None
+        self._active_write = False
+        self._depth = 0
+        self._memory_conn: duckdb.DuckDBPyConnection | None = None
+        self._closed = False
+        if self.path is not None:
+            self._check_path(self.path)
+
+    @classmethod
+    def memory(cls) -> StorageEngine:
+        """An in-memory database, gone on close."""
+        return cls(MEMORY)
+
+    @classmethod
+    def temporary(cls, *, directory: str | Path | None = None) -> StorageEngine:
+        """A temporary database file, removed with its WAL on close."""
+        fd, name = tempfile.mkstemp(prefix="mp-", suffix=".duckdb", dir=directory)
+        os.close(fd)
+        os.unlink(name)  # DuckDB must create the file itself
+        return cls(name, ephemeral=True)
+
+    @property
+    def display_path(self) -> str:
+        """The path as users see it (``:memory:`` for in-memory databases)."""
+        return MEMORY if self.path is None else str(self.path)
+
+    def exists(self) -> bool:
+        """Return True if the database exists (always for ``:memory:``)."""
+        return self.path is None or self.path.exists()
+
+    # -- connections ---------------------------------------------------------------
+
+    def _check_path(self, path: Path) -> None:
+        if path.is_dir():
+            raise StorageError(
+                f"{path} is a directory, not a DuckDB database; give a file path with --db",
+                path=str(path),
+            )
+        if path.is_file() and path.stat().st_size >= 12:
+            with open(path, "rb") as fh:
+                header = fh.read(12)
+            if header[8:12] != _DUCKDB_MAGIC:
+                raise StorageError(
+                    f"{path} is not a DuckDB database; give another --db path",
+                    path=str(path),
+                )
+
+    def _open(self, *, write: bool) -> duckdb.DuckDBPyConnection:
+        import duckdb
+
+        if self.path is None:
+            if self._memory_conn is None:
+                self._memory_conn = duckdb.connect(MEMORY)
+                self._configure(self._memory_conn)
+            return self._memory_conn
+        self._check_path(self.path)
+        if not self.path.exists():
+            if not write:
+                raise DatabaseNotFoundError(str(self.path))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.02
+        announced = False
+        while True:
+            try:
+                conn = duckdb.connect(str(self.path), read_only=not write)
+            except duckdb.IOException as exc:
+                pid = self._locked_by(exc)
+                if pid is False:
+                    raise StorageError(
+                        f"cannot open database {self.path}: {exc}; check the path and permissions",
+                        path=str(self.path),
+                    ) from None
+                if time.monotonic() + delay > deadline:
+                    raise DatabaseLockedError(
+                        str(self.path), pid=pid if isinstance(pid, int) else None
+                    ) from None
+                if not announced and self._on_wait is not None:
+                    holder = f"process {pid}" if isinstance(pid, int) else "another process"
+                    self._on_wait(f"waiting for {holder} to release {self.path} ...")
+                    announced = True
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+                continue
+            self._configure(conn)
+            return conn
+
+    def _locked_by(self, exc: Exception) -> int | bool | None:
+        """Return the holder's PID (or None if unknown) for a lock error, False otherwise."""
+        assert self.path is not None
+        pid = lock_holder_pid(self.path)
+        if pid is not None:
+            return pid
+        match = _PID_IN_TEXT.search(str(exc))
+        if match:
+            return int(match.group(1))
+        return None if "lock" in str(exc).lower() else False
+
+    def _configure(self, conn: duckdb.DuckDBPyConnection) -> None:
+        # Timestamps come back in UTC whatever the machine's zone (event_time is UTC).
+        conn.execute("SET TimeZone = 'UTC'")
+        if self.memory_limit:
+            conn.execute(f"SET memory_limit = '{self.memory_limit}'")
+
+    @contextlib.contextmanager
+    def connection(self, *, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Yield a short-lived connection; nested calls in one thread share it."""
+        if self._closed:
+            raise StorageError("the database was closed; open a new Workspace")
+        if write and self.read_only:
+            raise StorageError(
+                f"database {self.display_path} is open read-only; "
+                "open the Workspace with read_only=False to change it"
+            )
+        with self._lock:
+            if self._active is not None:
+                if write and not self._active_write:
+                    raise StorageError("cannot write inside a read-only connection")
+                self._depth += 1
+                try:
+                    yield self._active
+                finally:
+                    self._depth -= 1
+                return
+            # A read of a fresh read-write database creates it instead of failing.
+            if not write and not self.read_only and self.path is not None:
+                write = not self.path.exists()
+            conn = self._open(write=write)
+            self._active, self._active_write, self._depth = conn, write, 1
+            try:
+                yield conn
+            finally:
+                self._active, self._depth = None, 0
+                if self.path is not None:
+                    conn.close()
+
+    def reader(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A short read-only connection (read-write for ``:memory:``)."""
+        return self.connection(write=False)
+
+    def writer(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A short read-write connection; keep the work inside it brief."""
+        return self.connection(write=True)
+
+    def close(self) -> None:
+        """Close the engine; an ephemeral database is deleted with its WAL."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._memory_conn is not None:
+            self._memory_conn.close()
+            self._memory_conn = None
+        if self.ephemeral and self.path is not None:
+            for suffix in ("", ".wal", ".tmp"):
+                target = Path(str(self.path) + suffix)
+                if target.is_dir():
+                    import shutil
+
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    target.unlink(missing_ok=True)
+
+    def __enter__(self) -> StorageEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else "read-write"
+        return f"StorageEngine({self.display_path!r}, {mode})"
+
+    # -- query primitives ----------------------------------------------------------
+
+    def execute_df(
+        self,
+        sql: str,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        *,
+        write: bool = False,
+    ) -> pd.DataFrame:
+        """Run one statement and return a pandas DataFrame."""
+        with self.connection(write=write) as conn:
+            return conn.execute(sql, params).df()
+
+    def execute_scalar(
+        self,
+        sql: str,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        *,
+        write: bool = False,
+    ) -> Any:
+        """Run one statement and return the first column of the first row (None if no rows)."""
+        with self.connection(write=write) as conn:
+            row = conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def execute_rows(
+        self,
+        sql: str,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        *,
+        write: bool = False,
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one statement and return ``(column names, rows)``."""
+        with self.connection(write=write) as conn:
+            cursor = conn.execute(sql, params)
+            columns = [d[0] for d in cursor.description or []]
+            rows = cursor.fetchall()
+        return columns, rows
+
+    # -- tables and metadata -------------------------------------------------------
+
+    def table_exists(self, name: str) -> bool:
+        """Return True if a table (user or internal) named `name` exists."""
+        if not self.exists():
+            return False
+        with self.reader() as conn:
+            return _table_exists(conn, name)
+
+    def list_tables(self) -> list[TableInfo]:
+        """Describe every user table (internal ``_mp_*`` tables are hidden), by name."""
+        from mixpanel_data.types import TableInfo
+
+        if not self.exists():
+            return []
+        with self.reader() as conn:
+            names = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = 'main' AND table_catalog = current_database() "
+                    "ORDER BY table_name"
+                ).fetchall()
+            ]
+            meta = _all_meta(conn)
+            out = []
+            for name in names:
+                if name.startswith("_"):
+                    continue
+                count = conn.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchone()
+                m = meta.get(name)
+                out.append(
+                    TableInfo(
+                        name=name,
+                        kind=m["kind"] if m else "other",
+                        row_count=int(count[0]) if count else 0,
+                        complete=m["complete"] if m else None,
+                        fetched_at=m["fetched_at"] if m else None,
+                        fetch_args=m["fetch_args"] if m else {},
+                    )
+                )
+        return out
+
+    def table_metadata(self, name: str) -> dict[str, Any] | None:
+        """Return the fetch metadata of `name` (None for tables made with SQL or missing)."""
+        if not self.exists():
+            return None
+        with self.reader() as conn:
+            return _all_meta(conn, name).get(name)
+
+    def drop_table(self, name: str) -> None:
+        """Drop a table and its metadata; raise TableNotFoundError if it is missing."""
+        validate_table_name(name)
+        with self.writer() as conn:
+            if not _table_exists(conn, name):
+                raise TableNotFoundError(name)
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                conn.execute(f"DROP TABLE {quote_ident(name)}")
+                if _table_exists(conn, META_TABLE):
+                    conn.execute(f"DELETE FROM {META_TABLE} WHERE name = ?", [name])
+                    conn.execute(f"DELETE FROM {WINDOWS_TABLE} WHERE name = ?", [name])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+
+# -- helpers shared with the ingest path (called inside one open connection) --------
+
+
+def _table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'main' AND table_catalog = current_database() AND table_name = ?",
+        [name],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def ensure_meta(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create the metadata tables if they are missing."""
+    if not _table_exists(conn, META_TABLE) or not _table_exists(conn, WINDOWS_TABLE):
+        conn.execute(_META_DDL)
+
+
+def create_table_sql(name: str, kind: str) -> str:
+    """Return the CREATE TABLE statement for an events or profiles table."""
+    columns = EVENTS_COLUMNS if kind == "events" else PROFILES_COLUMNS
+    body = ", ".join(f"{quote_ident(c)} {t}" for c, t in columns)
+    return f"CREATE TABLE {quote_ident(name)} ({body})"
+
+
+def _all_meta(
+    conn: duckdb.DuckDBPyConnection, name: str | None = None
+) -> dict[str, dict[str, Any]]:
+    if not _table_exists(conn, META_TABLE):
+        return {}
+    sql = (
+        f"SELECT name, kind, project_id, fetch_args, fetch_id, row_count, windows_done, "
+        f"windows_total, from_date, to_date, fetched_at, complete FROM {META_TABLE}"
+    )
+    params: list[Any] = []
+    if name is not None:
+        sql += " WHERE name = ?"
+        params.append(name)
+    out: dict[str, dict[str, Any]] = {}
+    for row in conn.execute(sql, params).fetchall():
+        out[row[0]] = {
+            "name": row[0],
+            "kind": row[1],
+            "project_id": row[2],
+            "fetch_args": orjson.loads(row[3]) if row[3] else {},
+            "fetch_id": row[4],
+            "row_count": row[5],
+            "windows_done": row[6],
+            "windows_total": row[7],
+            "from_date": row[8],
+            "to_date": row[9],
+            "fetched_at": row[10],
+            "complete": bool(row[11]),
+        }
+    return out
+
+
+def write_meta(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    name: str,
+    kind: str,
+    project_id: str | None,
+    fetch_args: Mapping[str, Any],
+    fetch_id: str,
+    windows_done: int,
+    windows_total: int,
+    from_date: date | None,
+    to_date: date | None,
+    complete: bool,
+    fetched_at: datetime,
+) -> None:
+    """Replace the metadata row of `name` (call inside the window's transaction)."""
+    count = conn.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchone()
+    conn.execute(f"DELETE FROM {META_TABLE} WHERE name = ?", [name])
+    conn.execute(
+        f"INSERT INTO {META_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            name,
+            kind,
+            project_id,
+            orjson.dumps(dict(fetch_args)).decode(),
+            fetch_id,
+            int(count[0]) if count else 0,
+            windows_done,
+            windows_total,
+            from_date,
+            to_date,
+            fetched_at,
+            complete,
+        ],
+    )
+
+
+def record_window(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    name: str,
+    fetch_id: str,
+    from_date: date,
+    to_date: date,
+    rows_inserted: int,
+    duplicates: int,
+    malformed: int,
+    committed_at: datetime,
+) -> None:
+    """Record one committed window of a fetch (inside the window's transaction)."""
+    conn.execute(
+        f"INSERT INTO {WINDOWS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [name, fetch_id, from_date, to_date, rows_inserted, duplicates, malformed, committed_at],
+    )
+
+
+def committed_windows(
+    conn: duckdb.DuckDBPyConnection, *, name: str, fetch_id: str
+) -> dict[date, tuple[int, int, int]]:
+    """Return ``{window start: (rows, duplicates, malformed)}`` already committed by a fetch."""
+    if not _table_exists(conn, WINDOWS_TABLE):
+        return {}
+    rows = conn.execute(
+        f"SELECT from_date, rows_inserted, duplicates, malformed FROM {WINDOWS_TABLE} "
+        "WHERE name = ? AND fetch_id = ?",
+        [name, fetch_id],
+    ).fetchall()
+    return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+
+
+def rename_meta(conn: duckdb.DuckDBPyConnection, *, old: str, new: str) -> None:
+    """Move metadata from `old` to `new`, dropping what `new` had (the replace swap)."""
+    conn.execute(f"DELETE FROM {META_TABLE} WHERE name = ?", [new])
+    conn.execute(f"DELETE FROM {WINDOWS_TABLE} WHERE name = ?", [new])
+    conn.execute(f"UPDATE {META_TABLE} SET name = ? WHERE name = ?", [new, old])
+    conn.execute(f"UPDATE {WINDOWS_TABLE} SET name = ? WHERE name = ?", [new, old])
