@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -41,8 +42,8 @@ __all__ = [
 ]
 
 DEFAULT_USERNAME = "demo.abc123.mp-service-account"
-DEFAULT_SECRET = "emulator-secret-7f3a9c1e5b2d4f60"
-DEFAULT_PROJECT_SECRET = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+DEFAULT_SECRET = "emulator-secret-7f3a9c1e5b2d4f60"  # noqa: S105 (a public demo value)
+DEFAULT_PROJECT_SECRET = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"  # noqa: S105
 
 log = logging.getLogger("mixpanel_data.emulator")
 
@@ -61,23 +62,19 @@ class _Gateway(wsgi.Gateway_10):
         conn = req.conn
         req.close_connection = True
         req.chunked_write = False  # no terminating chunk: the body stays incomplete
-        try:
+        with contextlib.suppress(OSError):
             conn.wfile.flush()
-        except OSError:
-            pass
         sock: socket.socket = conn.socket
-        try:
+        with contextlib.suppress(OSError):
             # Linger 0: closing sends a TCP RST instead of a FIN.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
         conn.linger = True  # cheroot must not shut the socket down after us
         fd = sock.detach()
         if fd >= 0:
             os.close(fd)
 
 
-class _Server(wsgi.Server):  # type: ignore[misc]
+class _Server(wsgi.Server):
     """cheroot's server with its log routed to ``logging`` instead of stderr."""
 
     def error_log(self, msg: str = "", level: int = 20, traceback: bool = False) -> None:
