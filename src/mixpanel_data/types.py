@@ -39,9 +39,13 @@ def _iso(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class SQLRows:
-    """A query's column names and rows as plain Python values (no pandas needed)."""
+    """A query's column names, DuckDB types and rows as plain Python values (no pandas).
+
+    JSON columns hold their text, as DuckDB returns it; ``types`` tells which they are.
+    """
 
     columns: tuple[str, ...]
+    types: tuple[str, ...]
     rows: tuple[tuple[Any, ...], ...]
 
     def __len__(self) -> int:
@@ -55,6 +59,7 @@ class SQLRows:
         """Return a JSON-ready dict (timestamps as ISO strings)."""
         return {
             "columns": list(self.columns),
+            "types": list(self.types),
             "rows": [[_iso(v) for v in row] for row in self.rows],
         }
 
