@@ -50,7 +50,7 @@ class Reply:
 
 def json_reply(data: object, *, status: int = 200, content_type: str = JSON) -> Reply:
     """Serialise ``data`` (dict key order is kept, as engage's key order matters)."""
-    body = orjson.dumps(data)
+    body = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)  # tolerate numpy scalars
     return Reply(status=status, body=[body], content_type=content_type, length=len(body))
 
 

@@ -1,0 +1,127 @@
+"""`mp emulator serve`: a local Mixpanel API for offline pipelines, tests and demos."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mixpanel_data.exceptions import ValidationError
+
+FAULTS_HELP = (
+    "Inject failures: ENDPOINT:KIND[:key=value...] joined by ';'. "
+    "KIND is 429, 500, 502, 503, 504, reset, terminated_early, truncated_gzip, slow, "
+    "malformed_line, hang or session_expired; keys are count, prob, retry_after, "
+    "retry_after_form, after_bytes, bytes_per_second, seconds. "
+    "E.g. 'export:429:count=2:retry_after=1;engage:session_expired:count=1'."
+)
+
+app = typer.Typer(help="Run a local Mixpanel API emulator.", no_args_is_help=True)
+
+
+@app.callback()
+def _group() -> None:
+    """Run a local Mixpanel API emulator (export, engage, query, app APIs)."""
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic project.")] = 7,
+    users: Annotated[int, typer.Option(help="Number of users.")] = 500,
+    days: Annotated[int, typer.Option(help="Days of events.")] = 30,
+    start_date: Annotated[
+        str | None, typer.Option(help="First day of data, YYYY-MM-DD (default: days ago).")
+    ] = None,
+    timezone: Annotated[str, typer.Option(help="Project timezone.")] = "America/Los_Angeles",
+    project_id: Annotated[str, typer.Option(help="Project id.")] = "1000001",
+    events_per_user_per_day: Annotated[
+        float, typer.Option(help="Average events per active user per day.")
+    ] = 3.0,
+    faults: Annotated[str | None, typer.Option(help=FAULTS_HELP)] = None,
+    rate_limit: Annotated[
+        bool, typer.Option("--rate-limit", help="Enforce Mixpanel's rate limits.")
+    ] = False,
+    hour_seconds: Annotated[
+        float, typer.Option(help="Length of the rate-limit 'hour' in seconds.")
+    ] = 3600.0,
+    retry_after: Annotated[
+        bool, typer.Option("--retry-after", help="Send Retry-After on rate-limit 429s.")
+    ] = False,
+    legacy_time_shift: Annotated[
+        bool,
+        typer.Option(
+            "--legacy-time-shift", help="Behave like a pre-2023 project (project-time exports)."
+        ),
+    ] = False,
+    username: Annotated[str | None, typer.Option(help="Service account username.")] = None,
+    secret: Annotated[str | None, typer.Option(help="Service account secret.")] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Where generated day files are cached.")
+    ] = None,
+) -> None:
+    """Serve a synthetic Mixpanel project until Ctrl-C; prints one JSON line of credentials.
+
+    Example: mp emulator serve --seed 7 --days 30 --faults 'export:429:count=1'
+    """
+    import json
+    import signal
+    import threading
+
+    from mixpanel_data.emulator.project import ProjectSpec
+    from mixpanel_data.emulator.server import DEFAULT_SECRET, DEFAULT_USERNAME, Emulator
+
+    first_day: dt.date | None = None
+    if start_date:
+        try:
+            first_day = dt.date.fromisoformat(start_date)
+        except ValueError:
+            raise ValidationError(f"invalid --start-date '{start_date}'; use YYYY-MM-DD") from None
+    spec = ProjectSpec(
+        seed=seed,
+        users=users,
+        days=days,
+        start_date=first_day,
+        timezone=timezone,
+        project_id=project_id,
+        events_per_user_per_day=events_per_user_per_day,
+        legacy_time_shift=legacy_time_shift,
+    )
+    emulator = Emulator(
+        spec=spec,
+        port=port,
+        username=username or DEFAULT_USERNAME,
+        secret=secret or DEFAULT_SECRET,
+        faults=faults,
+        rate_limit=rate_limit,
+        hour_seconds=hour_seconds,
+        retry_after=retry_after,
+        cache_dir=cache_dir,
+    )
+    stop = threading.Event()
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if on_main else None
+    emulator.start()
+    try:
+        creds = emulator.credentials
+        line = {k: creds[k] for k in ("base_url", "username", "secret", "project_id")}
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+        print(
+            f"Mixpanel emulator on {emulator.base_url} (project {spec.project_id}, "
+            f"{spec.users} users, {spec.days} days); Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
+        print("Mixpanel emulator stopped", file=sys.stderr, flush=True)
