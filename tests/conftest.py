@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,3 +42,42 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("MP_RATE_LIMIT_EXPORT", "100c")
     reset_budgets()
     return home
+
+
+# -- the Mixpanel API emulator, shared by integration tests ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A running emulator (users=200, days=30, seed=7), started once per xdist worker.
+
+    Shared: tests that inject faults must clear them (``emulator.faults.clear()``) or
+    start their own ``Emulator``.
+    """
+    from mixpanel_data.emulator.project import ProjectSpec
+    from mixpanel_data.emulator.server import Emulator
+
+    spec = ProjectSpec(seed=7, users=200, days=30)
+    cache = tmp_path_factory.mktemp("emulator-cache")
+    with Emulator(spec=spec, cache_dir=cache, threads=32) as emu:
+        yield emu
+
+
+def emulator_credentials(emu: Any) -> Any:
+    """``Credentials`` that point the client at an ``Emulator``."""
+    from mixpanel_data._internal.config import Credentials
+
+    return Credentials(
+        username=emu.username,
+        secret=emu.secret,
+        project_id=str(emu.spec.project_id),
+        base_url=emu.base_url,
+        timezone=emu.spec.timezone,
+        source="emulator",
+    )
+
+
+@pytest.fixture
+def emulator_creds(emulator: Any) -> Any:
+    """``Credentials`` for the shared ``emulator`` fixture."""
+    return emulator_credentials(emulator)
