@@ -12,17 +12,63 @@ from typing import Any
 
 from mixpanel_data._internal.config import AccountInfo, Credentials
 
+# -- Discovery and live queries (ws.events(), ws.segmentation(), ws.funnel(), ...) --
+from mixpanel_data._internal.discovery_results import (
+    BookmarkInfo,
+    FunnelInfo,
+    SavedCohort,
+    TopEvent,
+)
+from mixpanel_data._internal.live_results import (
+    ActivityEvent,
+    ActivityFeedResult,
+    EventCountsResult,
+    FrequencyResult,
+    JQLResult,
+    NumericAggregateResult,
+    PropertyCountsResult,
+    SegmentationResult,
+)
+from mixpanel_data._internal.report_results import (
+    FlowNode,
+    FlowsResult,
+    FunnelResult,
+    FunnelStep,
+    RetentionCohort,
+    RetentionResult,
+    SavedReportResult,
+)
+
 __all__ = [
     "AccountInfo",
+    "ActivityEvent",
+    "ActivityFeedResult",
+    "BookmarkInfo",
     "ColumnInfo",
     "ColumnStats",
     "Credentials",
     "EventBreakdown",
+    "EventCountsResult",
     "EventStats",
+    "FlowNode",
+    "FlowsResult",
+    "FrequencyResult",
+    "FunnelInfo",
+    "FunnelResult",
+    "FunnelStep",
+    "JQLResult",
+    "NumericAggregateResult",
     "NumericStats",
+    "PropertyCountsResult",
+    "RetentionCohort",
+    "RetentionResult",
     "SQLRows",
+    "SavedCohort",
+    "SavedReportResult",
+    "SegmentationResult",
     "TableInfo",
     "TableSchema",
+    "TopEvent",
     "WorkspaceInfo",
 ]
 

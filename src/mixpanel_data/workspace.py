@@ -15,9 +15,31 @@ from mixpanel_data._internal.config import ConfigManager, Credentials
 from mixpanel_data._internal.rate_limit import BudgetSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import date
+
     import httpx
 
     from mixpanel_data._internal.api_client import MixpanelAPIClient
+    from mixpanel_data._internal.services.discovery import DiscoveryService
+    from mixpanel_data._internal.services.live_query import LiveQueryService
+    from mixpanel_data.types import (
+        ActivityFeedResult,
+        BookmarkInfo,
+        EventCountsResult,
+        FlowsResult,
+        FrequencyResult,
+        FunnelInfo,
+        FunnelResult,
+        JQLResult,
+        NumericAggregateResult,
+        PropertyCountsResult,
+        RetentionResult,
+        SavedCohort,
+        SavedReportResult,
+        SegmentationResult,
+        TopEvent,
+    )
 
 
 class Workspace:
@@ -148,6 +170,284 @@ class Workspace:
             "region": self.credentials.region,
             "user_email": me.get("user_email"),
         }
+
+    # -- discovery (DiscoveryService; cached for the life of the Workspace) -------------
+
+    _discovery_service: DiscoveryService | None = None
+    _live_service: LiveQueryService | None = None
+
+    @property
+    def _discovery(self) -> DiscoveryService:
+        if self._discovery_service is None:
+            from mixpanel_data._internal.services.discovery import DiscoveryService
+
+            self._discovery_service = DiscoveryService(self.api)
+        return self._discovery_service
+
+    @property
+    def _live(self) -> LiveQueryService:
+        if self._live_service is None:
+            from mixpanel_data._internal.services.live_query import LiveQueryService
+
+            self._live_service = LiveQueryService(self.api, discovery=self._discovery)
+        return self._live_service
+
+    def events(self) -> list[str]:
+        """Every event name in the project's history, sorted (not truncated at 255)."""
+        return self._discovery.events()
+
+    def properties(self, event: str) -> list[str]:
+        """The property names seen on ``event``, sorted."""
+        return self._discovery.properties(event)
+
+    def property_values(
+        self, prop: str, *, event: str | None = None, limit: int = 100
+    ) -> list[str]:
+        """The most common values of a property, as strings, most common first."""
+        return self._discovery.property_values(prop, event=event, limit=limit)
+
+    def funnels(self) -> list[FunnelInfo]:
+        """The project's saved funnels, sorted by name."""
+        return self._discovery.funnels()
+
+    def cohorts(self) -> list[SavedCohort]:
+        """The project's saved cohorts, sorted by name."""
+        return self._discovery.cohorts()
+
+    def top_events(self, *, type: str = "general", limit: int | None = None) -> list[TopEvent]:
+        """Today's top events with the change since yesterday (never cached)."""
+        return self._discovery.top_events(type=type, limit=limit)
+
+    def bookmarks(self, type: str | None = None) -> list[BookmarkInfo]:
+        """Saved reports (insights, funnels, retention, flows), optionally of one type."""
+        return self._discovery.bookmarks(type)
+
+    def clear_discovery_cache(self) -> None:
+        """Forget cached discovery answers so the next call asks Mixpanel again."""
+        if self._discovery_service is not None:
+            self._discovery_service.clear_cache()
+
+    # -- live queries (LiveQueryService; each call is one of the 60 hourly queries) ------
+
+    def segmentation(
+        self,
+        event: str,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        on: str | None = None,
+        where: str | None = None,
+        unit: str = "day",
+        type: str = "general",
+        limit: int | None = None,
+    ) -> SegmentationResult:
+        """Count an event over time, optionally split by a property (``on``) or filtered.
+
+        Example:
+            ws.segmentation("Purchase", from_date="2024-01-01", to_date="2024-01-31", on="country")
+        """
+        return self._live.segmentation(
+            event,
+            from_date=from_date,
+            to_date=to_date,
+            on=on,
+            where=where,
+            unit=unit,
+            type=type,
+            limit=limit,
+        )
+
+    def segmentation_numeric(
+        self,
+        event: str,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        on: str,
+        where: str | None = None,
+        unit: str = "day",
+        type: str = "general",
+    ) -> SegmentationResult:
+        """Count an event in numeric buckets of ``on`` (e.g. ``"2,000 - 2,100"``)."""
+        return self._live.segmentation_numeric(
+            event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit, type=type
+        )
+
+    def segmentation_sum(
+        self,
+        event: str,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        on: str,
+        where: str | None = None,
+        unit: str = "day",
+    ) -> NumericAggregateResult:
+        """Sum a numeric property or expression per day (or hour)."""
+        return self._live.segmentation_sum(
+            event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
+        )
+
+    def segmentation_average(
+        self,
+        event: str,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        on: str,
+        where: str | None = None,
+        unit: str = "day",
+    ) -> NumericAggregateResult:
+        """Average a numeric property or expression per day (or hour)."""
+        return self._live.segmentation_average(
+            event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
+        )
+
+    def funnel(
+        self,
+        funnel_id: int,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        length: int | None = None,
+        length_unit: str | None = None,
+        interval: int | None = None,
+        unit: str | None = None,
+        on: str | None = None,
+        where: str | None = None,
+        limit: int | None = None,
+    ) -> FunnelResult:
+        """Compute a saved funnel; totals count each user once over the whole range."""
+        return self._live.funnel(
+            funnel_id,
+            from_date=from_date,
+            to_date=to_date,
+            length=length,
+            length_unit=length_unit,
+            interval=interval,
+            unit=unit,
+            on=on,
+            where=where,
+            limit=limit,
+        )
+
+    def retention(
+        self,
+        *,
+        born_event: str,
+        event: str | None = None,
+        from_date: str | date,
+        to_date: str | date,
+        retention_type: str = "birth",
+        born_where: str | None = None,
+        where: str | None = None,
+        interval: int | None = None,
+        unit: str | None = None,
+        interval_count: int = 1,
+        unbounded: bool = False,
+        on: str | None = None,
+        limit: int | None = None,
+    ) -> RetentionResult:
+        """Compute birth or compounded retention; give ``unit`` or ``interval``, not both."""
+        return self._live.retention(
+            born_event=born_event,
+            event=event,
+            from_date=from_date,
+            to_date=to_date,
+            retention_type=retention_type,
+            born_where=born_where,
+            where=where,
+            interval=interval,
+            unit=unit,
+            interval_count=interval_count,
+            unbounded=unbounded,
+            on=on,
+            limit=limit,
+        )
+
+    def frequency(
+        self,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        unit: str = "day",
+        addiction_unit: str = "hour",
+        event: str | None = None,
+        where: str | None = None,
+        on: str | None = None,
+        limit: int | None = None,
+    ) -> FrequencyResult:
+        """Count users by how many hours (or days) of each day (week, month) they were active."""
+        return self._live.frequency(
+            from_date=from_date,
+            to_date=to_date,
+            unit=unit,
+            addiction_unit=addiction_unit,
+            event=event,
+            where=where,
+            on=on,
+            limit=limit,
+        )
+
+    def event_counts(
+        self,
+        events: Sequence[str],
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        type: str = "general",
+        unit: str = "day",
+    ) -> EventCountsResult:
+        """Count several events over time in one query."""
+        return self._live.event_counts(
+            events, from_date=from_date, to_date=to_date, type=type, unit=unit
+        )
+
+    def property_counts(
+        self,
+        event: str,
+        property: str,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        type: str = "general",
+        unit: str = "day",
+        values: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> PropertyCountsResult:
+        """Count an event per value of one property over time."""
+        return self._live.property_counts(
+            event,
+            property,
+            from_date=from_date,
+            to_date=to_date,
+            type=type,
+            unit=unit,
+            values=values,
+            limit=limit,
+        )
+
+    def activity_feed(
+        self,
+        distinct_ids: Sequence[str],
+        *,
+        from_date: str | date | None = None,
+        to_date: str | date | None = None,
+    ) -> ActivityFeedResult:
+        """The recent events of some users, oldest first (default: the last 365 days)."""
+        return self._live.activity_feed(distinct_ids, from_date=from_date, to_date=to_date)
+
+    def saved_report(self, bookmark_id: int) -> SavedReportResult:
+        """Compute a saved Insights, funnel or retention report by its bookmark id."""
+        return self._live.saved_report(bookmark_id)
+
+    def flows(self, bookmark_id: int, *, query_type: str = "flows_sankey") -> FlowsResult:
+        """Compute a saved Flows report (``flows_sankey`` or ``flows_top_paths``)."""
+        return self._live.flows(bookmark_id, query_type=query_type)
+
+    def jql(self, script: str, *, params: Mapping[str, Any] | None = None) -> JQLResult:
+        """Run a JQL script. Legacy: Mixpanel keeps JQL in maintenance mode."""
+        return self._live.jql(script, params=params)
 
 
 def budgets_from_env(environ: Mapping[str, str] | None = None) -> dict[str, BudgetSpec]:
