@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from mixpanel_data._version import __version__
-from mixpanel_data.cli.commands import auth
+from mixpanel_data.cli.commands import auth, inspect
 from mixpanel_data.cli.context import CliContext
 from mixpanel_data.exceptions import MixpanelDataError
 
@@ -29,6 +29,7 @@ app = typer.Typer(
 
 # Command groups: one module each, joined here.
 app.add_typer(auth.app, name="auth")
+app.add_typer(inspect.app, name="inspect")
 
 
 def _version(value: bool) -> None:
