@@ -20,7 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from mixpanel_data._internal.services.sql import translate_duckdb_errors
 from mixpanel_data._internal.storage import quote_ident, validate_table_name
-from mixpanel_data.exceptions import TableNotFoundError, ValidationError
+from mixpanel_data.exceptions import (
+    DatabaseNotFoundError,
+    TableNotFoundError,
+    ValidationError,
+)
 from mixpanel_data.types import (
     ColumnInfo,
     ColumnStats,
@@ -126,8 +130,17 @@ class IntrospectionService:
 
     # -- plumbing ------------------------------------------------------------------
 
+    def _exists(self) -> bool:
+        """False for a read-write database not created yet; raises for a read-only one."""
+        if self._storage.exists():
+            return True
+        if self._storage.read_only:
+            raise DatabaseNotFoundError(self._storage.display_path)
+        return False
+
     @contextlib.contextmanager
     def _reader(self, query: str = "") -> Iterator[duckdb.DuckDBPyConnection]:
+        self._exists()
         with (
             self._storage.reader() as conn,
             translate_duckdb_errors(conn, query, read_only=self._storage.read_only),
@@ -172,6 +185,8 @@ class IntrospectionService:
         """
         from dataclasses import replace
 
+        if not self._exists():
+            return []
         tables = self._storage.list_tables()
         if all(t.kind != "other" for t in tables):
             return tables
@@ -390,6 +405,8 @@ class IntrospectionService:
             raise ValidationError("name at least one table to drop")
         for name in names:
             validate_table_name(name)
+        if not self._storage.exists():
+            raise DatabaseNotFoundError(self._storage.display_path)
         for name in names:
             if not self._storage.table_exists(name):
                 raise TableNotFoundError(name)
@@ -405,6 +422,8 @@ class IntrospectionService:
             raise ValidationError(
                 f"invalid table type {type!r}; use one of: {', '.join(TABLE_KINDS)}"
             )
+        if not self._storage.exists():
+            raise DatabaseNotFoundError(self._storage.display_path)
         names = [t.name for t in self.tables() if type is None or t.kind == type]
         for name in names:
             self._storage.drop_table(name)
