@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from mixpanel_data._version import __version__
-from mixpanel_data.cli.commands import auth, inspect, sql
+from mixpanel_data.cli.commands import auth, inspect, query, sql
 from mixpanel_data.cli.context import CliContext
 from mixpanel_data.exceptions import MixpanelDataError
 
@@ -30,6 +30,7 @@ app = typer.Typer(
 # Command groups: one module each, joined here.
 app.add_typer(auth.app, name="auth")
 app.add_typer(inspect.app, name="inspect")
+app.add_typer(query.app, name="query")
 app.command("sql")(sql.sql)
 
 

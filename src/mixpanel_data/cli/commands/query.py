@@ -1,0 +1,457 @@
+"""`mp query`: live reports computed by Mixpanel (each call is one of 60 hourly queries)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from mixpanel_data.cli.context import get_context
+from mixpanel_data.cli.formatters import emit
+from mixpanel_data.cli.options import Format, FormatOpt, JqOpt
+from mixpanel_data.exceptions import ValidationError
+
+app = typer.Typer(
+    help="Run live reports on Mixpanel: segmentation, funnels, retention and more.",
+    no_args_is_help=True,
+)
+
+FromOpt = Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD (inclusive).")]
+ToOpt = Annotated[str, typer.Option("--to", help="Last day, YYYY-MM-DD (inclusive).")]
+OnOpt = Annotated[
+    str | None,
+    typer.Option("--on", help='Split by a property name or an expression (properties["x"]).'),
+]
+NumericOnOpt = Annotated[str, typer.Option("--on", help="A numeric property name or expression.")]
+WhereOpt = Annotated[
+    str | None, typer.Option("--where", help='Filter expression, e.g. properties["plan"] == "pro".')
+]
+TypeOpt = Annotated[str, typer.Option("--type", "-t", help="general, unique or average.")]
+LimitOpt = Annotated[int | None, typer.Option("--limit", "-l", help="Top N segments.")]
+EventArg = Annotated[str, typer.Argument(help="Event name.")]
+
+
+def _emit(result: Any, fmt: Format, jq: str | None) -> None:
+    """JSON formats print the typed result; table, csv and plain print its tidy rows."""
+    emit(result, fmt=fmt, jq=jq, rows=result.rows)
+
+
+@app.command()
+def segmentation(
+    ctx: typer.Context,
+    event: EventArg,
+    from_date: FromOpt,
+    to_date: ToOpt,
+    on: OnOpt = None,
+    where: WhereOpt = None,
+    unit: Annotated[str, typer.Option("--unit", "-u", help="minute, hour, day, week or month.")] = (
+        "day"
+    ),
+    type: TypeOpt = "general",
+    limit: LimitOpt = None,
+    fmt: FormatOpt = Format.json,
+    jq: JqOpt = None,
+) -> None:
+    """Count an event over time, optionally split by a property.
+
+    Example: mp query segmentation Purchase --from 2024-01-01 --to 2024-01-31 --on country -f table
+    """
+    result = (
+        get_context(ctx)
+        .workspace()
+        .segmentation(
+            event,
+            from_date=from_date,
+            to_date=to_date,
+            on=on,
+            where=where,
+            unit=unit,
+            type=type,
+            limit=limit,
+        )
+    )
+    _emit(result, fmt, jq)
+
+
+HourDayOpt = Annotated[str, typer.Option("--unit", "-u", help="hour or day.")]
+
+
+@app.command("segmentation-numeric")
+def segmentation_numeric(
+    ctx: typer.Context,
+    event: EventArg,
+    from_date: FromOpt,
+    to_date: ToOpt,
+    on: NumericOnOpt,
+    where: WhereOpt = None,
+    unit: HourDayOpt = "day",
+    type: TypeOpt = "general",
+    fmt: FormatOpt = Format.json,
+    jq: JqOpt = None,
+) -> None:
+    """Count an event in numeric buckets of a property (e.g. "10 - 20").
+
+    Example: mp query segmentation-numeric Purchase --from 2024-01-01 --to 2024-01-07 --on price
+    """
+    result = (
+        get_context(ctx)
+        .workspace()
+        .segmentation_numeric(
+            event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit, type=type
+        )
+    )
+    _emit(result, fmt, jq)
+
+
+@app.command("segmentation-sum")
+def segmentation_sum(
+    ctx: typer.Context,
+    event: EventArg,
+    from_date: FromOpt,
+    to_date: ToOpt,
+    on: NumericOnOpt,
+    where: WhereOpt = None,
+    unit: HourDayOpt = "day",
+    fmt: FormatOpt = Format.json,
+    jq: JqOpt = None,
+) -> None:
+    """Sum a numeric property per day (or hour).
+
+    Example: mp query segmentation-sum Purchase --from 2024-01-01 --to 2024-01-31 --on price
+    """
+    result = (
+        get_context(ctx)
+        .workspace()
+        .segmentation_sum(
+            event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
+        )
+    )
+    _emit(result, fmt, jq)
+
+
+@app.command("segmentation-average")
+def segmentation_average(
+    ctx: typer.Context,
+    event: EventArg,
+    from_date: FromOpt,
+    to_date: ToOpt,
+    on: NumericOnOpt,
+    where: WhereOpt = None,
+    unit: HourDayOpt = "day",
+    fmt: FormatOpt = Format.json,
+    jq: JqOpt = None,
+) -> None:
+    """Average a numeric property per day (or hour).
+
+    Example: mp query segmentation-average Purchase --from 2024-01-01 --to 2024-01-31 --on price
+    """
+    result = (
+        get_context(ctx)
+        .workspace()
+        .segmentation_average(
+            event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
+        )
+    )
+    _emit(result, fmt, jq)
+
+
+@app.command()
+def funnel(
+    ctx: typer.Context,
+    funnel_id: Annotated[int, typer.Argument(help="Saved funnel id (see `mp inspect funnels`).")],
+    from_date: FromOpt,
+    to_date: ToOpt,
+    length: Annotated[int | None, typer.Option("--length", help="Conversion window.")] = None,
+    length_unit: Annotated[
+        str | None, typer.Option("--length-unit", help="second, minute, hour or day.")
+    ] = None,
+    interval: Annotated[
+        int | None, typer.Option("--interval", help="Days per bucket (adds per-bucket rows).")
+    ] = None,
+    unit: Annotated[
+        str | None, typer.Option("--unit", "-u", help="day, week or month buckets.")
+    ] = None,
+    on: OnOpt = None,
+    where: WhereOpt = None,
+    limit: LimitOpt = None,
+    fmt: FormatOpt = Format.json,
+    jq: JqOpt = None,
+) -> None:
+    """Compute a saved funnel; totals count each user once over the range.
+
+    Example: mp query funnel 7509 --from 2024-01-01 --to 2024-01-31 -f table
+    """
+    result = (
+        get_context(ctx)
+        .workspace()
+        .funnel(
+            funnel_id,
+            from_date=from_date,
+            to_date=to_date,
+            length=length,
+            length_unit=length_unit,
+            interval=interval,
+            unit=unit,
+            on=on,
+            where=where,
+            limit=limit,
+        )
+    )
+    _emit(result, fmt, jq)
+
+
+@app.command()
+def retention(
+    ctx: typer.Context,
+    born_event: Annotated[str, typer.Option("--born-event", help="Event that starts a cohort.")],
+    from_date: FromOpt,
+    to_date: ToOpt,
+    event: Annotated[
+        str | None, typer.Option("--event", "-e", help="Return event (default: any).")
+    ] = None,
+    retention_type: Annotated[
+        str, typer.Option("--retention-type", help="birth or compounded.")
+    ] = "birth",
+    born_where: Annotated[
+        str | None, typer.Option("--born-where", help="Filter on the born event.")
+    ] = None,
+    where: WhereOpt = None,
+    interval: Annotated[
+        int | None, typer.Option("--interval", help="Days per bucket (not with --unit).")
+    ] = None,
+    unit: Annotated[
+        str | None, typer.Option("--unit", "-u", help="day, week or month (not with --interval).")
+    ] = None,
+    interval_count: Annotated[int, typer.Option("--interval-count", help="Number of buckets.")] = 1,
+    unbounded: Annotated[
+        bool, typer.Option("--unbounded", help="Count returns in this bucket or later.")
+    ] = False,
+    on: OnOpt = None,
+    limit: LimitOpt = None,
+    fmt: FormatOpt = Format.json,
+    jq: JqOpt = None,
+) -> None:
+    """Compute birth or compounded retention by cohort day.
+
+    Example: mp query retention --born-event Signup -e Login --from 2024-01-01 --to 2024-01-31
+    """
+    result = (
+        get_context(ctx)
+        .workspace()
+        .retention(
+            born_event=born_event,
+            event=event,
+            from_date=from_date,
+            to_date=to_date,
+            retention_type=retention_type,
+            born_where=born_where,
+            where=where,
+            interval=interval,
+            unit=unit,
+            interval_count=interval_count,
+            unbounded=unbounded,
+            on=on,
+            limit=limit,
+        )
+    )
+    _emit(result, fmt, jq)
+
+
+@app.command()
+def frequency(
+    ctx: typer.Context,
+    from_date: FromOpt,
+    to_date: ToOpt,
+    unit: Annotated[str, typer.Option("--unit", "-u", help="day, week or month.")] = "day",
+    addiction_unit: Annotated[str, typer.Option("--addiction-unit", help="hour or day.")] = "hour",
+    event: Annotated[str | None, typer.Option("--event", "-e", help="Event (default: any).")] = (
+        None
+    ),
+    where: WhereOpt = None,
+    on: OnOpt = None,
+    limit: LimitOpt = None,
+    fmt: FormatOpt = Format.json,
+    jq: JqOpt = None,
+) -> None:
+    """Count users by how many hours of each day (or days of each week) they were active.
+
+    Example: mp query frequency -e Login --from 2024-01-01 --to 2024-01-07 -f table
+    """
+    result = (
+        get_context(ctx)
+        .workspace()
+        .frequency(
+            from_date=from_date,
+            to_date=to_date,
+            unit=unit,
+            addiction_unit=addiction_unit,
+            event=event,
+            where=where,
+            on=on,
+            limit=limit,
+        )
+    )
+    _emit(result, fmt, jq)
+
+
+@app.command("event-counts")
+def event_counts(
+    ctx: typer.Context,
+    events: Annotated[list[str], typer.Option("--event", "-e", help="Event name (repeatable).")],
+    from_date: FromOpt,
+    to_date: ToOpt,
+    type: TypeOpt = "general",
+    unit: Annotated[str, typer.Option("--unit", "-u", help="minute, hour, day, week or month.")] = (
+        "day"
+    ),
+    fmt: FormatOpt = Format.json,
+    jq: JqOpt = None,
+) -> None:
+    """Count several events over time in one query.
+
+    Example: mp query event-counts -e Login -e Purchase --from 2024-01-01 --to 2024-01-31
+    """
+    result = (
+        get_context(ctx)
+        .workspace()
+        .event_counts(events, from_date=from_date, to_date=to_date, type=type, unit=unit)
+    )
+    _emit(result, fmt, jq)
+
+
+@app.command("property-counts")
+def property_counts(
+    ctx: typer.Context,
+    event: Annotated[str, typer.Option("--event", "-e", help="Event name.")],
+    prop: Annotated[str, typer.Option("--property", "-p", help="Property name.")],
+    from_date: FromOpt,
+    to_date: ToOpt,
+    type: TypeOpt = "general",
+    unit: Annotated[str, typer.Option("--unit", "-u", help="minute, hour, day, week or month.")] = (
+        "day"
+    ),
+    values: Annotated[
+        list[str] | None, typer.Option("--value", help="Only this value (repeatable).")
+    ] = None,
+    limit: LimitOpt = None,
+    fmt: FormatOpt = Format.json,
+    jq: JqOpt = None,
+) -> None:
+    """Count an event per value of a property over time.
+
+    Example: mp query property-counts -e Purchase -p plan --from 2024-01-01 --to 2024-01-31
+    """
+    result = (
+        get_context(ctx)
+        .workspace()
+        .property_counts(
+            event,
+            prop,
+            from_date=from_date,
+            to_date=to_date,
+            type=type,
+            unit=unit,
+            values=values or None,
+            limit=limit,
+        )
+    )
+    _emit(result, fmt, jq)
+
+
+@app.command("activity-feed")
+def activity_feed(
+    ctx: typer.Context,
+    distinct_ids: Annotated[list[str], typer.Argument(help="One or more distinct_ids.")],
+    from_date: Annotated[
+        str | None, typer.Option("--from", help="First day (default: 364 days ago).")
+    ] = None,
+    to_date: Annotated[str | None, typer.Option("--to", help="Last day (default: today).")] = None,
+    fmt: FormatOpt = Format.json,
+    jq: JqOpt = None,
+) -> None:
+    """Show users' recent events, oldest first.
+
+    Example: mp query activity-feed user-42 --from 2024-01-01 --to 2024-01-31 -f table
+    """
+    result = (
+        get_context(ctx)
+        .workspace()
+        .activity_feed(distinct_ids, from_date=from_date, to_date=to_date)
+    )
+    _emit(result, fmt, jq)
+
+
+@app.command("saved-report")
+def saved_report(
+    ctx: typer.Context,
+    bookmark_id: Annotated[int, typer.Argument(help="Bookmark id (see `mp inspect bookmarks`).")],
+    fmt: FormatOpt = Format.json,
+    jq: JqOpt = None,
+) -> None:
+    """Compute a saved Insights, funnel or retention report.
+
+    Example: mp query saved-report 123456 -f table
+    """
+    _emit(get_context(ctx).workspace().saved_report(bookmark_id), fmt, jq)
+
+
+@app.command()
+def flows(
+    ctx: typer.Context,
+    bookmark_id: Annotated[int, typer.Argument(help="Flows bookmark id.")],
+    query_type: Annotated[
+        str, typer.Option("--query-type", help="flows_sankey, flows_top_paths or flows.")
+    ] = "flows_sankey",
+    fmt: FormatOpt = Format.json,
+    jq: JqOpt = None,
+) -> None:
+    """Compute a saved Flows report.
+
+    Example: mp query flows 123456 -f table
+    """
+    _emit(get_context(ctx).workspace().flows(bookmark_id, query_type=query_type), fmt, jq)
+
+
+@app.command()
+def jql(
+    ctx: typer.Context,
+    file: Annotated[
+        str | None, typer.Argument(help="Script file, or '-' for standard input.")
+    ] = None,
+    script: Annotated[str | None, typer.Option("--script", help="The script text.")] = None,
+    params: Annotated[
+        str | None, typer.Option("--params", help='JSON object exposed as `params`, e.g. {"d":1}.')
+    ] = None,
+    fmt: FormatOpt = Format.json,
+    jq: JqOpt = None,
+) -> None:
+    """Run a JQL script (legacy: Mixpanel keeps JQL in maintenance mode).
+
+    Example: mp query jql script.js --params '{"from": "2024-01-01"}'
+    """
+    text = _read_script(file, script)
+    parsed: Any = None
+    if params is not None:
+        try:
+            parsed = orjson.loads(params)
+        except orjson.JSONDecodeError:
+            raise ValidationError("--params must be a JSON object, e.g. '{\"days\": 7}'") from None
+        if not isinstance(parsed, dict):
+            raise ValidationError("--params must be a JSON object, e.g. '{\"days\": 7}'")
+    _emit(get_context(ctx).workspace().jql(text, params=parsed), fmt, jq)
+
+
+def _read_script(file: str | None, script: str | None) -> str:
+    if (file is None) == (script is None):
+        raise ValidationError("give the JQL script as a file (or '-') or with --script, not both")
+    if script is not None:
+        return script
+    if file == "-":
+        return sys.stdin.read()
+    try:
+        return Path(str(file)).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValidationError(f"cannot read {file}: {exc.strerror or exc}") from None
