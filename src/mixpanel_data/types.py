@@ -59,6 +59,7 @@ __all__ = [
     "JQLResult",
     "NumericAggregateResult",
     "NumericStats",
+    "ParquetExport",
     "PropertyCountsResult",
     "RetentionCohort",
     "RetentionResult",
@@ -303,4 +304,36 @@ class ColumnStats:
             "max": _iso(self.max),
             "top_values": [{"value": _iso(v), "count": c} for v, c in self.top_values],
             "numeric": self.numeric.to_dict() if self.numeric else None,
+        }
+
+
+# -- The Parquet lake (ws.export_parquet, mp export) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class ParquetExport:
+    """What ``ws.export_parquet`` wrote: a Hive-partitioned Parquet folder for other engines.
+
+    ``partition_by`` is ``day``, ``month``, or None for unpartitioned tables (profiles);
+    ``partitions`` are the folder values written (``2024-01-31`` in ``date=2024-01-31``).
+    """
+
+    table: str
+    directory: str
+    partition_by: str | None
+    rows: int
+    partitions: tuple[str, ...]
+    files: tuple[str, ...]
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "table": self.table,
+            "directory": self.directory,
+            "partition_by": self.partition_by,
+            "rows": self.rows,
+            "partitions": list(self.partitions),
+            "files": list(self.files),
+            "bytes": self.bytes,
         }

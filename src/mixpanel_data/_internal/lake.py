@@ -1,0 +1,305 @@
+"""The Parquet lake: local tables written as Hive-partitioned Parquet for other engines.
+
+Layout (what Spark, Dask, Trino/Athena and BigQuery expect)::
+
+    DIR/<table>/date=2024-01-31/data_0.parquet     # events, --partition-by day
+    DIR/<table>/month=2024-01/data_0.parquet       # events, --partition-by month
+    DIR/<table>/data_0.parquet                     # profiles and tables without event_time
+
+Events are partitioned by the UTC day (or month) of ``event_time``; the partition
+column lives in the folder name only, never inside the files (Hive convention).
+Profiles are a snapshot, not a time series, so they are written unpartitioned.
+
+Writes replace partitions, never append to them: every partition a write produces
+replaces exactly that partition's older files (other partitions are left alone), so
+re-running an export or a day of ``mp fetch events --to-parquet`` never duplicates
+rows. Files are written under a temporary name and renamed into place; a partition
+normally holds one file, so readers see the old file or the new one, never both.
+"""
+
+# SQL here is built from validated, always-quoted identifiers and escaped literals.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from mixpanel_data._internal.storage import quote_ident, validate_table_name
+from mixpanel_data.exceptions import StorageError, TableNotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from mixpanel_data._internal.storage import StorageEngine
+    from mixpanel_data.types import ParquetExport
+
+__all__ = ["PARTITION_KEYS", "ParquetDaySink", "PartitionBy", "export_table"]
+
+PartitionBy = Literal["day", "month"]
+
+# Partition folder key and strftime format for each --partition-by value.
+PARTITION_KEYS: dict[str, tuple[str, str]] = {
+    "day": ("date", "%Y-%m-%d"),
+    "month": ("month", "%Y-%m"),
+}
+# The column whose UTC day places an event in its partition.
+TIME_COLUMN = "event_time"
+DATA_FILE = "data_0.parquet"
+# Hive's name for rows whose partition value is NULL (Spark and Trino read it as NULL).
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+_STAGING_PREFIX = ".mp-staging-"
+_PARTITION_DIR = re.compile(r"^(date|month)=")
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _check_partition_by(partition_by: str) -> str:
+    if partition_by not in PARTITION_KEYS:
+        raise ValidationError(
+            f"invalid partitioning {partition_by!r}; use day or month",
+            partition_by=str(partition_by),
+        )
+    return partition_by
+
+
+def _table_columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    rows = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'main' AND table_catalog = current_database() "
+        "AND table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    return {str(name): str(kind) for name, kind in rows}
+
+
+def _partition_expr(column_type: str, fmt: str) -> str:
+    col = quote_ident(TIME_COLUMN)
+    upper = column_type.upper()
+    if "WITH TIME ZONE" in upper:
+        value = f"strftime(timezone('UTC', {col}), {_sql_literal(fmt)})"
+    elif upper.startswith(("TIMESTAMP", "DATE")):
+        value = f"strftime({col}, {_sql_literal(fmt)})"  # naive times are taken as UTC
+    else:
+        raise ValidationError(
+            f"column {TIME_COLUMN} has type {column_type}, not a timestamp; "
+            "cast it in a new table (CREATE TABLE ... AS SELECT) before exporting",
+        )
+    return f"coalesce({value}, {_sql_literal(NULL_PARTITION)})"
+
+
+def _layout_of(table_dir: Path) -> str | None:
+    """Return the partition key already used in `table_dir` ("" = unpartitioned, None = empty)."""
+    if not table_dir.is_dir():
+        return None
+    keys = {m.group(1) for p in table_dir.iterdir() if (m := _PARTITION_DIR.match(p.name))}
+    if len(keys) > 1:
+        return ",".join(sorted(keys))
+    if keys:
+        return keys.pop()
+    if any(p.suffix == ".parquet" for p in table_dir.iterdir()):
+        return ""
+    return None
+
+
+def _check_layout(table_dir: Path, key: str) -> None:
+    """Refuse to mix layouts in one table folder (engines could not read it back)."""
+    found = _layout_of(table_dir)
+    if found is None or found == key:
+        return
+
+    def describe(k: str) -> str:
+        return f"{k}=... partitions" if k else "unpartitioned files"
+
+    have, want = describe(found), describe(key)
+    raise ValidationError(
+        f"{table_dir} already holds {have} and this export writes {want}; "
+        "export to another directory or delete that folder first",
+        path=str(table_dir),
+    )
+
+
+def _replace_files(source_dir: Path, target_dir: Path) -> list[Path]:
+    """Move every Parquet file of `source_dir` into `target_dir`, replacing its old files."""
+    target_dir.mkdir(parents=True, exist_ok=True)
+    moved = []
+    for staged in sorted(source_dir.glob("*.parquet")):
+        final = target_dir / staged.name
+        os.replace(staged, final)  # atomic on one filesystem: readers see old or new
+        moved.append(final)
+    keep = {p.name for p in moved}
+    for old in target_dir.glob("*.parquet"):
+        if old.name not in keep:
+            old.unlink(missing_ok=True)
+    return moved
+
+
+def _copy(conn: duckdb.DuckDBPyConnection, sql: str, params: Any, *, target: Path) -> int:
+    """Run one COPY ... TO; disk errors become StorageError (translated by type, once)."""
+    import duckdb
+
+    try:
+        row = conn.execute(sql, params).fetchone()
+    except duckdb.IOException as exc:
+        raise StorageError(
+            f"cannot write Parquet under {target}: {exc}; check the directory and free space",
+            path=str(target),
+        ) from None
+    return int(row[0]) if row else 0
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create {path}: {exc.strerror}; choose another directory", path=str(path)
+        ) from None
+
+
+def export_table(
+    storage: StorageEngine,
+    table: str,
+    directory: str | Path,
+    *,
+    partition_by: str = "day",
+) -> ParquetExport:
+    """Write a local table to ``directory/<table>/`` as zstd Parquet, partition by partition.
+
+    Tables with an ``event_time`` column are partitioned by its UTC day or month;
+    others (profiles) are written as one unpartitioned file.
+    """
+    from mixpanel_data.types import ParquetExport
+
+    validate_table_name(table)
+    key, fmt = PARTITION_KEYS[_check_partition_by(partition_by)]
+    root = Path(directory).expanduser().absolute()
+    if root.exists() and not root.is_dir():
+        raise ValidationError(f"{root} is a file; give a directory for the Parquet lake")
+    table_dir = root / table
+    with storage.reader() as conn:
+        columns = _table_columns(conn, table)
+        if not columns:
+            raise TableNotFoundError(table)
+        partitioned = TIME_COLUMN in columns
+        if partitioned and key in columns:
+            raise ValidationError(
+                f"table {table} has a column named {key}, which is also the partition folder "
+                "key; rename it in a new table before exporting",
+                table=table,
+            )
+        _check_layout(table_dir, key if partitioned else "")
+        _mkdir(root)
+        staging = root / f"{_STAGING_PREFIX}{table}-{uuid.uuid4().hex}"
+        try:
+            if partitioned:
+                expr = _partition_expr(columns[TIME_COLUMN], fmt)
+                query = f"SELECT *, {expr} AS {quote_ident(key)} FROM {quote_ident(table)}"
+                options = f"FORMAT parquet, PARTITION_BY ({quote_ident(key)}), COMPRESSION zstd"
+                target = staging
+            else:
+                query = f"SELECT * FROM {quote_ident(table)}"
+                options = "FORMAT parquet, COMPRESSION zstd"
+                staging.mkdir(parents=True)
+                target = staging / DATA_FILE
+            copy = f"COPY ({query}) TO {_sql_literal(str(target))} ({options})"
+            rows = _copy(conn, copy, None, target=table_dir)
+            files, partitions = _publish(staging, table_dir, partitioned=partitioned)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return ParquetExport(
+        table=table,
+        directory=str(table_dir),
+        partition_by=partition_by if partitioned else None,
+        rows=rows,
+        partitions=tuple(partitions),
+        files=tuple(str(f) for f in files),
+        bytes=sum(f.stat().st_size for f in files),
+    )
+
+
+def _publish(staging: Path, table_dir: Path, *, partitioned: bool) -> tuple[list[Path], list[str]]:
+    """Move staged output into the table folder, one partition at a time."""
+    if not partitioned:
+        return _replace_files(staging, table_dir), []
+    files: list[Path] = []
+    partitions: list[str] = []
+    if not staging.is_dir():  # nothing written: an empty table has no partitions
+        return files, partitions
+    for part in sorted(p for p in staging.iterdir() if p.is_dir()):
+        files.extend(_replace_files(part, table_dir / part.name))
+        partitions.append(part.name.split("=", 1)[1])
+    return files, partitions
+
+
+class ParquetDaySink:
+    """Write each fetched day straight into its ``date=YYYY-MM-DD`` partition.
+
+    Used by ``mp fetch events --to-parquet DIR``: a window is one export day, and
+    writing it replaces exactly that day's partition (temp file, then rename, then
+    the partition's older files removed), so each shard of a backfill is idempotent.
+
+    Example:
+        sink = ParquetDaySink("lake", table="events")
+        sink.write_day(conn, "SELECT * FROM staged", day=date(2024, 1, 31))
+    """
+
+    def __init__(self, directory: str | Path, *, table: str = "events") -> None:
+        validate_table_name(table)
+        self.table = table
+        self.table_dir = Path(directory).expanduser().absolute() / table
+        if self.table_dir.parent.exists() and not self.table_dir.parent.is_dir():
+            raise ValidationError(f"{self.table_dir.parent} is a file; give a directory")
+        _check_layout(self.table_dir, "date")
+
+    def partition_dir(self, day: date) -> Path:
+        """The folder that holds `day`."""
+        return self.table_dir / f"date={day.isoformat()}"
+
+    def write_day(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        query: str,
+        *,
+        day: date,
+        params: Sequence[Any] | None = None,
+    ) -> tuple[Path, int]:
+        """Write the rows of `query` as `day`'s partition, replacing it; return (file, rows).
+
+        `query` must select the table's columns without a ``date`` column.
+        """
+        part = self.partition_dir(day)
+        _mkdir(part)
+        # A dot name without .parquet: no engine reads it while it is being written.
+        tmp = part / f".{DATA_FILE}.{uuid.uuid4().hex}.tmp"
+        try:
+            copy = f"COPY ({query}) TO {_sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
+            rows = _copy(conn, copy, params, target=part)
+            final = part / DATA_FILE
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        for old in part.glob("*.parquet"):
+            if old.name != DATA_FILE:
+                old.unlink(missing_ok=True)
+        return final, rows
+
+    def write_arrow(self, table: Any, *, day: date) -> tuple[Path, int]:
+        """Write a ``pyarrow.Table`` as `day`'s partition (same replace semantics)."""
+        import duckdb
+
+        conn = duckdb.connect()
+        try:
+            conn.register("mp_day", table)
+            return self.write_day(conn, "SELECT * FROM mp_day", day=day)
+        finally:
+            conn.close()
