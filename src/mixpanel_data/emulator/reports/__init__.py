@@ -8,9 +8,21 @@ read the project's events through ``dataset.dataset_for`` (loaded once per proje
 from mixpanel_data.emulator.reports import (
     discovery,
     events,
+    flows,
     funnels,
+    insights,
     retention,
     segmentation,
+    stream,
 )
 
-__all__ = ["discovery", "events", "funnels", "retention", "segmentation"]
+__all__ = [
+    "discovery",
+    "events",
+    "flows",
+    "funnels",
+    "insights",
+    "retention",
+    "segmentation",
+    "stream",
+]
