@@ -198,6 +198,7 @@ class Population:
             self.distinct_ids[i] = "$device:" + self.device_ids[i]
         self.extras = rng.random((users, 8))  # profile-only attributes
         self._fragments: list[str] | None = None
+        self._fragment_array: Any = None
 
     # -- activity model -------------------------------------------------------
 
@@ -266,11 +267,19 @@ class Population:
             self._fragments = [self._fragment(i) for i in range(self.users)]
         return self._fragments
 
+    def event_fragment_array(self) -> Any:
+        """``event_fragments()`` as a pyarrow string array (built once)."""
+        if self._fragment_array is None:
+            import pyarrow as pa
+
+            self._fragment_array = pa.array(self.event_fragments(), type=pa.large_string())
+        return self._fragment_array
+
     def _fragment(self, i: int) -> str:
         c = self.cols
         city, region, country, _currency, _w = GEO[int(c.geo[i])]
         platform, lib, lib_version, _w2 = PLATFORMS[int(c.platform[i])]
-        ref, ref_domain, source, medium, campaign = REFERRERS[int(c.referrer[i])]
+        ref, _domain, source, medium, campaign = REFERRERS[int(c.referrer[i])]
         props: dict[str, Any] = {"distinct_id": self.distinct_ids[i]}
         client = int(c.client[i])
         if platform == "web":
@@ -308,7 +317,6 @@ class Population:
                 "mp_lib": lib,
                 "$lib_version": lib_version,
                 "$initial_referrer": ref,
-                "$initial_referring_domain": ref_domain,
             }
         )
         if source:
