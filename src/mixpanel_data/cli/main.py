@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from mixpanel_data._version import __version__
+from mixpanel_data.cli import completion
 from mixpanel_data.cli.commands import auth, inspect, query, sql
 from mixpanel_data.cli.context import CliContext
 from mixpanel_data.exceptions import MixpanelDataError
@@ -25,7 +26,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
+    # Replaced by --install-completion/--show-completion SHELL (cli/completion.py).
+    add_completion=False,
 )
+completion.enable()
 
 # Command groups: one module each, joined here.
 app.add_typer(auth.app, name="auth")
@@ -59,6 +63,8 @@ def root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    install_completion: completion.InstallCompletionOpt = None,
+    show_completion: completion.ShowCompletionOpt = None,
 ) -> None:
     """Fast, reliable, local access to Mixpanel data.
 
