@@ -67,7 +67,7 @@ class DiscoveryService:
     # -- events and properties (contract §6) ----------------------------------------------
 
     def events(self) -> list[str]:
-        """Every event name in the project's history, sorted.
+        """Every event name in the project's history, sorted (case-insensitively).
 
         `/events/names` looks back only 31 days and returns 255 names by default
         (§6.1), so the whole history and the server's maximum limit are asked for; a
@@ -94,7 +94,7 @@ class DiscoveryService:
                 "Mixpanel returned %d event names, its maximum; the list may be incomplete",
                 len(names),
             )
-        return tuple(sorted(set(names)))
+        return tuple(sorted(set(names), key=_name_order))
 
     def _event_names(self, start: date, end: date) -> list[str]:
         body = self._get(
@@ -109,7 +109,7 @@ class DiscoveryService:
         return [str(n) for n in _list(body, "events/names")]
 
     def properties(self, event: str) -> list[str]:
-        """The property names seen on an event, sorted."""
+        """The property names seen on an event, sorted (case-insensitively)."""
         check_name(event, name="event")
 
         def fetch() -> tuple[str, ...]:
@@ -119,7 +119,7 @@ class DiscoveryService:
             if not isinstance(body, dict):
                 raise _unexpected("events/properties/top", body)
             # Values may be {"count": n} or {} (count is optional, §6.3); names are what we keep.
-            return tuple(sorted(str(k) for k in body))
+            return tuple(sorted((str(k) for k in body), key=_name_order))
 
         return list(self._cached(("properties", event), fetch))
 
@@ -190,6 +190,11 @@ class DiscoveryService:
             return tuple(sorted(found, key=lambda b: (b.type, b.name.lower(), b.id)))
 
         return list(self._cached(("bookmarks", kind), fetch))
+
+
+def _name_order(name: str) -> tuple[str, str]:
+    """Case-insensitive order, ties broken by the exact text (stable and human-friendly)."""
+    return (name.casefold(), name)
 
 
 def _list(body: Any, endpoint: str) -> list[Any]:
