@@ -1,0 +1,127 @@
+"""Compact tool answers: a summary first, then at most ``max_rows`` rows, as one-line JSON.
+
+An agent pays for every token it reads, so answers are shaped for it: tables
+are ``columns`` plus row arrays (not one object per row), long cells are cut
+with a note of how much was cut, and a truncated result says how many rows it
+had and how to get a smaller one. Values become JSON-ready here: timestamps as
+ISO strings, decimals as numbers, bytes as a length note.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+__all__ = ["CELL_CHARS", "dumps", "json_value", "records_table", "result_payload", "table"]
+
+CELL_CHARS = 500  # longer strings (JSON properties) are cut to this many characters
+
+
+def json_value(value: Any, *, cell_chars: int = CELL_CHARS) -> Any:
+    """Return ``value`` as JSON-ready data, cutting long strings to ``cell_chars``."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        if len(value) > cell_chars:
+            return f"{value[:cell_chars]}…(+{len(value) - cell_chars} chars)"
+        return value
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        if len(raw) <= 48:
+            return "base64:" + base64.b64encode(raw).decode()
+        return f"<{len(raw)} bytes>"
+    if isinstance(value, Mapping):
+        return {str(k): json_value(v, cell_chars=cell_chars) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_value(v, cell_chars=cell_chars) for v in value]
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return json_value(to_dict(), cell_chars=cell_chars)
+    return str(value)
+
+
+def dumps(payload: Any) -> str:
+    """Serialize a payload as compact one-line JSON (what the agent reads)."""
+    return orjson.dumps(json_value(payload, cell_chars=10**9)).decode()
+
+
+def table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    total_rows: int | None = None,
+    max_rows: int,
+    hint: str = "aggregate, filter or add LIMIT, or raise max_rows",
+) -> dict[str, Any]:
+    """Shape rows as a compact table: counts and a truncation note before the data."""
+    total = len(rows) if total_rows is None else total_rows
+    shown = [[json_value(v) for v in row] for row in rows[:max_rows]]
+    out: dict[str, Any] = {"row_count": total, "returned": len(shown)}
+    if total > len(shown):
+        out["truncated"] = True
+        out["note"] = f"showing the first {len(shown)} of {total} rows; {hint}"
+    out["columns"] = list(columns)
+    out["rows"] = shown
+    return out
+
+
+def records_table(
+    records: Iterable[Mapping[str, Any]], *, max_rows: int, hint: str | None = None
+) -> dict[str, Any]:
+    """Turn a list of dicts (tidy rows) into a compact table; columns are the union of keys."""
+    items = list(records)
+    columns = list(dict.fromkeys(k for r in items for k in r))
+    rows = [[r.get(c) for c in columns] for r in items]
+    if hint is None:
+        return table(columns, rows, max_rows=max_rows)
+    return table(columns, rows, max_rows=max_rows, hint=hint)
+
+
+def _summary(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The scalar fields of a result's ``to_dict()`` (what it is, totals), not its bulk."""
+    return {
+        k: json_value(v)
+        for k, v in data.items()
+        if v is None or isinstance(v, str | int | float | bool)
+        if k not in ("raw", "computed_at")
+    }
+
+
+def result_payload(result: Any, *, max_rows: int, hint: str | None = None) -> dict[str, Any]:
+    """Describe a typed result compactly: its scalar fields, then its tidy rows, capped.
+
+    Works for any result with ``to_dict()``; results with tidy ``rows`` (live
+    reports) show them as a table, others show their lists capped at ``max_rows``.
+    """
+    data = result.to_dict() if hasattr(result, "to_dict") else {}
+    out: dict[str, Any] = {"summary": _summary(data)} if data else {}
+    rows = getattr(result, "rows", None)
+    if isinstance(rows, list) and all(isinstance(r, Mapping) for r in rows):
+        out.update(records_table(rows, max_rows=max_rows, hint=hint))
+        return out
+    for key, value in data.items():
+        if isinstance(value, list):
+            if len(value) > max_rows:
+                out[f"{key}_count"] = len(value)
+                out[f"{key}_note"] = f"showing the first {max_rows} of {len(value)}"
+            out[key] = json_value(value[:max_rows])
+        elif isinstance(value, Mapping):
+            out[key] = json_value(dict(list(value.items())[:max_rows]))
+    return out
