@@ -19,6 +19,7 @@ from mixpanel_data._internal.discovery_results import (
     SavedCohort,
     TopEvent,
 )
+from mixpanel_data._internal.fetch_results import FetchProgress, FetchResult
 from mixpanel_data._internal.live_results import (
     ActivityEvent,
     ActivityFeedResult,
@@ -50,6 +51,8 @@ __all__ = [
     "EventBreakdown",
     "EventCountsResult",
     "EventStats",
+    "FetchProgress",
+    "FetchResult",
     "FlowNode",
     "FlowsResult",
     "FrequencyResult",

@@ -205,6 +205,67 @@ def lock_holder_pid(path: Path) -> int | None:
 _PID_IN_TEXT = re.compile(r"\(PID (\d+)\)")
 
 
+# How long a writer holds back while readers wait for the file (seconds).
+READER_GRACE = 2.0
+
+
+class _ReaderQueue:
+    """Fairness between one writer and waiting readers, via ``<db>.readers``.
+
+    A reader that finds the database locked holds a shared flock on the side
+    file while it retries; before each (brief) open, a writer waits, up to a
+    grace period, until no reader holds it. So a fetch committing windows back
+    to back still lets `mp sql` in between.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(str(path) + ".readers")
+        self._fd: int | None = None
+
+    def enter(self) -> None:
+        if self._fd is not None:
+            return
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return
+        self._fd = fd
+
+    def leave(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
+
+    def let_readers_in(self, *, deadline: float) -> None:
+        if not self.path.exists():
+            return
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except OSError:
+            return
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    return
+                except OSError:
+                    if time.monotonic() >= deadline:
+                        return
+                    time.sleep(0.005)
+        finally:
+            os.close(fd)
+
+
 class StorageEngine:
     """Open the local DuckDB database in short connections; own its schema and metadata.
 
@@ -292,8 +353,11 @@ class StorageEngine:
                 raise DatabaseNotFoundError(str(self.path))
             self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout
-        delay = 0.02
+        delay = 0.01
         announced = False
+        waiting = _ReaderQueue(self.path)
+        if write:
+            waiting.let_readers_in(deadline=min(deadline, time.monotonic() + READER_GRACE))
         while True:
             try:
                 conn = duckdb.connect(str(self.path), read_only=not write)
@@ -304,7 +368,10 @@ class StorageEngine:
                         f"cannot open database {self.path}: {exc}; check the path and permissions",
                         path=str(self.path),
                     ) from None
+                if not write:
+                    waiting.enter()
                 if time.monotonic() + delay > deadline:
+                    waiting.leave()
                     raise DatabaseLockedError(
                         str(self.path), pid=pid if isinstance(pid, int) else None
                     ) from None
@@ -313,8 +380,9 @@ class StorageEngine:
                     self._on_wait(f"waiting for {holder} to release {self.path} ...")
                     announced = True
                 time.sleep(delay)
-                delay = min(delay * 2, 0.25)
+                delay = min(delay * 2, 0.1)
                 continue
+            waiting.leave()
             self._configure(conn)
             return conn
 
@@ -384,7 +452,7 @@ class StorageEngine:
             self._memory_conn.close()
             self._memory_conn = None
         if self.ephemeral and self.path is not None:
-            for suffix in ("", ".wal", ".tmp"):
+            for suffix in ("", ".wal", ".tmp", ".readers"):
                 target = Path(str(self.path) + suffix)
                 if target.is_dir():
                     import shutil

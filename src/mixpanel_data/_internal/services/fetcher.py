@@ -1,0 +1,972 @@
+"""FetcherService: Export and Engage data into DuckDB, exactly, fast and resumable.
+
+Events: the range is split into day windows (longer ones for long ranges, so a
+fetch stays within half the export hour's budget, contract §3.3). Worker threads
+download windows ahead into a staging folder next to the database; the calling
+thread is the single writer and commits each window in date order, in one short
+transaction with its metadata (see ``storage.py`` for why the database is opened
+only briefly). Re-running the same command after a crash resumes at the first
+window not committed. ``--replace`` builds an aside table (``_mp_new_<name>``)
+and swaps it in only when every window is there.
+
+Profiles: engage pages (contract §5) are staged to a file and upserted on
+``distinct_id`` in one transaction at the end.
+"""
+
+# SQL here is built from validated, always-quoted identifiers; values are bound parameters.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from mixpanel_data._internal import storage as st
+from mixpanel_data._internal.fetch_results import FetchProgress, FetchResult
+from mixpanel_data._internal.ingest import (
+    INGEST_MEMORY_LIMIT,
+    StagedFile,
+    WindowCounts,
+    commit_events,
+    commit_profiles,
+    download_window,
+)
+from mixpanel_data._internal.jsonl import is_terminated_early, iter_lines
+from mixpanel_data._internal.windows import (
+    DateWindow,
+    auto_window_days,
+    project_today,
+    split_windows,
+    validate_range,
+)
+from mixpanel_data.exceptions import (
+    APIError,
+    AuthenticationError,
+    MixpanelDataError,
+    NetworkError,
+    PartialFetchError,
+    QueryError,
+    Retryable,
+    TableExistsError,
+    TableNotFoundError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from mixpanel_data._internal.api_client import MixpanelAPIClient
+
+__all__ = ["FetcherService", "ProgressCallback"]
+
+ProgressCallback = Callable[[FetchProgress], None]
+MAX_LIMIT = 100_000  # contract §4: a larger export limit is a 400
+MAX_WORKERS = 16
+DEFAULT_WORKERS = 4
+ASIDE_PREFIX = "_mp_new_"
+
+
+class _Cancelled(Exception):
+    """A download was told to stop (another window failed, or Ctrl-C)."""
+
+
+@dataclass
+class _Totals:
+    rows: int = 0
+    duplicates: int = 0
+    malformed: int = 0
+    bytes: int = 0
+
+
+def _is_loopback(base_url: str | None) -> bool:
+    if not base_url:
+        return False
+    host = urlsplit(base_url).hostname or ""
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def _fetch_id(args: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256(orjson.dumps(dict(args), option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return f"{digest[:16]}-{int(time.time() * 1000)}"
+
+
+def _clean_stale_staging(directory: Path) -> None:
+    """Remove staging folders left by processes that died (kill -9)."""
+    with contextlib.suppress(OSError):
+        for entry in directory.glob(".mp-staging-*"):
+            try:
+                pid = int(entry.name.split("-")[2])
+            except (IndexError, ValueError):
+                continue
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                shutil.rmtree(entry, ignore_errors=True)
+            except PermissionError:
+                continue
+
+
+class FetcherService:
+    """Fetch events and profiles into the local database, or stream them.
+
+    ``timezone`` is the project's (for "today", contract §3.5); when None it is
+    read once from ``/api/app/me``.
+    """
+
+    def __init__(
+        self,
+        api_client: MixpanelAPIClient,
+        storage: st.StorageEngine,
+        *,
+        progress: ProgressCallback | None = None,
+        timezone: str | None = None,
+        notice: Callable[[str], None] | None = None,
+    ) -> None:
+        self.api = api_client
+        self.storage = storage
+        self.progress = progress
+        self._timezone = timezone
+        self._timezone_known = timezone is not None
+        self._notice = notice
+
+    # -- shared helpers ----------------------------------------------------------------
+
+    def project_timezone(self) -> str | None:
+        """The project's timezone: given, or read once from ``/api/app/me``."""
+        if not self._timezone_known:
+            self._timezone_known = True
+            try:
+                projects = self.api.me().get("projects") or {}
+            except AuthenticationError:
+                raise
+            except MixpanelDataError:
+                projects = {}
+            project = projects.get(self.api.credentials.project_id)
+            if isinstance(project, dict) and isinstance(project.get("timezone"), str):
+                self._timezone = project["timezone"]
+        return self._timezone
+
+    def _say(self, text: str) -> None:
+        if self._notice is not None:
+            self._notice(text)
+
+    def _staging_dir(self) -> Path:
+        base = self.storage.path.parent if self.storage.path is not None else None
+        if base is not None:
+            base.mkdir(parents=True, exist_ok=True)
+            _clean_stale_staging(base)
+        return Path(tempfile.mkdtemp(prefix=f".mp-staging-{os.getpid()}-", dir=base))
+
+    @staticmethod
+    def _export_params(
+        events: Sequence[str] | None, where: str | None, limit: int | None
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if events:
+            params["event"] = list(events)
+        if where:
+            params["where"] = where
+        if limit is not None:
+            params["limit"] = limit
+        return params
+
+    # -- events ------------------------------------------------------------------------
+
+    def fetch_events(
+        self,
+        name: str = "events",
+        *,
+        from_date: str | date | None = None,
+        to_date: str | date | None = None,
+        events: Sequence[str] | None = None,
+        where: str | None = None,
+        limit: int | None = None,
+        append: bool = False,
+        replace: bool = False,
+        keep_duplicates: bool = False,
+        update: bool = False,
+        lookback_days: int = 5,
+        legacy_time: bool | None = None,
+        workers: int | None = None,
+        window_days: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> FetchResult:
+        """Fetch events of ``from_date..to_date`` (inclusive) into table `name`."""
+        started = time.monotonic()
+        st.validate_table_name(name)
+        if append and replace:
+            raise ValidationError("use either --append or --replace, not both")
+        if update and replace:
+            raise ValidationError(
+                "--update adds to the table; it cannot be combined with --replace"
+            )
+        events = _clean_events(events)
+        where = where.strip() if where and where.strip() else None
+        if limit is not None and not 1 <= limit <= MAX_LIMIT:
+            raise ValidationError(f"--limit must be between 1 and {MAX_LIMIT:,}, got {limit:,}")
+        n_workers = DEFAULT_WORKERS if workers is None else workers
+        if not 1 <= n_workers <= MAX_WORKERS:
+            raise ValidationError(f"--workers must be between 1 and {MAX_WORKERS}, got {workers}")
+        if window_days is not None and window_days < 1:
+            raise ValidationError(f"window_days must be at least 1, got {window_days}")
+        if lookback_days < 0:
+            raise ValidationError(f"lookback days must be 0 or more, got {lookback_days}")
+
+        mode = "replace" if replace else "append" if (append or update) else "create"
+        tz = self.project_timezone()
+        today = project_today(tz)
+        if update:
+            prior = self.storage.table_metadata(name)
+            if prior is None or not self.storage.table_exists(name):
+                raise TableNotFoundError(name)
+            if prior["kind"] != "events":
+                raise ValidationError(f"table '{name}' holds {prior['kind']}, not events")
+            old = prior["fetch_args"]
+            events = events or old.get("events")
+            where = where or old.get("where")
+            if legacy_time is None:
+                legacy_time = bool(old.get("legacy_time"))
+            keep_duplicates = keep_duplicates or bool(old.get("keep_duplicates"))
+            last_day = self._last_window_day(name) or prior["to_date"] or today
+            from_date = min(last_day - timedelta(days=lookback_days), today)
+            to_date = today
+        if from_date is None or to_date is None:
+            raise ValidationError("give both --from and --to (YYYY-MM-DD), or use --update")
+        start, end = validate_range(from_date, to_date, today=today)
+        legacy = bool(legacy_time)
+        if legacy and not tz:
+            raise ValidationError(
+                "legacy time needs the project timezone; set `timezone` on the account "
+                "(mp auth add ... --timezone) so times can be converted to UTC"
+            )
+        args = {
+            "from_date": start.isoformat(),
+            "to_date": end.isoformat(),
+            "events": list(events) if events else None,
+            "where": where,
+            "limit": limit,
+            "keep_duplicates": keep_duplicates,
+            "legacy_time": legacy,
+            "timezone": tz,
+            "mode": mode,
+        }
+        if limit is not None:
+            # Export's limit caps one request; one window keeps the server's meaning.
+            windows = [DateWindow(start, end)]
+        else:
+            size = window_days or auto_window_days((end - start).days + 1)
+            windows = split_windows(start, end, days=size)
+
+        target, fetch_id, committed, merge_possible = self._plan(name, "events", mode, args)
+        todo = [w for w in windows if w.start not in committed]
+        totals = _Totals()
+        resumed = len(windows) - len(todo)
+        if resumed:
+            self._say(f"resuming: {resumed} of {len(windows)} windows already committed")
+        params = self._export_params(events, where, limit)
+        failed: list[dict[str, Any]] = []
+        report = progress or self.progress
+
+        def emit(done: int) -> None:
+            if report is not None:
+                report(
+                    FetchProgress(
+                        table=name,
+                        kind="events",
+                        windows_done=done,
+                        windows_total=len(windows),
+                        rows=totals.rows,
+                        bytes=totals.bytes,
+                        elapsed_seconds=time.monotonic() - started,
+                    )
+                )
+
+        def commit(staged: StagedFile, done_after: int) -> None:
+            with self.storage.writer() as conn:
+                conn.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
+                conn.execute("BEGIN TRANSACTION")
+                try:
+                    st.ensure_meta(conn)
+                    conn.execute(
+                        st.create_table_sql(target, "events").replace(
+                            "CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1
+                        )
+                    )
+                    merge = merge_possible and _overlaps(conn, target, staged.window)
+                    counts = commit_events(
+                        conn,
+                        table=target,
+                        staged=staged,
+                        dedup=not keep_duplicates,
+                        merge=merge,
+                        legacy_tz=tz if legacy else None,
+                    )
+                    now = datetime.now(tz=UTC)
+                    st.record_window(
+                        conn,
+                        name=target,
+                        fetch_id=fetch_id,
+                        from_date=staged.window.start,
+                        to_date=staged.window.end,
+                        rows_inserted=counts.rows_inserted,
+                        duplicates=counts.duplicates,
+                        malformed=counts.malformed,
+                        committed_at=now,
+                    )
+                    st.write_meta(
+                        conn,
+                        name=target,
+                        kind="events",
+                        project_id=self.api.credentials.project_id,
+                        fetch_args=args,
+                        fetch_id=fetch_id,
+                        windows_done=done_after,
+                        windows_total=len(windows),
+                        from_date=start,
+                        to_date=end,
+                        complete=done_after == len(windows) and mode != "replace",
+                        fetched_at=now,
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            _add(totals, counts)
+
+        done = len(windows) - len(todo)
+        emit(done)
+        for staged_or_error in self._download_all(todo, params, n_workers, totals):
+            if isinstance(staged_or_error, tuple):
+                window, error = staged_or_error
+                failed.append(
+                    {
+                        "from_date": str(window.start),
+                        "to_date": str(window.end),
+                        "error": error.message,
+                    }
+                )
+                continue
+            try:
+                commit(staged_or_error, done + 1)
+            finally:
+                staged_or_error.path.unlink(missing_ok=True)
+            done += 1
+            emit(done)
+        if not todo or (done == len(windows) and mode == "replace"):
+            self._finish(name, target, mode, args, fetch_id, len(windows), start, end)
+        result = FetchResult(
+            table=name,
+            kind="events",
+            rows_inserted=totals.rows,
+            duplicates_dropped=totals.duplicates,
+            malformed_lines=totals.malformed,
+            windows_done=done,
+            windows_total=len(windows),
+            duration_seconds=time.monotonic() - started,
+            from_date=start,
+            to_date=end,
+            bytes_downloaded=totals.bytes,
+            windows_resumed=resumed,
+            retries=self.api.retries,
+            table_rows=self._row_count(name if not failed else target),
+            mode="update" if update else mode,
+        )
+        if totals.malformed:
+            self._say(f"warning: {totals.malformed} malformed export line(s) were not stored")
+        if failed:
+            raise PartialFetchError(
+                f"{len(failed)} of {len(windows)} windows failed after retries "
+                f"(first: {failed[0]['from_date']}: {failed[0]['error']}); the others are "
+                "committed; run the same command again to fetch the missing windows",
+                failed_ranges=failed,
+                result=result,
+            )
+        return result
+
+    def _download_all(
+        self,
+        todo: list[DateWindow],
+        params: Mapping[str, Any],
+        n_workers: int,
+        totals: _Totals,
+    ) -> Iterator[StagedFile | tuple[DateWindow, MixpanelDataError]]:
+        """Download windows ahead on worker threads; yield them in date order.
+
+        A window whose retryable failures ran out is yielded as ``(window, error)``;
+        any other error stops everything and is raised.
+        """
+        if not todo:
+            return
+        staging = self._staging_dir()
+        stop = threading.Event()
+        lock = threading.Lock()
+        gzip = not _is_loopback(self.api.credentials.base_url)
+        jobs: queue.Queue[tuple[DateWindow, Future[StagedFile]] | None] = queue.Queue()
+
+        def on_bytes(n: int) -> None:
+            if stop.is_set():
+                raise _Cancelled()
+            with lock:
+                totals.bytes += n
+
+        def worker() -> None:
+            while True:
+                job = jobs.get()
+                if job is None:
+                    return
+                window, future = job
+                if stop.is_set() or not future.set_running_or_notify_cancel():
+                    continue
+                dest = staging / f"{window.start.isoformat()}.jsonl"
+                try:
+                    future.set_result(
+                        download_window(
+                            self.api, window, params, dest, gzip=gzip, on_bytes=on_bytes
+                        )
+                    )
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+        threads = [
+            threading.Thread(target=worker, name=f"mp-fetch-{i}", daemon=True)
+            for i in range(min(n_workers, len(todo)))
+        ]
+        for t in threads:
+            t.start()
+        pending: list[tuple[DateWindow, Future[StagedFile]]] = []
+        feed = iter(todo)
+        ahead = n_workers + 1  # bounds the staged files on disk
+
+        def fill() -> None:
+            while len(pending) < ahead:
+                window = next(feed, None)
+                if window is None:
+                    return
+                future: Future[StagedFile] = Future()
+                pending.append((window, future))
+                jobs.put((window, future))
+
+        try:
+            fill()
+            while pending:
+                window, future = pending.pop(0)
+                try:
+                    staged = future.result()
+                except Exception as exc:
+                    if isinstance(exc, MixpanelDataError) and isinstance(exc, Retryable):
+                        fill()
+                        yield (window, exc)
+                        continue
+                    raise
+                fill()
+                yield staged
+        finally:
+            stop.set()
+            for _window, future in pending:
+                future.cancel()
+            for _ in threads:
+                jobs.put(None)
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _plan(
+        self, name: str, kind: str, mode: str, args: Mapping[str, Any]
+    ) -> tuple[str, str, dict[date, tuple[int, int, int]], bool]:
+        """Pick the target table and fetch id; return committed windows when resuming.
+
+        Raises TableExistsError when `name` exists and neither append nor replace
+        was asked for (unless this is the same, unfinished fetch being resumed).
+        """
+        if not self.storage.exists():
+            return (ASIDE_PREFIX + name if mode == "replace" else name), _fetch_id(args), {}, False
+        with self.storage.reader() as conn:
+            exists = st._table_exists(conn, name)
+            meta = st._all_meta(conn, name).get(name)
+            if exists and meta is not None and meta["kind"] != kind:
+                raise ValidationError(
+                    f"table '{name}' holds {meta['kind']}, not {kind}; choose another name"
+                )
+            if exists and meta is None and mode != "replace":
+                raise TableExistsError(name)
+            target = ASIDE_PREFIX + name if mode == "replace" else name
+            tmeta = st._all_meta(conn, target).get(target)
+            target_exists = st._table_exists(conn, target)
+            resumable = (
+                target_exists
+                and tmeta is not None
+                and not tmeta["complete"]
+                and tmeta["fetch_args"] == dict(args)
+            )
+            if resumable and tmeta is not None:
+                fetch_id = tmeta["fetch_id"]
+                done = st.committed_windows(conn, name=target, fetch_id=fetch_id)
+                return target, fetch_id, done, mode == "append"
+        if mode == "create" and exists:
+            raise TableExistsError(name)
+        if mode == "replace" and target_exists:
+            with self.storage.writer() as conn:
+                conn.execute("BEGIN TRANSACTION")
+                conn.execute(f"DROP TABLE IF EXISTS {st.quote_ident(target)}")
+                st.rename_meta(conn, old="", new=target)  # forget the stale aside's metadata
+                conn.execute("COMMIT")
+        return target, _fetch_id(args), {}, mode == "append" and exists
+
+    def _finish(
+        self,
+        name: str,
+        target: str,
+        mode: str,
+        args: Mapping[str, Any],
+        fetch_id: str,
+        windows_total: int,
+        start: date,
+        end: date,
+    ) -> None:
+        """Mark the fetch complete; for a replace, swap the aside table in atomically."""
+        with self.storage.writer() as conn:
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                st.ensure_meta(conn)
+                if not st._table_exists(conn, target):
+                    conn.execute(st.create_table_sql(target, str(args.get("kind", "events"))))
+                st.write_meta(
+                    conn,
+                    name=target,
+                    kind="events",
+                    project_id=self.api.credentials.project_id,
+                    fetch_args=args,
+                    fetch_id=fetch_id,
+                    windows_done=windows_total,
+                    windows_total=windows_total,
+                    from_date=start,
+                    to_date=end,
+                    complete=True,
+                    fetched_at=datetime.now(tz=UTC),
+                )
+                if mode == "replace":
+                    conn.execute(f"DROP TABLE IF EXISTS {st.quote_ident(name)}")
+                    conn.execute(
+                        f"ALTER TABLE {st.quote_ident(target)} RENAME TO {st.quote_ident(name)}"
+                    )
+                    st.rename_meta(conn, old=target, new=name)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def _last_window_day(self, name: str) -> date | None:
+        with self.storage.reader() as conn:
+            row = conn.execute(
+                f"SELECT max(to_date) FROM {st.WINDOWS_TABLE} WHERE name = ?", [name]
+            ).fetchone()
+        return row[0] if row and row[0] else None
+
+    def _row_count(self, name: str) -> int:
+        if not self.storage.table_exists(name):
+            return 0
+        value = self.storage.execute_scalar(f"SELECT count(*) FROM {st.quote_ident(name)}")
+        return int(value or 0)
+
+    # -- profiles ----------------------------------------------------------------------
+
+    def fetch_profiles(
+        self,
+        name: str = "profiles",
+        *,
+        where: str | None = None,
+        cohort_id: int | str | None = None,
+        output_properties: Sequence[str] | None = None,
+        distinct_ids: Sequence[str] | None = None,
+        group_id: str | None = None,
+        behaviors: str | Sequence[Any] | None = None,
+        as_of_timestamp: int | None = None,
+        include_all_users: bool | None = None,
+        append: bool = False,
+        replace: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> FetchResult:
+        """Fetch engage profiles into table `name`, upserting on distinct_id."""
+        started = time.monotonic()
+        st.validate_table_name(name)
+        if append and replace:
+            raise ValidationError("use either --append or --replace, not both")
+        params = engage_params(
+            where=where,
+            cohort_id=cohort_id,
+            output_properties=output_properties,
+            distinct_ids=distinct_ids,
+            group_id=group_id,
+            behaviors=behaviors,
+            as_of_timestamp=as_of_timestamp,
+            include_all_users=include_all_users,
+        )
+        mode = "replace" if replace else "append" if append else "create"
+        args = {"kind": "profiles", "params": params, "mode": mode}
+        if self.storage.exists():
+            meta = self.storage.table_metadata(name)
+            if self.storage.table_exists(name):
+                if meta is not None and meta["kind"] != "profiles":
+                    raise ValidationError(
+                        f"table '{name}' holds {meta['kind']}, not profiles; choose another name"
+                    )
+                if mode == "create" or (meta is None and mode == "append"):
+                    raise TableExistsError(name)
+        report = progress or self.progress
+        staging = self._staging_dir()
+        totals = _Totals()
+        pages = 0
+        try:
+            path = staging / "profiles.jsonl"
+            lines = 0
+            with open(path, "wb") as fh:
+                for page in self._engage_pages(params):
+                    pages += 1
+                    if page:
+                        data = b"\n".join(orjson.dumps(r) for r in page) + b"\n"
+                        fh.write(data)
+                        totals.bytes += len(data)
+                        lines += len(page)
+                    if report is not None:
+                        report(
+                            FetchProgress(
+                                table=name,
+                                kind="profiles",
+                                windows_done=pages,
+                                windows_total=pages,
+                                rows=lines,
+                                bytes=totals.bytes,
+                                elapsed_seconds=time.monotonic() - started,
+                            )
+                        )
+            with self.storage.writer() as conn:
+                conn.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
+                conn.execute("BEGIN TRANSACTION")
+                try:
+                    st.ensure_meta(conn)
+                    target = ASIDE_PREFIX + name if mode == "replace" else name
+                    if mode == "replace":
+                        conn.execute(f"DROP TABLE IF EXISTS {st.quote_ident(target)}")
+                    if not st._table_exists(conn, target):
+                        conn.execute(st.create_table_sql(target, "profiles"))
+                    counts = commit_profiles(conn, table=target, path=path, lines=lines)
+                    if mode == "replace":
+                        conn.execute(f"DROP TABLE IF EXISTS {st.quote_ident(name)}")
+                        conn.execute(
+                            f"ALTER TABLE {st.quote_ident(target)} RENAME TO {st.quote_ident(name)}"
+                        )
+                        st.rename_meta(conn, old=target, new=name)
+                    st.write_meta(
+                        conn,
+                        name=name,
+                        kind="profiles",
+                        project_id=self.api.credentials.project_id,
+                        fetch_args=args,
+                        fetch_id=_fetch_id(args),
+                        windows_done=pages,
+                        windows_total=pages,
+                        from_date=None,
+                        to_date=None,
+                        complete=True,
+                        fetched_at=datetime.now(tz=UTC),
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            _add(totals, counts)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return FetchResult(
+            table=name,
+            kind="profiles",
+            rows_inserted=totals.rows,
+            duplicates_dropped=totals.duplicates,
+            malformed_lines=totals.malformed,
+            windows_done=pages,
+            windows_total=pages,
+            duration_seconds=time.monotonic() - started,
+            from_date=None,
+            to_date=None,
+            bytes_downloaded=totals.bytes,
+            retries=self.api.retries,
+            table_rows=self._row_count(name),
+            mode=mode,
+        )
+
+    def _engage_pages(self, params: Mapping[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        """Yield engage result pages (contract §5): session_id paging until a short page.
+
+        A session that expires mid-way restarts the query from page 0 (the caller
+        stages pages and commits only at the end), at most twice.
+        """
+        restarts = 0
+        while True:
+            collected: list[list[dict[str, Any]]] = []
+            try:
+                for page in self._engage_once(params):
+                    collected.append(page)
+            except QueryError:
+                if not collected or restarts >= 2:
+                    raise
+                restarts += 1
+                self._say("engage session expired; restarting the profile query from page 0")
+                continue
+            yield from collected
+            return
+
+    def _engage_once(self, params: Mapping[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        page = 0
+        session_id: str | None = None
+        while True:
+            body = dict(params)
+            if page:
+                body["page"] = page
+                body["session_id"] = session_id
+            reply = self.api.request("POST", "query", "engage", data=body)
+            if not isinstance(reply, dict):
+                raise APIError("unexpected engage response: not a JSON object")
+            results = reply.get("results") or []
+            yield [r for r in results if isinstance(r, dict)]
+            page_size = int(reply.get("page_size") or 1000)
+            session_id = reply.get("session_id") or session_id
+            if len(results) < page_size or not results or not session_id:
+                return
+            page = int(reply.get("page", page)) + 1
+
+    # -- streams -----------------------------------------------------------------------
+
+    def iter_export_lines(
+        self,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        events: Sequence[str] | None = None,
+        where: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[bytes]:
+        """Yield the export's raw JSONL lines, window by window, in constant memory."""
+        if limit is not None and not 1 <= limit <= MAX_LIMIT:
+            raise ValidationError(f"--limit must be between 1 and {MAX_LIMIT:,}, got {limit:,}")
+        events = _clean_events(events)
+        start, end = validate_range(
+            from_date, to_date, today=project_today(self.project_timezone())
+        )
+        windows = (
+            [DateWindow(start, end)]
+            if limit is not None
+            else split_windows(start, end, days=auto_window_days((end - start).days + 1))
+        )
+        params = self._export_params(events, where.strip() if where else None, limit)
+        gzip = not _is_loopback(self.api.credentials.base_url)
+        for window in windows:
+            yield from self._window_lines(window, params, gzip=gzip)
+
+    def _window_lines(
+        self, window: DateWindow, params: Mapping[str, Any], *, gzip: bool
+    ) -> Iterator[bytes]:
+        from mixpanel_data._internal.api_client import translate_transport_errors
+
+        query = {**params, "from_date": window.start.isoformat(), "to_date": window.end.isoformat()}
+        headers = {"Accept-Encoding": "gzip" if gzip else "identity"}
+        attempt = 0
+        while True:
+            attempt += 1
+            yielded = False
+            try:
+                with (
+                    self.api.stream("GET", "export", "export", params=query, headers=headers) as r,
+                    translate_transport_errors(self.api, "GET", str(r.request.url)),
+                ):
+                    for line in iter_lines(r.iter_bytes(1 << 20)):
+                        if is_terminated_early(line):
+                            raise NetworkError(
+                                f"export of {window} ended with 'terminated early'; "
+                                "run the command again"
+                            )
+                        yielded = True
+                        yield line
+                return
+            except Exception as exc:
+                # Only a window that yielded nothing yet can be retried without repeats.
+                if (
+                    yielded
+                    or not isinstance(exc, Retryable)
+                    or attempt >= self.api.retry.max_attempts
+                ):
+                    raise
+                time.sleep(self.api.retry.delay(attempt))
+
+    def stream_events(
+        self,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        events: Sequence[str] | None = None,
+        where: str | None = None,
+        limit: int | None = None,
+        raw: bool = False,
+        legacy_time: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield export records (``raw=True``) or rows shaped like the events table.
+
+        Streams are not deduplicated (that needs the whole range); malformed lines
+        are reported on the notice channel, not stored or yielded.
+        """
+        zone = ZoneInfo(self.project_timezone() or "UTC") if legacy_time else None
+        for line in self.iter_export_lines(
+            from_date=from_date, to_date=to_date, events=events, where=where, limit=limit
+        ):
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                self._say(f"warning: skipped a malformed export line: {line[:80]!r}")
+                continue
+            if raw:
+                yield record
+            else:
+                yield normalize_event(record, legacy_zone=zone)
+
+    def stream_profiles(self, *, raw: bool = False, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Yield engage records (``raw=True``) or rows shaped like the profiles table."""
+        for page in self._engage_once(engage_params(**filters)):
+            for record in page:
+                yield record if raw else normalize_profile(record)
+
+
+# -- pure helpers ----------------------------------------------------------------------
+
+
+def _add(totals: _Totals, counts: WindowCounts) -> None:
+    totals.rows += counts.rows_inserted
+    totals.duplicates += counts.duplicates
+    totals.malformed += counts.malformed
+
+
+def _overlaps(conn: duckdb.DuckDBPyConnection, table: str, window: DateWindow) -> bool:
+    """True when the table already holds rows near the window (an append must merge)."""
+    lo = datetime.combine(window.start - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    hi = datetime.combine(window.end + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+    row = conn.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM {st.quote_ident(table)} "
+        "WHERE event_time >= ? AND event_time < ? LIMIT 1)",
+        [lo, hi],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _clean_events(events: Sequence[str] | None) -> list[str] | None:
+    if events is None:
+        return None
+    if isinstance(events, str):
+        raise ValidationError("events must be a list of names, e.g. ['Login', 'Sign Up']")
+    cleaned = [e for e in events if e.strip()]
+    seen: dict[str, None] = dict.fromkeys(cleaned)
+    return list(seen) or None
+
+
+def engage_params(
+    *,
+    where: str | None = None,
+    cohort_id: int | str | None = None,
+    output_properties: Sequence[str] | None = None,
+    distinct_ids: Sequence[str] | None = None,
+    group_id: str | None = None,
+    behaviors: str | Sequence[Any] | None = None,
+    as_of_timestamp: int | None = None,
+    include_all_users: bool | None = None,
+) -> dict[str, Any]:
+    """Build and check engage parameters (contract §5); arrays and objects go as JSON."""
+    params: dict[str, Any] = {}
+    if where and where.strip():
+        params["where"] = where.strip()
+    if cohort_id is not None:
+        text = str(cohort_id).strip()
+        if not text.isdigit():
+            raise ValidationError(f"invalid cohort id '{text}'; use the cohort's number")
+        params["filter_by_cohort"] = {"id": int(text)}
+    if output_properties:
+        params["output_properties"] = list(output_properties)
+    if distinct_ids:
+        ids = list(distinct_ids)
+        if len(ids) == 1:
+            params["distinct_id"] = ids[0]
+        else:
+            params["distinct_ids"] = ids
+    if group_id:
+        params["data_group_id"] = str(group_id)
+    if behaviors is not None:
+        if cohort_id is not None:
+            raise ValidationError("use either --cohort or --behaviors, not both (contract §5)")
+        if isinstance(behaviors, str):
+            try:
+                parsed = orjson.loads(behaviors)
+            except orjson.JSONDecodeError:
+                raise ValidationError(
+                    "--behaviors must be JSON, e.g. "
+                    '\'[{"window":"30d","name":"b","event_selectors":[{"event":"Login"}]}]\''
+                ) from None
+        else:
+            parsed = list(behaviors)
+        params["behaviors"] = parsed
+    if as_of_timestamp is not None:
+        params["as_of_timestamp"] = int(as_of_timestamp)
+    if include_all_users is not None:
+        params["include_all_users"] = bool(include_all_users)
+    return params
+
+
+def normalize_event(record: Mapping[str, Any], *, legacy_zone: ZoneInfo | None) -> dict[str, Any]:
+    """Shape one export record like an events-table row (event_time in UTC)."""
+    props = record.get("properties")
+    props = props if isinstance(props, dict) else {}
+    raw_time = props.get("time")
+    event_time: datetime | None = None
+    with contextlib.suppress(TypeError, ValueError, OverflowError, OSError):
+        stamp = datetime.fromtimestamp(float(raw_time), tz=UTC)  # type: ignore[arg-type]
+        if legacy_zone is not None:
+            # Legacy projects shift the epoch by the zone's offset (contract §3.5).
+            stamp = stamp.replace(tzinfo=legacy_zone).astimezone(UTC)
+        event_time = stamp
+    insert_id = props.get("$insert_id")
+    if insert_id is None:
+        insert_id = hashlib.md5(  # noqa: S324 - a content key, not security
+            orjson.dumps([record.get("event"), props], option=orjson.OPT_SORT_KEYS)
+        ).hexdigest()
+    distinct_id = props.get("distinct_id")
+    return {
+        "event_name": record.get("event"),
+        "event_time": event_time,
+        "distinct_id": None if distinct_id is None else str(distinct_id),
+        "insert_id": str(insert_id),
+        "properties": props,
+    }
+
+
+def normalize_profile(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Shape one engage record like a profiles-table row."""
+    props = record.get("$properties")
+    props = props if isinstance(props, dict) else {}
+    last_seen: datetime | None = None
+    with contextlib.suppress(TypeError, ValueError):
+        last_seen = datetime.fromisoformat(str(props.get("$last_seen"))).replace(tzinfo=UTC)
+    distinct_id = record.get("$distinct_id")
+    return {
+        "distinct_id": None if distinct_id is None else str(distinct_id),
+        "last_seen": last_seen,
+        "properties": props,
+    }
