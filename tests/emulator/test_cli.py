@@ -1,0 +1,131 @@
+"""`mp emulator serve`, run as a user would: a subprocess that prints one JSON line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from mixpanel_data.cli.commands.emulator import app
+from mixpanel_data.exceptions import ValidationError
+
+SERVE = [
+    sys.executable,
+    "-c",
+    "from mixpanel_data.cli.commands.emulator import app; app()",
+    "serve",
+]
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+    """Start `serve` in a subprocess and read its JSON line."""
+    process = subprocess.Popen(
+        [
+            *SERVE,
+            "--port",
+            "0",
+            "--seed",
+            "7",
+            "--users",
+            "40",
+            "--days",
+            "3",
+            "--timezone",
+            "Europe/Berlin",
+            "--project-id",
+            "777",
+            "--faults",
+            "engage:503:count=1",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # blocks until the server is up
+        yield process, json.loads(line)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+def test_serve_prints_credentials_then_serves_until_ctrl_c(serve):
+    process, creds = serve
+    assert set(creds) == {"base_url", "username", "secret", "project_id"}
+    assert creds["project_id"] == "777"
+    assert creds["base_url"].startswith("http://127.0.0.1:")
+    auth = (creds["username"], creds["secret"])
+
+    me = httpx.get(f"{creds['base_url']}/api/app/me", auth=auth).json()
+    assert me["results"]["projects"]["777"]["timezone"] == "Europe/Berlin"
+    engage = f"{creds['base_url']}/api/2.0/engage"
+    assert httpx.get(engage, params={"project_id": "777"}, auth=auth).status_code == 503
+    assert httpx.get(engage, params={"project_id": "777"}, auth=auth).status_code == 200
+    # curl -u user:secret '<base_url>/api/2.0/export?project_id=..&from_date=..&to_date=..'
+    export = httpx.get(
+        f"{creds['base_url']}/api/2.0/export",
+        params={"project_id": "777", "from_date": "2000-01-01", "to_date": "2000-01-02"},
+        auth=auth,
+    )
+    assert (export.status_code, export.content) == (200, b"")
+
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=15)
+    assert process.returncode == 0
+    assert out == ""  # the JSON line was the only stdout
+    assert "Mixpanel emulator on http://127.0.0.1:" in err
+    assert "Traceback" not in err
+
+
+def test_serve_stops_cleanly_on_sigterm(serve):
+    process, creds = serve
+    assert httpx.get(f"{creds['base_url']}/_emulator/health").json()["project_id"] == "777"
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=15)
+    assert process.returncode == 0
+
+
+def test_serve_help_documents_the_options_and_fault_grammar():
+    result = CliRunner().invoke(app, ["serve", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for option in (
+        "--port",
+        "--seed",
+        "--users",
+        "--days",
+        "--start-date",
+        "--timezone",
+        "--project-id",
+        "--events-per-user-per-day",
+        "--faults",
+        "--rate-limit",
+        "--hour-seconds",
+        "--legacy-time-shift",
+    ):
+        assert option in result.output
+    assert "terminated_early" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--start-date", "yesterday"], "--start-date"),
+        (["--faults", "export:teapot"], "unknown fault kind"),
+    ],
+)
+def test_serve_rejects_bad_options_before_binding(args, message, tmp_path):
+    result = CliRunner().invoke(app, ["serve", "--cache-dir", str(tmp_path), *args])
+    assert isinstance(result.exception, ValidationError)
+    assert message in str(result.exception)
