@@ -15,14 +15,16 @@ from mixpanel_data._internal.config import ConfigManager, Credentials
 from mixpanel_data._internal.rate_limit import BudgetSpec
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from datetime import date
 
     import httpx
 
     from mixpanel_data._internal.api_client import MixpanelAPIClient
+    from mixpanel_data._internal.fetch_results import FetchProgress, FetchResult
     from mixpanel_data._internal.services.discovery import DiscoveryService
     from mixpanel_data._internal.services.live_query import LiveQueryService
+    from mixpanel_data._internal.storage import StorageEngine
     from mixpanel_data.types import (
         ActivityFeedResult,
         BookmarkInfo,
@@ -79,7 +81,24 @@ class Workspace:
         self._transport = transport
         self._budgets = budgets if budgets is not None else budgets_from_env()
         self._api: MixpanelAPIClient | None = None
+        self._storage: StorageEngine | None = None
+        self._ephemeral = False
         self._closed = False
+
+    @classmethod
+    def ephemeral(cls, account: str | None = None, **kwargs: Any) -> Workspace:
+        """A Workspace on a temporary database file, deleted (with its WAL) on close."""
+        import tempfile
+
+        directory = tempfile.mkdtemp(prefix="mp-ephemeral-")
+        ws = cls(account, path=Path(directory) / "ephemeral.duckdb", **kwargs)
+        ws._ephemeral = True
+        return ws
+
+    @classmethod
+    def memory(cls, account: str | None = None, **kwargs: Any) -> Workspace:
+        """A Workspace on an in-memory database (``:memory:``), gone on close."""
+        return cls(account, path=":memory:", **kwargs)
 
     @classmethod
     def open(cls, path: str | Path | None = None, *, read_only: bool = True) -> Workspace:
@@ -92,6 +111,8 @@ class Workspace:
         ws._transport = None
         ws._budgets = {}
         ws._api = None
+        ws._storage = None
+        ws._ephemeral = False
         ws._closed = False
         return ws
 
@@ -120,6 +141,26 @@ class Workspace:
             )
         return self._api
 
+    @property
+    def storage(self) -> StorageEngine:
+        """The local database engine, created on first use (path: ``path=``, --db,
+        ``MP_DB_PATH``, else ``~/.mp/data/<project_id>.duckdb``)."""
+        if self._storage is None:
+            from mixpanel_data._internal.storage import StorageEngine, resolve_db_path
+            from mixpanel_data.exceptions import MixpanelDataError
+
+            project_id = self._credentials.project_id if self._credentials else None
+            if project_id is None and self._path is None and not os.environ.get("MP_DB_PATH"):
+                try:
+                    project_id = self._config.resolve(None).project_id
+                except MixpanelDataError:
+                    project_id = None
+            path = resolve_db_path(self._path, project_id=project_id)
+            self._storage = StorageEngine(
+                path, read_only=self._read_only, ephemeral=self._ephemeral
+            )
+        return self._storage
+
     def close(self) -> None:
         """Release the API client and the database; safe to call more than once."""
         if self._closed:
@@ -128,6 +169,13 @@ class Workspace:
         if self._api is not None:
             self._api.close()
             self._api = None
+        if self._storage is not None:
+            self._storage.close()
+            if self._ephemeral and self._storage.path is not None:
+                import shutil
+
+                shutil.rmtree(self._storage.path.parent, ignore_errors=True)
+            self._storage = None
 
     def __enter__(self) -> Workspace:
         return self
@@ -141,6 +189,143 @@ class Workspace:
         return (
             f"Workspace(project_id={project!r}, path={str(self._path) if self._path else None!r})"
         )
+
+    # -- local data: fetch and stream --------------------------------------------------
+
+    def _fetcher(self, progress: Callable[[FetchProgress], None] | None = None) -> Any:
+        import sys
+
+        from mixpanel_data._internal.services.fetcher import FetcherService
+
+        def notice(text: str) -> None:
+            print(text, file=sys.stderr)
+
+        return FetcherService(
+            self.api,
+            self.storage,
+            progress=progress,
+            timezone=self.credentials.timezone,
+            notice=notice,
+        )
+
+    def fetch_events(
+        self,
+        name: str = "events",
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        events: Sequence[str] | None = None,
+        where: str | None = None,
+        limit: int | None = None,
+        append: bool = False,
+        replace: bool = False,
+        keep_duplicates: bool = False,
+        legacy_time: bool = False,
+        workers: int | None = None,
+        progress: Callable[[FetchProgress], None] | None = None,
+    ) -> FetchResult:
+        """Fetch events (dates inclusive) into a local table, deduplicated and resumable.
+
+        ``legacy_time=True`` is for projects created before 2023, whose export
+        times are shifted by the project timezone (contract §3.5).
+
+        Example:
+            ws.fetch_events("jan", from_date="2024-01-01", to_date="2024-01-31")
+        """
+        result: FetchResult = self._fetcher(progress).fetch_events(
+            name,
+            from_date=from_date,
+            to_date=to_date,
+            events=events,
+            where=where,
+            limit=limit,
+            append=append,
+            replace=replace,
+            keep_duplicates=keep_duplicates,
+            legacy_time=legacy_time,
+            workers=workers,
+        )
+        return result
+
+    def update_events(
+        self,
+        name: str = "events",
+        *,
+        lookback_days: int = 5,
+        workers: int | None = None,
+        progress: Callable[[FetchProgress], None] | None = None,
+    ) -> FetchResult:
+        """Bring an events table up to today: refetch from its last day minus a look-back.
+
+        Late events (up to 5 days, contract §3.5) are merged without duplicates.
+        """
+        result: FetchResult = self._fetcher(progress).fetch_events(
+            name, update=True, lookback_days=lookback_days, workers=workers
+        )
+        return result
+
+    def fetch_profiles(
+        self,
+        name: str = "profiles",
+        *,
+        where: str | None = None,
+        cohort_id: int | str | None = None,
+        output_properties: Sequence[str] | None = None,
+        distinct_ids: Sequence[str] | None = None,
+        group_id: str | None = None,
+        behaviors: str | Sequence[Any] | None = None,
+        as_of_timestamp: int | None = None,
+        include_all_users: bool | None = None,
+        append: bool = False,
+        replace: bool = False,
+        progress: Callable[[FetchProgress], None] | None = None,
+    ) -> FetchResult:
+        """Fetch user (or group) profiles into a local table, upserting on distinct_id."""
+        result: FetchResult = self._fetcher(progress).fetch_profiles(
+            name,
+            where=where,
+            cohort_id=cohort_id,
+            output_properties=output_properties,
+            distinct_ids=distinct_ids,
+            group_id=group_id,
+            behaviors=behaviors,
+            as_of_timestamp=as_of_timestamp,
+            include_all_users=include_all_users,
+            append=append,
+            replace=replace,
+        )
+        return result
+
+    def stream_events(
+        self,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        events: Sequence[str] | None = None,
+        where: str | None = None,
+        limit: int | None = None,
+        raw: bool = False,
+        legacy_time: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Iterate over exported events in constant memory, without storing them.
+
+        Rows have the events table's columns; ``raw=True`` yields the API's records.
+        """
+        stream: Iterator[dict[str, Any]] = self._fetcher().stream_events(
+            from_date=from_date,
+            to_date=to_date,
+            events=events,
+            where=where,
+            limit=limit,
+            raw=raw,
+            legacy_time=legacy_time,
+        )
+        return stream
+
+    def stream_profiles(self, *, raw: bool = False, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Iterate over profiles (same filters as `fetch_profiles`) without storing them."""
+        stream: Iterator[dict[str, Any]] = self._fetcher().stream_profiles(raw=raw, **filters)
+        return stream
 
     # -- credentials -------------------------------------------------------------------
 
