@@ -44,9 +44,13 @@ class ExpressionError(ValueError):
         self.position = position
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Literal:
-    """A string, number or boolean literal."""
+    """A string, number or boolean literal.
+
+    Compared by identity: ``True == 1 == 1.0`` in Python, and trees that differ
+    only in such literals must not share a compiled (cached) evaluator.
+    """
 
     value: str | int | float | bool
     pos: int

@@ -157,10 +157,14 @@ def to_string(value: Any) -> Any:
         return str(value)
     if isinstance(value, list | tuple | Mapping):
         try:
-            return orjson.dumps(value, default=str).decode()
+            return orjson.dumps(value, default=_json_default).decode()
         except (TypeError, orjson.JSONEncodeError):
             return UNDEFINED
     return UNDEFINED
+
+
+def _json_default(value: Any) -> Any:
+    return None if value is UNDEFINED else str(value)  # an undefined list item prints as null
 
 
 def to_boolean(value: Any) -> Any:
