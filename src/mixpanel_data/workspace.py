@@ -19,15 +19,20 @@ if TYPE_CHECKING:
     from datetime import date
 
     import httpx
+    import pandas as pd
 
     from mixpanel_data._internal.api_client import MixpanelAPIClient
     from mixpanel_data._internal.fetch_results import FetchProgress, FetchResult
     from mixpanel_data._internal.services.discovery import DiscoveryService
+    from mixpanel_data._internal.services.introspection import IntrospectionService
     from mixpanel_data._internal.services.live_query import LiveQueryService
+    from mixpanel_data._internal.services.sql import SQLService
     from mixpanel_data._internal.storage import StorageEngine
     from mixpanel_data.types import (
         ActivityFeedResult,
         BookmarkInfo,
+        ColumnStats,
+        EventBreakdown,
         EventCountsResult,
         FlowsResult,
         FrequencyResult,
@@ -40,7 +45,11 @@ if TYPE_CHECKING:
         SavedCohort,
         SavedReportResult,
         SegmentationResult,
+        SQLRows,
+        TableInfo,
+        TableSchema,
         TopEvent,
+        WorkspaceInfo,
     )
 
 
@@ -633,6 +642,83 @@ class Workspace:
     def jql(self, script: str, *, params: Mapping[str, Any] | None = None) -> JQLResult:
         """Run a JQL script. Legacy: Mixpanel keeps JQL in maintenance mode."""
         return self._live.jql(script, params=params)
+
+    # -- local SQL and introspection ---------------------------------------------------
+
+    def _sql(self) -> SQLService:
+        from mixpanel_data._internal.services.sql import SQLService
+
+        return SQLService(self.storage)
+
+    def _introspection(self) -> IntrospectionService:
+        from mixpanel_data._internal.services.introspection import IntrospectionService
+
+        creds = self._credentials
+        return IntrospectionService(self.storage, project_id=creds.project_id if creds else None)
+
+    def sql(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Run SQL on the local database and return a DataFrame.
+
+        Bind values with ``?`` and a list, or ``$name`` and a dict; never format them in.
+
+        Example:
+            ws.sql("SELECT count(*) AS n FROM events WHERE event_name = ?", ["Login"])
+        """
+        return self._sql().df(query, params)
+
+    def sql_scalar(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> Any:
+        """Run SQL and return the first value of the first row (None without rows)."""
+        return self._sql().scalar(query, params)
+
+    def sql_rows(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> SQLRows:
+        """Run SQL and return column names, types and rows as plain Python values."""
+        return self._sql().rows(query, params)
+
+    def info(self) -> WorkspaceInfo:
+        """Describe the local database: path, size, project and tables."""
+        return self._introspection().info()
+
+    def tables(self) -> list[TableInfo]:
+        """List the local tables with row counts and fetch metadata."""
+        return self._introspection().tables()
+
+    def table_schema(self, name: str) -> TableSchema:
+        """Return the columns, kind and row count of one table."""
+        return self._introspection().table_schema(name)
+
+    def sample(self, name: str, *, n: int = 10) -> pd.DataFrame:
+        """Return `n` random rows of a table."""
+        return self._introspection().sample(name, n=n)
+
+    def summarize(self, name: str) -> pd.DataFrame:
+        """Return DuckDB's SUMMARIZE of a table (per column min, max, nulls, quartiles)."""
+        return self._introspection().summarize(name)
+
+    def event_breakdown(self, name: str) -> EventBreakdown:
+        """Count events, unique users, first and last seen per event of an events table."""
+        return self._introspection().event_breakdown(name)
+
+    def property_keys(self, name: str, *, event: str | None = None) -> list[str]:
+        """List the distinct keys of `properties` in a table (optionally for one event)."""
+        return self._introspection().property_keys(name, event=event)
+
+    def column_stats(self, name: str, expr: str) -> ColumnStats:
+        """Describe one column or JSON path, e.g. ``properties->>'$.price'`` (or ``$.price``)."""
+        return self._introspection().column_stats(name, expr)
+
+    def drop(self, *names: str) -> list[str]:
+        """Drop tables and their fetch metadata; nothing is dropped if one is missing."""
+        return self._introspection().drop(*names)
+
+    def drop_all(self, *, type: str | None = None) -> list[str]:
+        """Drop every table, or those of one kind (``events`` or ``profiles``)."""
+        return self._introspection().drop_all(type=type)
 
 
 def budgets_from_env(environ: Mapping[str, str] | None = None) -> dict[str, BudgetSpec]:
