@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         FunnelResult,
         JQLResult,
         NumericAggregateResult,
+        ParquetExport,
         PropertyCountsResult,
         RetentionResult,
         SavedCohort,
@@ -719,6 +720,25 @@ class Workspace:
     def drop_all(self, *, type: str | None = None) -> list[str]:
         """Drop every table, or those of one kind (``events`` or ``profiles``)."""
         return self._introspection().drop_all(type=type)
+
+    # -- the Parquet lake --------------------------------------------------------------
+
+    def export_parquet(
+        self, table: str, directory: str | Path, *, partition_by: str = "day"
+    ) -> ParquetExport:
+        """Write a table as Hive-partitioned zstd Parquet under ``directory/<table>/``.
+
+        Events go to one folder per UTC day (``date=YYYY-MM-DD``) or month
+        (``month=YYYY-MM``) of ``event_time``; profiles to one unpartitioned file.
+        Each partition written replaces that partition's older files, so re-running
+        never duplicates rows; partitions the table does not have are left alone.
+
+        Example:
+            ws.export_parquet("events", "lake/")   # lake/events/date=2024-01-31/data_0.parquet
+        """
+        from mixpanel_data._internal.lake import export_table
+
+        return export_table(self.storage, table, directory, partition_by=partition_by)
 
 
 def budgets_from_env(environ: Mapping[str, str] | None = None) -> dict[str, BudgetSpec]:
