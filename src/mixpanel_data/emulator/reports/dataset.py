@@ -32,7 +32,7 @@ _EPOCH = datetime(1970, 1, 1)
 class Event:
     """One deduplicated event: name, user, true UTC epoch, local time and properties."""
 
-    __slots__ = ("day", "distinct_id", "local", "name", "props", "time", "ts")
+    __slots__ = ("day", "distinct_id", "local", "name", "props", "seq", "time", "ts")
 
     def __init__(
         self,
@@ -51,6 +51,7 @@ class Event:
         self.local = local  # naive wall-clock time in the project timezone (buckets)
         self.day = local.date()
         self.props = props  # the export record's properties, ``time`` included
+        self.seq = 0  # position in the project's time order (ties keep export order)
 
 
 class _Index:
@@ -72,7 +73,9 @@ class Dataset:
     """All events of a project, plus indexes by event name and by user."""
 
     def __init__(self, events: list[Event], *, profiles: Mapping[str, Mapping[str, Any]]) -> None:
-        events.sort(key=lambda e: e.ts)
+        events.sort(key=lambda e: e.ts)  # stable: equal times keep export order
+        for seq, e in enumerate(events):
+            e.seq = seq
         self.events = events
         self.profiles = profiles
         self._all = _Index(events)

@@ -104,7 +104,7 @@ def compute_funnel(
         if keep is None or keep(e):
             per_user.setdefault(e.distinct_id, []).append(e)
     for events in per_user.values():
-        events.sort(key=lambda e: e.ts)
+        events.sort(key=lambda e: e.seq)
         entered: set[str] = set()
         for i, e in enumerate(events):
             if e.name != steps[0] or e.day > last:
