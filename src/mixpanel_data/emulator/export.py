@@ -31,6 +31,7 @@ from mixpanel_data.emulator.streams import (
     insert_malformed_line,
     iter_files,
     peek,
+    prefetched,
     terminate_early,
 )
 
@@ -82,17 +83,24 @@ def export(
     limit = _limit(params.get("limit"))
     in_ms = (params.get("time_in_ms") or "").strip().lower() in ("true", "1")
 
-    paths = [project.export_day_path(day) for day in project.data_dates if start <= day <= end]
+    days = [day for day in project.data_dates if start <= day <= end]
     filtered = events is not None or keep is not None or limit is not None or in_ms
     byte_faults = [f for f in faults if f.kind in ("malformed_line", "terminated_early")]
+    paths = prefetched(days, project.export_day_path)  # day N+1 is generated while N is sent
 
     if not filtered and not byte_faults:
-        total = sum(path.stat().st_size for path in paths)
-        if total == 0:
-            return Reply(status=200, body=[], content_type=PLAIN, length=0)
-        if accept_gzip and total > GZIP_MIN_BYTES:
-            chunks = fragments.gzip_files(paths, stop=stop)
-            return Reply(status=200, body=chunks, content_type=PLAIN, gzip=True)
+        if not _larger_than(project, days, GZIP_MIN_BYTES):
+            small = b"".join(iter_files([project.export_day_path(day) for day in days]))
+            chunks = [small] if small else []
+            return Reply(status=200, body=chunks, content_type=PLAIN, length=len(small))
+        if accept_gzip:
+            parts = prefetched(days, lambda day: fragments.fragment(project.export_day_path(day)))
+            return Reply(
+                status=200,
+                body=fragments.gzip_body(parts, stop=stop),
+                content_type=PLAIN,
+                gzip=True,
+            )
         return Reply(status=200, body=iter_files(paths, stop=stop), content_type=PLAIN)
 
     body: Iterable[bytes] = (
@@ -115,8 +123,18 @@ def export(
     return Reply(status=200, body=chain([head], rest), content_type=PLAIN)
 
 
+def _larger_than(project: Any, days: list[dt.date], size: int) -> bool:
+    """Whether the days' export holds more than ``size`` bytes (reads as few days as needed)."""
+    total = 0
+    for day in days:
+        total += project.export_day_path(day).stat().st_size
+        if total > size:
+            return True
+    return False
+
+
 def _filtered(
-    paths: list[Path],
+    paths: Iterable[Path],
     *,
     events: frozenset[str] | None,
     keep: Callable[[Mapping[str, Any]], bool] | None,

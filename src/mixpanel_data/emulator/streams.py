@@ -15,8 +15,10 @@ import struct
 import tempfile
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from mixpanel_data.emulator.faults import StreamReset
 
@@ -30,10 +32,14 @@ __all__ = [
     "insert_malformed_line",
     "iter_files",
     "peek",
+    "prefetched",
     "reset_after",
     "terminate_early",
     "throttle",
 ]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 CHUNK_SIZE = 1 << 20
 # Export gzips only bodies larger than this (contract §4).
@@ -171,14 +177,14 @@ class GzipFragments:
             raise
         return crc, size
 
-    def gzip_files(
-        self, paths: list[Path], *, stop: threading.Event | None = None
+    @staticmethod
+    def gzip_body(
+        parts: Iterable[tuple[Path, int, int]], *, stop: threading.Event | None = None
     ) -> Iterator[bytes]:
-        """A gzip body for the concatenated files, compressing uncached days as it goes."""
+        """One gzip member from fragments (as ``fragment`` returns them), in order."""
         yield GZIP_HEADER
         crc, total = 0, 0
-        for path in paths:
-            frag, part_crc, part_size = self.fragment(path)
+        for frag, part_crc, part_size in parts:
             with open(frag, "rb") as handle:
                 handle.seek(_FRAGMENT_HEADER.size)
                 while chunk := handle.read(CHUNK_SIZE):
@@ -188,6 +194,22 @@ class GzipFragments:
             crc = crc32_combine(crc, part_crc, part_size)
             total += part_size
         yield _FINAL_EMPTY_BLOCK + struct.pack("<II", crc, total & 0xFFFFFFFF)
+
+
+def prefetched(items: Sequence[T], prepare: Callable[[T], R]) -> Iterator[R]:
+    """Yield ``prepare(item)`` in order, preparing the next item on a helper thread.
+
+    Generating (or compressing) day N+1 overlaps with sending day N.
+    """
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emulator-prefetch") as pool:
+        future = pool.submit(prepare, items[0])
+        for item in items[1:]:
+            current = future.result()
+            future = pool.submit(prepare, item)
+            yield current
+        yield future.result()
 
 
 # -- byte-level faults (see faults.py) -------------------------------------------------
