@@ -248,6 +248,7 @@ def write_export_day(
 
     # -- events per user-day and their order within the day ----------------------
     n_per_user = 1 + rng.poisson(max(events_per_active_day - 1.0, 0.0), active_users.size)
+    n_per_user[population.bounced[active_users]] = 1  # bouncers' only day: the first event
     total = int(n_per_user.sum())
     user = np.repeat(active_users, n_per_user)
     starts = np.repeat(np.cumsum(n_per_user) - n_per_user, n_per_user)

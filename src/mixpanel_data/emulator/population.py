@@ -25,11 +25,12 @@ if TYPE_CHECKING:
     FloatArray = npt.NDArray[np.float64]
     BoolArray = npt.NDArray[np.bool_]
 
-__all__ = ["ANONYMOUS_RATE", "Population", "day_offset_seconds", "hash_uniform"]
+__all__ = ["ANONYMOUS_RATE", "BOUNCE_RATE", "Population", "day_offset_seconds", "hash_uniform"]
 
 ANONYMOUS_RATE: Final = 0.08
 PRE_RANGE_SIGNUP_RATE: Final = 0.35  # signed up in the 90 days before the data starts
 PRE_RANGE_DAYS: Final = 90
+BOUNCE_RATE: Final = 0.2
 
 # Activity by local hour of day (a weekday web shop: quiet nights, busy evenings).
 HOURLY_WEIGHTS: Final = (
@@ -175,6 +176,9 @@ class Population:
             rng.integers(-PRE_RANGE_DAYS, 0, users),
             rng.integers(0, max(days, 1), users),
         ).astype(np.int64)
+        # Bouncers sign up, do nothing else and never return: the funnel's first drop.
+        bounced = rng.random(users) < BOUNCE_RATE
+        self.bounced = bounced
         hourly = np.asarray(HOURLY_WEIGHTS, dtype=np.float64)
         shift = round(-offset_hours) % 24  # export hour h shows local hour h + offset
         self.hour_cdf = np.cumsum(np.roll(hourly / hourly.sum(), shift))
@@ -184,7 +188,7 @@ class Population:
             signup_day=signup_day,
             signup_tod=self.time_of_day(rng.random(users), rng.random(users)),
             engagement=rng.beta(3.0, 1.6, users),
-            churn_age=rng.exponential(70.0, users),
+            churn_age=np.where(bounced, 0.5, rng.exponential(70.0, users)),
             plan=rng.choice(len(PLANS), users, p=_weights(PLANS)),
             geo=rng.choice(len(GEO), users, p=_weights(GEO)),
             platform=rng.choice(len(PLATFORMS), users, p=_weights(PLATFORMS)),
