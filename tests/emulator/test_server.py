@@ -395,3 +395,32 @@ def test_rate_limit_429_has_the_real_body_over_http(tmp_path):
         )
         me = httpx.get(f"{emu.base_url}/api/app/me", auth=auth)
         assert me.status_code == 200
+
+
+# -- our own client against the emulator ----------------------------------------------------
+
+
+def test_our_client_reaches_the_emulator_through_the_fixture_credentials(emulator, emulator_creds):
+    from mixpanel_data._internal.api_client import MixpanelAPIClient
+    from mixpanel_data.exceptions import AuthenticationError
+
+    assert emulator_creds.base_url == emulator.base_url
+    waits: list[float] = []
+    with MixpanelAPIClient(emulator_creds, sleep=waits.append) as client:
+        me = client.me()
+        assert me["projects"][emulator.spec.project_id]["timezone"] == emulator.spec.timezone
+        emulator.faults.add("429", endpoint="engage", count=1, retry_after=2)
+        try:
+            body = client.request("GET", "query", "engage")
+        finally:
+            emulator.faults.clear()
+        assert body["total"] == len(emulator.project.profiles())
+        assert waits == [2.0]  # the client honoured the emulator's Retry-After
+    bad = type(emulator_creds)(
+        username=emulator.username,
+        secret="wrong",
+        project_id=emulator.spec.project_id,
+        base_url=emulator.base_url,
+    )
+    with MixpanelAPIClient(bad) as client, pytest.raises(AuthenticationError):
+        client.request("GET", "query", "engage")
