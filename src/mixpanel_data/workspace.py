@@ -20,9 +20,12 @@ if TYPE_CHECKING:
 
     import httpx
     import pandas as pd
+    import polars as pl
+    import pyarrow as pa
 
     from mixpanel_data._internal.api_client import MixpanelAPIClient
     from mixpanel_data._internal.fetch_results import FetchProgress, FetchResult
+    from mixpanel_data._internal.notebook import NotebookProgress
     from mixpanel_data._internal.services.discovery import DiscoveryService
     from mixpanel_data._internal.services.introspection import IntrospectionService
     from mixpanel_data._internal.services.live_query import LiveQueryService
@@ -680,6 +683,37 @@ class Workspace:
     ) -> SQLRows:
         """Run SQL and return column names, types and rows as plain Python values."""
         return self._sql().rows(query, params)
+
+    def sql_arrow(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> pa.Table:
+        """Run SQL and return a ``pyarrow.Table``, straight from DuckDB (no pandas).
+
+        Example:
+            ws.sql_arrow("SELECT event_name, count(*) AS n FROM events GROUP BY 1")
+        """
+        from mixpanel_data._internal.services.frames import FrameService
+
+        return FrameService(self.storage).arrow(query, params)
+
+    def sql_polars(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> pl.DataFrame:
+        """Run SQL and return a Polars DataFrame (``pip install 'mixpanel_data[polars]'``)."""
+        from mixpanel_data._internal.services.frames import FrameService
+
+        return FrameService(self.storage).polars(query, params)
+
+    @staticmethod
+    def notebook_progress(*, label: str | None = None) -> NotebookProgress:
+        """A ``progress=`` callback that redraws one line in Jupyter (no-op elsewhere).
+
+        Example:
+            ws.fetch_events(from_date=..., to_date=..., progress=ws.notebook_progress())
+        """
+        from mixpanel_data._internal.notebook import NotebookProgress
+
+        return NotebookProgress(label=label)
 
     def info(self) -> WorkspaceInfo:
         """Describe the local database: path, size, project and tables."""

@@ -157,8 +157,6 @@ def test_arrow_needs_no_pandas(db_path: Path) -> None:
 
 
 def test_workspace_methods(db_path: Path) -> None:
-    if not hasattr(Workspace, "sql_arrow"):
-        pytest.skip("Workspace.sql_arrow not wired yet")
     with Workspace.open(db_path) as ws:
         table = ws.sql_arrow("SELECT n FROM things WHERE n < ?", [5])
         frame = ws.sql_polars("SELECT n FROM things WHERE n < $k", {"k": 5})

@@ -178,3 +178,15 @@ def test_progress_without_a_notebook_does_nothing(monkeypatch: pytest.MonkeyPatc
     assert not progress.active
     progress(_snapshot(10))
     assert progress.updates == 0
+
+
+def test_workspace_offers_the_notebook_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from mixpanel_data import Workspace
+
+    monkeypatch.setitem(sys.modules, "IPython", None)
+    progress = Workspace.notebook_progress(label="events")
+    assert isinstance(progress, NotebookProgress)
+    assert progress.label == "events"
+    assert not progress.active
