@@ -7,6 +7,7 @@ database are created lazily, on first use, so commands that need neither stay fa
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,10 @@ if TYPE_CHECKING:
         TopEvent,
         WorkspaceInfo,
     )
+
+
+# Lazy members (API client, services) are built once even when first used from threads.
+_LAZY_LOCK = threading.RLock()
 
 
 class Workspace:
@@ -149,9 +154,11 @@ class Workspace:
         if self._api is None:
             from mixpanel_data._internal.api_client import MixpanelAPIClient
 
-            self._api = MixpanelAPIClient(
-                self.credentials, transport=self._transport, budgets=self._budgets
-            )
+            with _LAZY_LOCK:
+                if self._api is None:
+                    self._api = MixpanelAPIClient(
+                        self.credentials, transport=self._transport, budgets=self._budgets
+                    )
         return self._api
 
     @property
@@ -379,7 +386,9 @@ class Workspace:
         if self._discovery_service is None:
             from mixpanel_data._internal.services.discovery import DiscoveryService
 
-            self._discovery_service = DiscoveryService(self.api)
+            with _LAZY_LOCK:
+                if self._discovery_service is None:
+                    self._discovery_service = DiscoveryService(self.api)
         return self._discovery_service
 
     @property
@@ -387,7 +396,9 @@ class Workspace:
         if self._live_service is None:
             from mixpanel_data._internal.services.live_query import LiveQueryService
 
-            self._live_service = LiveQueryService(self.api, discovery=self._discovery)
+            with _LAZY_LOCK:
+                if self._live_service is None:
+                    self._live_service = LiveQueryService(self.api, discovery=self._discovery)
         return self._live_service
 
     def events(self) -> list[str]:
