@@ -155,7 +155,11 @@ class EmulatorApp:
             headers.append(("Content-Length", str(reply.length)))
         if reply.gzip:
             headers.append(("Content-Encoding", "gzip"))
-        status = f"{reply.status} {HTTPStatus(reply.status).phrase}"
+        try:
+            phrase = HTTPStatus(reply.status).phrase
+        except ValueError:
+            phrase = "Unknown"
+        status = f"{reply.status} {phrase}"
         start_response(status, headers)
         return body if body is not None else reply.body
 
