@@ -159,8 +159,8 @@ def test_hard_cases_appear_at_the_documented_rates(project: SyntheticProject) ->
             assert counts[name] == planned[name], (day, name)
         assert counts["numeric_string"] == planned["numeric_string"]
         assert 1 <= counts["shared_insert_id"] <= planned["shared_insert_id"]
-        assert counts["midnight"] >= 1
-        assert counts["last_second"] >= 1
+        for name in ("midnight", "last_second"):  # a few more may happen naturally
+            assert planned[name] <= counts[name] <= planned[name] + 2
 
 
 def test_duplicates_repeat_the_dedup_key_with_a_later_processing_time(records: Any) -> None:

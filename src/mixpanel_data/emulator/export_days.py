@@ -284,7 +284,9 @@ def write_export_day(
     first_all = np.repeat(first, n_per_user)
     # A day that would run past midnight is compressed to fit, so volume stays as asked.
     span = np.repeat(offset[np.cumsum(n_per_user) - 1], n_per_user)
-    room = SECONDS_PER_DAY - 1 - first_all
+    # ...ending at a random point of the rest of the day, not all at 23:59:59.
+    slack = np.repeat(rng.random(active_users.size), n_per_user) * 0.5
+    room = ((SECONDS_PER_DAY - 1 - first_all) * (1.0 - slack)).astype(np.int64)
     scale = np.where(span > room, room / np.maximum(span, 1), 1.0)
     tod = first_all + np.floor(offset * scale).astype(np.int64)
     n = int(user.size)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -58,11 +57,29 @@ class _Undefined:
 UNDEFINED: Final = _Undefined()
 
 
-@dataclass(frozen=True, order=True)
 class DateTime:
-    """A naive datetime as epoch seconds (what ``datetime(...)`` and ``$time`` give)."""
+    """A naive datetime as epoch seconds (what ``datetime(...)`` and ``$time`` give).
 
-    epoch: float
+    A slotted class rather than a frozen dataclass: one is made per event when
+    filtering on ``$time``, and this is several times cheaper to create.
+    """
+
+    __slots__ = ("epoch",)
+
+    def __init__(self, epoch: float) -> None:
+        self.epoch = epoch
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DateTime) and self.epoch == other.epoch
+
+    def __hash__(self) -> int:
+        return hash(("DateTime", self.epoch))
+
+    def __lt__(self, other: DateTime) -> bool:
+        return self.epoch < other.epoch
+
+    def __repr__(self) -> str:
+        return f"DateTime({self.epoch!r})"
 
     def __str__(self) -> str:
         try:

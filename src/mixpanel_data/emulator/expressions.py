@@ -100,7 +100,33 @@ def _time_lookup(mapping: Mapping[str, Any]) -> Any:
     return UNDEFINED if value is None else value
 
 
+def _is_constant(node: Expr) -> bool:
+    if isinstance(node, Prop):
+        return False
+    if isinstance(node, Literal):
+        return True
+    if isinstance(node, ListLiteral):
+        return all(_is_constant(i) for i in node.items)
+    if isinstance(node, Binary):
+        return _is_constant(node.left) and _is_constant(node.right)
+    if isinstance(node, Unary):
+        return _is_constant(node.operand)
+    if isinstance(node, Call):
+        return _is_constant(node.arg)
+    return _is_constant(node.target)
+
+
 def _compile(node: Expr) -> _Fn:
+    """Compile a node; parts without property access are computed once (constant folding)."""
+    fn = _compile_node(node)
+    if not isinstance(node, Literal) and _is_constant(node):
+        value = fn(_EMPTY, _EMPTY, _EMPTY)
+        if not isinstance(value, list):  # a list would be shared between evaluations
+            return lambda p, e, u: value
+    return fn
+
+
+def _compile_node(node: Expr) -> _Fn:
     if isinstance(node, Literal):
         value = node.value
         return lambda p, e, u: value
@@ -195,6 +221,8 @@ def _compile_binary(node: Binary) -> _Fn:
             a, b = left(p, e, u), right(p, e, u)
             if (type(a) is int or type(a) is float) and (type(b) is int or type(b) is float):
                 return check(a, b) if a == a and b == b else UNDEFINED  # NaN is unordered
+            if type(a) is DateTime and type(b) is DateTime:
+                return check(a.epoch, b.epoch)
             pair = order_pair(a, b)
             return UNDEFINED if pair is None else check(pair[0], pair[1])
 
