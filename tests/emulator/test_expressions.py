@@ -226,12 +226,12 @@ def test_compile_value_gives_the_segment_value() -> None:
 
 
 def test_constant_parts_are_folded_but_lists_are_fresh() -> None:
-    on = compile_value('[1, 2]')
+    on = compile_value("[1, 2]")
     first = on({})
     first.append(3)
     assert on({}) == [1, 2]
     assert compile_value('datetime("2024-01-01") + 0')({}) is UNDEFINED  # not a number
-    assert compile_value("string(1 + 2) + properties[\"x\"]")({"x": "!"}) == "3!"
+    assert compile_value('string(1 + 2) + properties["x"]')({"x": "!"}) == "3!"
 
 
 def test_compiled_expressions_are_cached() -> None:
