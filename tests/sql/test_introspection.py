@@ -95,7 +95,8 @@ def test_property_keys(local_db) -> None:
         purchase_keys = ws.property_keys("events", event="Purchase")
         profile_keys = ws.property_keys("profiles")
     assert all_keys == sorted({k for e in local_db.events for k in e["properties"]})
-    assert "Plan" in all_keys and "plan" in all_keys  # case is kept
+    assert "Plan" in all_keys
+    assert "plan" in all_keys
     assert purchase_keys == sorted({k for e in local_db.purchases for k in e["properties"]})
     assert profile_keys == sorted({k for p in local_db.profiles for k in p["properties"]})
 
@@ -128,7 +129,9 @@ def test_column_stats_of_a_json_path_with_numeric_strings(local_db) -> None:
     assert stats.numeric.max == max(nums)
     assert stats.numeric.mean == pytest.approx(statistics.fmean(nums))
     assert stats.numeric.std == pytest.approx(statistics.stdev(nums))
-    assert stats.numeric.p50 == pytest.approx(statistics.quantiles(nums, n=4, method="inclusive")[1])
+    assert stats.numeric.p50 == pytest.approx(
+        statistics.quantiles(nums, n=4, method="inclusive")[1]
+    )
     assert Decimal(str(round(stats.numeric.sum, 2))) == sum(Decimal(str(p)) for p in present)
 
 
@@ -145,7 +148,8 @@ def test_column_stats_of_a_plain_column(local_db) -> None:
     items = [e["properties"]["cart"]["items"] for e in local_db.events if "cart" in e["properties"]]
     assert nested.type == "JSON"
     assert nested.count - nested.null_count == len(items)
-    assert nested.numeric is not None and nested.numeric.sum == sum(items)
+    assert nested.numeric is not None
+    assert nested.numeric.sum == sum(items)
 
 
 @pytest.mark.parametrize(
@@ -177,7 +181,8 @@ def test_parse_column_expr_accepts_or_raises_validation_error(text: str) -> None
     except ValidationError:
         return
     # Whatever is accepted is a plain identifier plus, at most, a bound JSON path.
-    assert parsed.column.isidentifier() and parsed.column.isascii()
+    assert parsed.column.isidentifier()
+    assert parsed.column.isascii()
     assert parsed.op in (None, "->", "->>")
     assert parse_column_expr(str(parsed)) == parsed
 

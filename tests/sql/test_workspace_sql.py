@@ -102,9 +102,7 @@ def test_read_only_workspace_refuses_writes_and_changes_nothing(local_db) -> Non
 
 def test_read_write_workspace_can_create_tables_with_sql(local_db) -> None:
     with Workspace.open(local_db.path, read_only=False) as ws:
-        ws.sql(
-            "CREATE TABLE logins AS SELECT * FROM events WHERE event_name = $e", {"e": "Login"}
-        )
+        ws.sql("CREATE TABLE logins AS SELECT * FROM events WHERE event_name = $e", {"e": "Login"})
         n = ws.sql_scalar("SELECT count(*) FROM logins")
         kinds = {t.name: t.kind for t in ws.tables()}
     assert n == sum(1 for e in local_db.events if e["event_name"] == "Login")
@@ -119,7 +117,9 @@ def test_missing_database_is_database_not_found(tmp_path: Path) -> None:
     assert not missing.exists()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(value=st.text(max_size=40))
 def test_bound_parameters_are_never_sql(local_db, value: str) -> None:
     """Any text, quotes and semicolons included, is a value: it comes back unchanged."""

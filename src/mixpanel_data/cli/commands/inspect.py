@@ -243,7 +243,10 @@ def _confirm(question: str, *, yes: bool) -> None:
         return
     if not sys.stdin.isatty():
         raise ValidationError("refusing to drop without --yes (standard input is not a terminal)")
-    if not typer.confirm(question, default=False, err=True):
+    # Prompt on stderr and read stdin ourselves: click's confirm echoes a space to stdout.
+    sys.stderr.write(f"{question} [y/N]: ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
         message("Nothing dropped.")
         raise typer.Exit(1)
 
