@@ -98,3 +98,22 @@ def test_funnels_list_and_cohorts_list(query, emulator):
         assert list(cohort)[:7] == [
             "count", "is_visible", "description", "created", "project_id", "id", "name",
         ]  # fmt: skip
+
+
+def test_history_window_follows_the_project_setting(query, emulator, today, monkeypatch):
+    monkeypatch.setattr(emulator.project, "max_data_history_days", 20, raising=False)
+    too_old = query(
+        "events/names",
+        type="general",
+        from_date=(today - timedelta(days=25)).isoformat(),
+        to_date=today.isoformat(),
+    )
+    assert too_old.status_code == 403
+    assert too_old.json()["error"] == "Date range exceeds 20 days into the past"
+    inside = query(
+        "events/names",
+        type="general",
+        from_date=(today - timedelta(days=20)).isoformat(),
+        to_date=today.isoformat(),
+    )
+    assert inside.status_code == 200
