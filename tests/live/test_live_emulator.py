@@ -335,3 +335,35 @@ def test_activity_feed_matches_the_export(
     )
     assert sorted((e.time, e.event) for e in r.events) == want
     assert {e.distinct_id for e in r.events} == {user}
+
+
+# -- JQL (legacy) -------------------------------------------------------------------------------
+
+
+def test_jql_group_by_matches_the_export(
+    emulator: Any, ws: Workspace, window: tuple[date, date]
+) -> None:
+    start, end = window
+    script = """
+    function main() {
+      return Events({from_date: params.from, to_date: params.to})
+        .filter(function(e) { return e.name == "Login"; })
+        .groupBy(["properties.$browser"], mixpanel.reducer.count());
+    }
+    """
+    r = ws.jql(script, params={"from": start.isoformat(), "to": end.isoformat()})
+    got = {row["key_1"]: row["value"] for row in r.rows}
+    want = Counter(
+        e.props.get("$browser")
+        for e in raw_events(emulator)
+        if e.name == "Login" and start <= e.day <= end
+    )
+    assert got == dict(want)
+
+
+def test_jql_script_error_is_a_query_error(ws: Workspace) -> None:
+    from mixpanel_data import QueryError
+
+    with pytest.raises(QueryError, match="UserVisiblePreconditionFailedError") as exc:
+        ws.jql("function main() { return nope(); }")
+    assert exc.value.status_code == 412
