@@ -487,3 +487,15 @@ def test_default_cache_is_keyed_by_spec_reused_and_pruned(
     mtime = path.stat().st_mtime_ns
     assert second.export_day_path(first.data_dates[0]) == path
     assert path.stat().st_mtime_ns == mtime  # reused, not regenerated
+
+
+def test_partial_files_of_crashed_writers_are_removed(tmp_path: Path) -> None:
+    stale = tmp_path / ".export-2026-03-19.jsonl.123.456.tmp"
+    fresh = tmp_path / ".export-2026-03-18.jsonl.123.789.tmp"
+    stale.write_bytes(b'{"event":"cut')
+    fresh.write_bytes(b'{"event":"in prog')
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    SyntheticProject(SPEC, cache_dir=tmp_path)
+    assert not stale.exists()
+    assert fresh.exists()  # another process may still be writing it

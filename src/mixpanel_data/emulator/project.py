@@ -96,6 +96,8 @@ class SyntheticProject:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._day_locks: dict[date, threading.Lock] = {}
+        self._members: dict[int, frozenset[str]] = {}
+        _remove_stale_temp_files(self.cache_dir)
 
     # -- identity and shared state ---------------------------------------------
 
@@ -150,6 +152,7 @@ class SyntheticProject:
         with lock:
             if path.exists():
                 return path
+            self.cache_dir.mkdir(parents=True, exist_ok=True)  # in case it was pruned meanwhile
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             try:
                 if self.start_date <= day < self.start_date + timedelta(days=self.spec.days):
@@ -274,12 +277,11 @@ class SyntheticProject:
     def cohort_members(self, cohort_id: int) -> frozenset[str]:
         """The distinct ids in a cohort; unknown ids raise ``KeyError``."""
         with self._lock:
-            cache: dict[int, frozenset[str]] = self.__dict__.setdefault("_members", {})
-            if cohort_id in cache:
-                return cache[cohort_id]
+            if cohort_id in self._members:
+                return self._members[cohort_id]
         members = self._compute_members(cohort_id)
         with self._lock:
-            cache[cohort_id] = members
+            self._members[cohort_id] = members
         return members
 
     def _compute_members(self, cohort_id: int) -> frozenset[str]:
@@ -426,6 +428,17 @@ class SyntheticProject:
 def hard_case_counts(project: SyntheticProject, day: date) -> dict[str, int]:
     """Count the hard cases (``HARD_CASE_RATES``) in one export day, plus ``events``."""
     return count_hard_cases(project.export_day_path(day))
+
+
+def _remove_stale_temp_files(cache_dir: Path) -> None:
+    """Remove partial files a crashed process left behind (an hour is far beyond any write)."""
+    cutoff = time.time() - 3600
+    for tmp in cache_dir.glob(".*.tmp"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+        except OSError:
+            continue
 
 
 def _prune(root: Path, *, keep: Path) -> None:
