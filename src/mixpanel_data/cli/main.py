@@ -12,7 +12,7 @@ import typer
 
 from mixpanel_data._version import __version__
 from mixpanel_data.cli import completion
-from mixpanel_data.cli.commands import auth, fetch, inspect, query, sql
+from mixpanel_data.cli.commands import auth, demo, fetch, inspect, mcp, query, sql
 from mixpanel_data.cli.commands import export as export_cmd
 from mixpanel_data.cli.context import CliContext
 from mixpanel_data.exceptions import MixpanelDataError
@@ -38,6 +38,8 @@ app.add_typer(fetch.app, name="fetch")
 app.add_typer(inspect.app, name="inspect")
 app.add_typer(query.app, name="query")
 app.command("sql")(sql.sql)
+app.command("demo")(demo.demo)
+app.command("mcp")(mcp.mcp)
 app.command("export")(export_cmd.export)
 
 

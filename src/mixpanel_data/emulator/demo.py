@@ -1,0 +1,172 @@
+"""The demo project and the questions `mp demo` asks of it, as a list of sections.
+
+Each ``DemoSection`` is a title plus a function from (Workspace, DemoRun) to rows;
+`mp demo` prints them in order, as tables. The SQL sections read the local tables
+the demo fetched. Live-query sections (a segmentation, a funnel from Mixpanel's
+Query API) go in ``LIVE_SECTIONS`` and print after them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from mixpanel_data.emulator.project import ProjectSpec
+
+if TYPE_CHECKING:
+    from mixpanel_data.workspace import Workspace
+
+__all__ = [
+    "DEMO_DAYS",
+    "DEMO_USERS",
+    "LIVE_SECTIONS",
+    "SQL_SECTIONS",
+    "DemoRun",
+    "DemoSection",
+    "demo_spec",
+    "sections",
+]
+
+DEMO_SEED = 2024
+DEMO_USERS = 1000
+DEMO_DAYS = 30
+DAU_DAYS = 14  # the daily-active-users table shows the last two weeks
+FUNNEL_STEPS = ("View Item", "Add To Cart", "Purchase")
+
+
+def demo_spec(*, users: int = DEMO_USERS, days: int = DEMO_DAYS) -> ProjectSpec:
+    """The demo shop: a month of events by `users` users, in America/Los_Angeles."""
+    return ProjectSpec(seed=DEMO_SEED, users=users, days=days, project_name="Demo Shop")
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What the sections need to know about the fetched data (tables `events`, `profiles`)."""
+
+    from_date: date
+    to_date: date
+    timezone: str
+
+    def full_local_days(self) -> list[date]:
+        """Project-timezone days wholly inside the fetched UTC range (no partial edges).
+
+        Export dates are UTC days for modern projects (contract §3.5), while daily
+        numbers are read in the project's timezone, as Mixpanel reports them.
+        """
+        tz = ZoneInfo(self.timezone)
+        start = datetime.combine(self.from_date, time(), tzinfo=UTC)
+        end = datetime.combine(self.to_date + timedelta(days=1), time(), tzinfo=UTC)
+        out = []
+        day = self.from_date - timedelta(days=1)
+        while day <= self.to_date + timedelta(days=1):
+            lo = datetime.combine(day, time(), tzinfo=tz)
+            hi = datetime.combine(day + timedelta(days=1), time(), tzinfo=tz)
+            if lo >= start and hi <= end:
+                out.append(day)
+            day += timedelta(days=1)
+        return out
+
+
+Rows = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class DemoSection:
+    """One table of the demo: a title, how to compute its rows, and the SQL shown with it."""
+
+    title: str
+    rows: Callable[[Workspace, DemoRun], Rows]
+    sql: str | None = None
+
+
+def _sql_rows(ws: Workspace, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> Rows:
+    return ws.sql_rows(sql, params).records()
+
+
+@dataclass(frozen=True)
+class _SQLSection:
+    """A section that runs one SQL statement on the local tables."""
+
+    title: str
+    sql: str
+    params: Callable[[DemoRun], Mapping[str, Any]] = field(default=lambda run: {})
+
+    def section(self) -> DemoSection:
+        def rows(ws: Workspace, run: DemoRun) -> Rows:
+            return _sql_rows(ws, self.sql, self.params(run))
+
+        return DemoSection(title=self.title, rows=rows, sql=self.sql)
+
+
+TOP_EVENTS = """\
+SELECT event_name, count(*) AS events, count(DISTINCT distinct_id) AS users,
+       round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS pct
+FROM events GROUP BY event_name ORDER BY events DESC, event_name"""
+
+DAILY_ACTIVE_USERS = """\
+SELECT timezone($tz, event_time)::DATE AS day, count(DISTINCT distinct_id) AS users,
+       count(*) AS events
+FROM events GROUP BY day HAVING day BETWEEN $first AND $last ORDER BY day"""
+
+REVENUE_BY_COUNTRY = """\
+SELECT properties->>'$.mp_country_code' AS country, count(*) AS purchases,
+       count(DISTINCT distinct_id) AS buyers,
+       sum(TRY_CAST(properties->>'$.price' AS DECIMAL(18, 2))) AS revenue
+FROM events WHERE event_name = 'Purchase'
+GROUP BY country ORDER BY revenue DESC, country"""
+
+REVENUE_BY_PLAN = """\
+SELECT coalesce(p.properties->>'$.plan', '(no profile)') AS plan,
+       count(DISTINCT e.distinct_id) AS buyers, count(*) AS purchases,
+       sum(TRY_CAST(e.properties->>'$.price' AS DECIMAL(18, 2))) AS revenue
+FROM events e LEFT JOIN profiles p USING (distinct_id)
+WHERE e.event_name = 'Purchase' GROUP BY plan ORDER BY revenue DESC, plan"""
+
+PURCHASE_FUNNEL = """\
+WITH s1 AS (SELECT distinct_id, min(event_time) AS t FROM events
+            WHERE event_name = $s1 GROUP BY 1),
+     s2 AS (SELECT e.distinct_id, min(e.event_time) AS t FROM events e JOIN s1 USING (distinct_id)
+            WHERE e.event_name = $s2 AND e.event_time >= s1.t GROUP BY 1),
+     s3 AS (SELECT e.distinct_id, min(e.event_time) AS t FROM events e JOIN s2 USING (distinct_id)
+            WHERE e.event_name = $s3 AND e.event_time >= s2.t GROUP BY 1),
+     steps AS (SELECT 1 AS step, $s1 AS event, count(*) AS users FROM s1
+               UNION ALL SELECT 2, $s2, count(*) FROM s2
+               UNION ALL SELECT 3, $s3, count(*) FROM s3)
+SELECT step, event, users,
+       round(100.0 * users / nullif(first_value(users) OVER (ORDER BY step), 0), 1) AS pct_of_first
+FROM steps ORDER BY step"""
+
+
+def _dau_params(run: DemoRun) -> Mapping[str, Any]:
+    days = run.full_local_days()[-DAU_DAYS:]
+    return {"tz": run.timezone, "first": days[0], "last": days[-1]}
+
+
+def _funnel_params(run: DemoRun) -> Mapping[str, Any]:
+    return dict(zip(("s1", "s2", "s3"), FUNNEL_STEPS, strict=True))
+
+
+SQL_SECTIONS: list[DemoSection] = [
+    _SQLSection("Top events", TOP_EVENTS).section(),
+    _SQLSection(
+        f"Daily active users, last {DAU_DAYS} days (project timezone)",
+        DAILY_ACTIVE_USERS,
+        _dau_params,
+    ).section(),
+    _SQLSection("Revenue by country (from JSON properties)", REVENUE_BY_COUNTRY).section(),
+    _SQLSection("Revenue by plan (events joined with profiles)", REVENUE_BY_PLAN).section(),
+    _SQLSection(
+        "Purchase funnel (ordered steps, from SQL)", PURCHASE_FUNNEL, _funnel_params
+    ).section(),
+]
+
+# Live Query API sections (segmentation, funnel) print after the SQL ones.
+LIVE_SECTIONS: list[DemoSection] = []
+
+
+def sections() -> list[DemoSection]:
+    """Every section `mp demo` prints, in order."""
+    return [*SQL_SECTIONS, *LIVE_SECTIONS]
