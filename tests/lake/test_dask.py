@@ -115,3 +115,35 @@ def test_sink_refuses_a_month_partitioned_folder(local_data, tmp_path: Path) -> 
         export_table(engine, "events", tmp_path / "lake", partition_by="month")
     with pytest.raises(ValidationError, match=r"month=\.\.\. partitions"):
         ParquetDaySink(tmp_path / "lake", table="events")
+
+
+def test_write_window_utc_days_equal_export_table(local_data, tmp_path: Path) -> None:
+    with StorageEngine(local_data.path, read_only=True) as engine:
+        export_table(engine, "events", tmp_path / "exported")
+        sink = ParquetDaySink(tmp_path / "windows", table="events")
+        with engine.reader() as conn:
+            written = sink.write_window(
+                conn, "events", start=date(2024, 2, 27), end=date(2024, 3, 2)
+            )
+    assert [rows for _, rows in written] == [
+        local_data.per_partition()[d]
+        for d in ("2024-02-27", "2024-02-28", "2024-02-29", "2024-03-01", "2024-03-02")
+    ]
+    assert _dask_per_day(tmp_path / "windows" / "events") == _dask_per_day(
+        tmp_path / "exported" / "events"
+    )
+
+
+def test_write_window_legacy_zone_uses_project_days(local_data, tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    zone = "America/Los_Angeles"
+    want = Counter(
+        (t.astimezone(ZoneInfo(zone)).date().isoformat(), n) for n, t, *_ in local_data.events
+    )
+    days = sorted({date.fromisoformat(d) for d, _ in want})
+    assert days[0] < date(2024, 2, 27)  # LA's first day starts before the first UTC day
+    sink = ParquetDaySink(tmp_path / "lake", table="events")
+    with StorageEngine(local_data.path, read_only=True) as engine, engine.reader() as conn:
+        sink.write_window(conn, "events", start=days[0], end=days[-1], zone=zone)
+    assert _dask_per_day(tmp_path / "lake" / "events") == want

@@ -27,11 +27,12 @@ import re
 import shutil
 import uuid
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
 
-from mixpanel_data._internal.storage import quote_ident, validate_table_name
+from mixpanel_data._internal.storage import EVENTS_COLUMNS, quote_ident, validate_table_name
 from mixpanel_data.exceptions import StorageError, TableNotFoundError, ValidationError
 
 if TYPE_CHECKING:
@@ -293,13 +294,34 @@ class ParquetDaySink:
                 old.unlink(missing_ok=True)
         return final, rows
 
-    def write_arrow(self, table: Any, *, day: date) -> tuple[Path, int]:
-        """Write a ``pyarrow.Table`` as `day`'s partition (same replace semantics)."""
-        import duckdb
+    def write_window(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        table: str,
+        *,
+        start: date,
+        end: date,
+        zone: str | None = None,
+    ) -> list[tuple[Path, int]]:
+        """Write each export day of ``start..end`` from events `table` into its partition.
 
-        conn = duckdb.connect()
-        try:
-            conn.register("mp_day", table)
-            return self.write_day(conn, "SELECT * FROM mp_day", day=day)
-        finally:
-            conn.close()
+        An export day is a UTC day for projects created after 2023, a project-timezone
+        day (`zone`) for older ones (contract §3.5), so a window's days hold exactly
+        the rows that window fetched. The fetcher calls this inside the window's
+        transaction: a day is in the lake if and only if its window is committed.
+        """
+        validate_table_name(table)
+        tz = ZoneInfo(zone or "UTC")
+        cols = ", ".join(quote_ident(c) for c, _ in EVENTS_COLUMNS)
+        query = (
+            f"SELECT {cols} FROM {quote_ident(table)} "
+            "WHERE event_time >= ? AND event_time < ? ORDER BY event_time, insert_id"
+        )
+        out = []
+        day = start
+        while day <= end:
+            after = day + timedelta(days=1)
+            bounds = [datetime.combine(d, time(), tzinfo=tz) for d in (day, after)]
+            out.append(self.write_day(conn, query, day=day, params=bounds))
+            day = after
+        return out
