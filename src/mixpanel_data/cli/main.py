@@ -12,7 +12,7 @@ import typer
 
 from mixpanel_data._version import __version__
 from mixpanel_data.cli import completion
-from mixpanel_data.cli.commands import auth, demo, fetch, inspect, mcp, query, sql
+from mixpanel_data.cli.commands import auth, demo, emulator, fetch, inspect, mcp, query, sql
 from mixpanel_data.cli.commands import export as export_cmd
 from mixpanel_data.cli.context import CliContext
 from mixpanel_data.exceptions import MixpanelDataError
@@ -34,6 +34,7 @@ completion.enable()
 
 # Command groups: one module each, joined here.
 app.add_typer(auth.app, name="auth")
+app.add_typer(emulator.app, name="emulator")
 app.add_typer(fetch.app, name="fetch")
 app.add_typer(inspect.app, name="inspect")
 app.add_typer(query.app, name="query")
