@@ -1,0 +1,415 @@
+"""The MCP server behind `mp mcp`: Workspace calls as tools an AI agent can use.
+
+Each tool is a thin call to the Workspace method a Python user would call, then
+a compact answer from ``payloads.py``. Agent SQL goes through ``SQLSandbox``
+instead of ``ws.sql`` (read-only, no files, limits). Errors come back as tool
+errors carrying the library's one-line message: never a traceback, never a
+secret (the SDK logs unexpected tracebacks to the server's stderr only).
+
+The Workspace is built on the first tool call, from the same account
+resolution as `mp` (``--account``, ``MP_*`` variables, the config file). Without
+credentials the local tools still work; the Mixpanel tools say how to configure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec
+
+from pydantic import Field
+
+from mixpanel_data._version import __version__
+from mixpanel_data.exceptions import ConfigError, MixpanelDataError, StorageError
+from mixpanel_data.mcp.payloads import dumps, records_table, result_payload, table
+from mixpanel_data.mcp.sandbox import SandboxLimits, SQLSandbox
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+    from mixpanel_data.workspace import Workspace
+
+__all__ = ["INSTRUCTIONS", "MixpanelTools", "build_server"]
+
+logger = logging.getLogger(__name__)
+P = ParamSpec("P")
+
+INSTRUCTIONS = """\
+Mixpanel data for this project, two ways:
+1. Local SQL (DuckDB): list_tables, describe_table, then run_sql. If the table you need is
+   missing, load it with fetch_events (a date range) or fetch_profiles. Events tables have
+   event_name, event_time (TIMESTAMPTZ, UTC), distinct_id, insert_id and properties (JSON:
+   read a property with properties->>'$.name'). run_sql runs one read-only SELECT with a row
+   cap and a time limit; aggregate in SQL rather than reading raw rows.
+2. Live Mixpanel reports: segmentation, funnel, retention, event_counts, property_counts,
+   after discovery with list_events, list_properties, list_property_values, list_funnels
+   and list_cohorts. Each live call uses Mixpanel's query budget (60 per hour).
+Dates are YYYY-MM-DD and inclusive. Answers show counts first and at most max_rows rows.
+"""
+
+DateArg = Annotated[str, Field(description="YYYY-MM-DD, inclusive")]
+MaxRows = Annotated[int, Field(ge=1, le=1000, description="rows to return (the rest are counted)")]
+Unit = Literal["minute", "hour", "day", "week", "month"]
+
+
+class MixpanelTools:
+    """The tool bodies, over one lazily built Workspace and one SQL sandbox.
+
+    Tests and embedders may pass a ``workspace_factory``; `mp mcp` passes the
+    CLI's own (so ``--account`` and ``--db`` apply).
+    """
+
+    def __init__(
+        self,
+        *,
+        workspace_factory: Callable[[], Workspace],
+        local_factory: Callable[[], Workspace] | None = None,
+        limits: SandboxLimits | None = None,
+    ) -> None:
+        self._workspace_factory = workspace_factory
+        self._local_factory = local_factory
+        self.limits = limits or SandboxLimits()
+        self._ws: Workspace | None = None
+        self._credentials_error: ConfigError | None = None
+        self._init_lock = threading.Lock()
+        # DuckDB refuses two in-process connections to one file with different
+        # settings, and the sandbox's are locked down; so database work is serial.
+        self._db_lock = threading.Lock()
+
+    # -- the workspace -------------------------------------------------------------
+
+    def workspace(self, *, credentials: bool = False) -> Workspace:
+        """The Workspace; with ``credentials=True``, fail if no account is configured."""
+        with self._init_lock:
+            if self._ws is None:
+                try:
+                    self._ws = self._workspace_factory()
+                except ConfigError as exc:
+                    if self._local_factory is None:
+                        raise
+                    self._credentials_error = exc
+                    self._ws = self._local_factory()
+        if credentials and self._credentials_error is not None:
+            raise self._credentials_error
+        return self._ws
+
+    def close(self) -> None:
+        """Close the Workspace (the API client and the database)."""
+        if self._ws is not None:
+            self._ws.close()
+            self._ws = None
+
+    def sandbox(self) -> SQLSandbox:
+        """A sandbox over the Workspace's database file."""
+        path = self.workspace().storage.path
+        if path is None:
+            raise StorageError(
+                "the MCP server needs a database file, not :memory:; set MP_DB_PATH or --db"
+            )
+        return SQLSandbox(path, limits=self.limits)
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[None]:
+        """Hold the database for one tool call (a fetch holds it for its whole run)."""
+        if not self._db_lock.acquire(timeout=max(30.0, self.limits.timeout * 3)):
+            raise StorageError("the database is busy with another tool call (a fetch?); retry")
+        try:
+            yield
+        finally:
+            self._db_lock.release()
+
+    # -- local database ------------------------------------------------------------
+
+    def list_tables(self) -> str:
+        """List the local tables: name, kind (events/profiles/other), rows, fetch state."""
+        with self._db():
+            tables = self.workspace().tables()
+        if not tables:
+            return dumps(
+                {
+                    "tables": [],
+                    "note": "the local database has no tables yet; load data with fetch_events",
+                }
+            )
+        return dumps({"tables": [t.to_dict() for t in tables]})
+
+    def describe_table(
+        self,
+        name: Annotated[str, Field(description="a table from list_tables")],
+        sample_rows: Annotated[int, Field(ge=0, le=20, description="example rows")] = 3,
+    ) -> str:
+        """Show a local table's columns and row count, with a few example rows."""
+        with self._db():
+            schema = self.workspace().table_schema(name)
+            out = schema.to_dict()
+            if sample_rows:
+                # The name comes from the database itself and is always quoted.
+                result = self.sandbox().run(
+                    f"SELECT * FROM {_quote(schema.name)} LIMIT {int(sample_rows)}",  # noqa: S608
+                    max_rows=sample_rows,
+                )
+                out["sample"] = table(result.columns, result.rows, max_rows=sample_rows)
+        return dumps(out)
+
+    def run_sql(
+        self,
+        query: Annotated[str, Field(description="one read-only DuckDB SELECT statement")],
+        max_rows: MaxRows | None = None,
+    ) -> str:
+        """Run one read-only SELECT on the local DuckDB database.
+
+        No files, extensions or changes; a row cap and a time limit apply.
+        """
+        cap = max_rows or self.limits.max_rows
+        with self._db():
+            result = self.sandbox().run(query, max_rows=cap)
+        out = table(result.columns, result.rows, total_rows=result.total_rows, max_rows=cap)
+        out["types"] = list(result.types)
+        out["elapsed_ms"] = result.elapsed_ms
+        return dumps(out)
+
+    def fetch_events(
+        self,
+        from_date: DateArg,
+        to_date: DateArg,
+        table: Annotated[str, Field(description="local table name")] = "events",
+        events: Annotated[list[str] | None, Field(description="only these event names")] = None,
+        where: Annotated[str | None, Field(description="Mixpanel expression filter")] = None,
+        mode: Annotated[
+            Literal["create", "append", "replace"],
+            Field(description="create fails if the table exists"),
+        ] = "create",
+    ) -> str:
+        """Download events from Mixpanel's Export API into a local table."""
+        ws = self.workspace(credentials=True)
+        with self._db():
+            result = ws.fetch_events(
+                table,
+                from_date=from_date,
+                to_date=to_date,
+                events=events or None,
+                where=where,
+                append=mode == "append",
+                replace=mode == "replace",
+            )
+        return dumps(result.to_dict())
+
+    def fetch_profiles(
+        self,
+        table: Annotated[str, Field(description="local table name")] = "profiles",
+        where: Annotated[str | None, Field(description="Mixpanel expression filter")] = None,
+        cohort_id: Annotated[int | None, Field(description="only this cohort's members")] = None,
+        mode: Annotated[
+            Literal["create", "append", "replace"],
+            Field(description="create fails if the table exists"),
+        ] = "create",
+    ) -> str:
+        """Download user profiles from Mixpanel's Engage API into a local table."""
+        ws = self.workspace(credentials=True)
+        with self._db():
+            result = ws.fetch_profiles(
+                table,
+                where=where,
+                cohort_id=cohort_id,
+                append=mode == "append",
+                replace=mode == "replace",
+            )
+        return dumps(result.to_dict())
+
+    # -- discovery (live) ----------------------------------------------------------
+
+    def list_events(self) -> str:
+        """List the project's event names (from Mixpanel)."""
+        names = list(self.workspace(credentials=True).events())
+        return dumps({"count": len(names), "events": names})
+
+    def list_properties(
+        self, event: Annotated[str, Field(description="an event name from list_events")]
+    ) -> str:
+        """List the property names Mixpanel has seen on one event."""
+        names = list(self.workspace(credentials=True).properties(event))
+        return dumps({"event": event, "count": len(names), "properties": names})
+
+    def list_property_values(
+        self,
+        property: Annotated[str, Field(description="a property name")],
+        event: Annotated[str | None, Field(description="limit to this event")] = None,
+        limit: Annotated[int, Field(ge=1, le=1000)] = 100,
+    ) -> str:
+        """List sample values of a property (most common first, per Mixpanel)."""
+        values = list(
+            self.workspace(credentials=True).property_values(property, event=event, limit=limit)
+        )
+        return dumps({"property": property, "event": event, "count": len(values), "values": values})
+
+    def list_funnels(self) -> str:
+        """List the project's saved funnels (ids for the funnel tool)."""
+        funnels = self.workspace(credentials=True).funnels()
+        return dumps(records_table([f.to_dict() for f in funnels], max_rows=self.limits.max_rows))
+
+    def list_cohorts(self) -> str:
+        """List the project's saved cohorts (ids for fetch_profiles' cohort_id)."""
+        cohorts = self.workspace(credentials=True).cohorts()
+        return dumps(records_table([c.to_dict() for c in cohorts], max_rows=self.limits.max_rows))
+
+    # -- live reports --------------------------------------------------------------
+
+    def segmentation(
+        self,
+        event: Annotated[str, Field(description="event name")],
+        from_date: DateArg,
+        to_date: DateArg,
+        on: Annotated[str | None, Field(description="property name or expression")] = None,
+        where: Annotated[str | None, Field(description="Mixpanel expression filter")] = None,
+        unit: Unit = "day",
+        type: Annotated[
+            Literal["general", "unique", "average"],
+            Field(description="general=events, unique=users, average=events per user"),
+        ] = "general",
+        max_rows: MaxRows | None = None,
+    ) -> str:
+        """Count an event over time (optionally per property value) with Mixpanel."""
+        result = self.workspace(credentials=True).segmentation(
+            event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit, type=type
+        )
+        return dumps(result_payload(result, max_rows=max_rows or self.limits.max_rows))
+
+    def funnel(
+        self,
+        funnel_id: Annotated[int, Field(description="a saved funnel id from list_funnels")],
+        from_date: DateArg,
+        to_date: DateArg,
+        on: Annotated[str | None, Field(description="property name or expression")] = None,
+        where: Annotated[str | None, Field(description="Mixpanel expression filter")] = None,
+        max_rows: MaxRows | None = None,
+    ) -> str:
+        """Compute a saved funnel's step counts and conversion with Mixpanel."""
+        result = self.workspace(credentials=True).funnel(
+            funnel_id, from_date=from_date, to_date=to_date, on=on, where=where
+        )
+        return dumps(result_payload(result, max_rows=max_rows or self.limits.max_rows))
+
+    def retention(
+        self,
+        born_event: Annotated[str, Field(description="the event that puts a user in a cohort")],
+        from_date: DateArg,
+        to_date: DateArg,
+        event: Annotated[str | None, Field(description="return event (default any)")] = None,
+        retention_type: Literal["birth", "compounded"] = "birth",
+        unit: Literal["day", "week", "month"] = "day",
+        interval_count: Annotated[int, Field(ge=1, le=90)] = 7,
+        max_rows: MaxRows | None = None,
+    ) -> str:
+        """Compute cohort retention (users who came back, per period) with Mixpanel."""
+        result = self.workspace(credentials=True).retention(
+            born_event=born_event,
+            event=event,
+            from_date=from_date,
+            to_date=to_date,
+            retention_type=retention_type,
+            unit=unit,
+            interval_count=interval_count,
+        )
+        return dumps(result_payload(result, max_rows=max_rows or self.limits.max_rows))
+
+    def event_counts(
+        self,
+        events: Annotated[list[str], Field(min_length=1, description="event names")],
+        from_date: DateArg,
+        to_date: DateArg,
+        type: Literal["general", "unique", "average"] = "general",
+        unit: Unit = "day",
+        max_rows: MaxRows | None = None,
+    ) -> str:
+        """Count several events side by side over time with Mixpanel."""
+        result = self.workspace(credentials=True).event_counts(
+            events, from_date=from_date, to_date=to_date, type=type, unit=unit
+        )
+        return dumps(result_payload(result, max_rows=max_rows or self.limits.max_rows))
+
+    def property_counts(
+        self,
+        event: Annotated[str, Field(description="event name")],
+        property: Annotated[str, Field(description="property name")],
+        from_date: DateArg,
+        to_date: DateArg,
+        type: Literal["general", "unique", "average"] = "general",
+        unit: Unit = "day",
+        limit: Annotated[int | None, Field(ge=1, le=10000, description="top values")] = None,
+        max_rows: MaxRows | None = None,
+    ) -> str:
+        """Count an event per value of one property over time with Mixpanel."""
+        result = self.workspace(credentials=True).property_counts(
+            event, property, from_date=from_date, to_date=to_date, type=type, unit=unit, limit=limit
+        )
+        return dumps(result_payload(result, max_rows=max_rows or self.limits.max_rows))
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# (tool name, read-only hint): the order is the order agents see.
+_TOOLS: tuple[tuple[str, bool], ...] = (
+    ("list_tables", True),
+    ("describe_table", True),
+    ("run_sql", True),
+    ("fetch_events", False),
+    ("fetch_profiles", False),
+    ("list_events", True),
+    ("list_properties", True),
+    ("list_property_values", True),
+    ("list_funnels", True),
+    ("list_cohorts", True),
+    ("segmentation", True),
+    ("funnel", True),
+    ("retention", True),
+    ("event_counts", True),
+    ("property_counts", True),
+)
+
+
+def _as_tool_errors(fn: Callable[P, str]) -> Callable[P, str]:
+    """Turn the library's errors into MCP tool errors with its one-line message."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    @functools.wraps(fn)
+    def tool(*args: P.args, **kwargs: P.kwargs) -> str:
+        try:
+            return fn(*args, **kwargs)
+        except MixpanelDataError as exc:
+            raise ToolError(f"{type(exc).__name__}: {exc.message}") from None
+
+    return tool
+
+
+def build_server(tools: MixpanelTools) -> MCPServer[Any]:
+    """Register every tool of ``tools`` on a new MCP server (serve it with ``.run()``)."""
+    from mcp.server.mcpserver import MCPServer
+    from mcp.types import ToolAnnotations
+
+    server: MCPServer[Any] = MCPServer(
+        name="mixpanel_data",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        log_level="WARNING",
+    )
+    for name, read_only in _TOOLS:
+        server.add_tool(
+            _as_tool_errors(getattr(tools, name)),
+            name=name,
+            annotations=ToolAnnotations(read_only_hint=read_only, open_world_hint=True),
+            structured_output=False,
+        )
+    return server
+
+
+def serve_stdio(tools: MixpanelTools) -> None:
+    """Serve the tools over stdin/stdout until the client closes the connection."""
+    try:
+        build_server(tools).run("stdio")
+    finally:
+        tools.close()
