@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
@@ -54,6 +55,7 @@ REFUSED = {
     "two_statements": "SELECT 1; DROP TABLE events",
 }
 
+SLOW_SQL = "SELECT count(*) FROM range(1000000000000) AS r(x) WHERE x % 7 = 3"
 UNIQUE_USERS_SQL = (
     "SELECT event_name, count(DISTINCT distinct_id) AS users FROM events "
     "GROUP BY event_name ORDER BY users DESC, event_name"
@@ -89,13 +91,17 @@ Call = Callable[[str, dict[str, Any]], Awaitable[tuple[bool, str]]]
 
 
 def run_session(
-    env: dict[str, str], errlog: Path, script: Callable[[Any, Call], Awaitable[Any]]
+    env: dict[str, str],
+    errlog: Path,
+    script: Callable[[Any, Call], Awaitable[Any]],
+    *,
+    options: tuple[str, ...] = ("--max-rows", "50"),
 ) -> Any:
     """Start `python -m mixpanel_data mcp`, connect the SDK client, run ``script``."""
     from mcp import ClientSession, StdioServerParameters, stdio_client
 
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "mixpanel_data", "mcp", "--max-rows", "50"], env=env
+        command=sys.executable, args=["-m", "mixpanel_data", "mcp", *options], env=env
     )
 
     async def main() -> Any:
@@ -376,12 +382,27 @@ def test_without_credentials_local_tools_work_and_live_tools_explain(
             "fetch": await call(
                 "fetch_events", {"from_date": "2024-01-01", "to_date": "2024-01-02"}
             ),
+            "slow": await call("run_sql", {"query": SLOW_SQL}),
+            "after_slow": await call("run_sql", {"query": "SELECT 42 AS answer"}),
         }
 
-    out = run_session(server_env(tmp_path, db, None), tmp_path / "stderr.txt", script)
+    started = time.monotonic()
+    out = run_session(
+        server_env(tmp_path, db, None),
+        tmp_path / "stderr.txt",
+        script,
+        options=("--sql-timeout", "0.5", "--threads", "1"),
+    )
+    assert time.monotonic() - started < 60
     assert _ok(out["tables"])["tables"][0]["name"] == "events"
     assert _ok(out["sql"])["rows"] == [[_ok(conversation["fetch"])["table_rows"]]]
     for key in ("events", "fetch"):
         text = _error(out[key])
         assert text.startswith("ConfigError: ")
         assert "MP_USERNAME" in text or "mp auth add" in text
+    # `--sql-timeout` stops a runaway query; the server keeps serving.
+    assert _error(out["slow"]) == (
+        "ValidationError: query stopped at the 0.5 s time limit; "
+        "add filters, aggregate, or query a smaller table"
+    )
+    assert _ok(out["after_slow"])["rows"] == [[42]]
