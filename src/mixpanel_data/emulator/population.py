@@ -359,7 +359,7 @@ class Population:
             "$last_seen": _iso(last_seen),
             "plan": self.plan_name(i),
             "age": 18 + int(x[3] * 50),
-            "lifetime_value": round(x[4] * 2000, 2),
+            "lifetime_value": round(float(x[4]) * 2000, 2),
             "is_verified": bool(x[5] < 0.8),
             "newsletter": bool(x[6] < 0.35),
             "signup_method": SIGNUP_METHODS[int(x[7] * len(SIGNUP_METHODS))],
