@@ -190,3 +190,31 @@ def test_workspace_offers_the_notebook_progress(monkeypatch: pytest.MonkeyPatch)
     assert isinstance(progress, NotebookProgress)
     assert progress.label == "events"
     assert not progress.active
+
+
+def test_records_inside_to_dict_become_the_table() -> None:
+    from datetime import UTC, datetime
+
+    from mixpanel_data.types import EventBreakdown, EventStats
+
+    @dataclass(frozen=True, repr=False)
+    class NotebookBreakdown(NotebookRepr, EventBreakdown):
+        pass
+
+    seen = datetime(2024, 1, 1, tzinfo=UTC)
+    breakdown = NotebookBreakdown(
+        table="events",
+        total_events=30,
+        total_users=4,
+        first_seen=seen,
+        last_seen=seen,
+        events=(
+            EventStats("Login", 20, 4, seen, seen, 66.7),
+            EventStats("Purchase", 10, 2, seen, seen, 33.3),
+        ),
+    )
+    columns, rows = rows_of(breakdown)
+    assert columns[:3] == ["event_name", "count", "unique_users"]
+    assert [r[:3] for r in rows] == [("Login", 20, 4), ("Purchase", 10, 2)]
+    assert repr(breakdown).startswith("NotebookBreakdown(table='events', total_events=30")
+    assert "<td>Purchase</td><td>10</td><td>2</td>" in breakdown._repr_html_()

@@ -53,7 +53,8 @@ def rows_of(result: Any) -> tuple[list[str], list[Sequence[Any]]]:
 
     Tables with ``columns`` and ``rows`` (SQLRows) come as they are; tidy
     results with ``rows`` as dicts (live reports) become columns in first-seen
-    order; anything else shows its ``to_dict()`` scalar fields as key/value rows.
+    order; otherwise the first list of records in ``to_dict()`` is the table, and
+    failing that its scalar fields show as key/value rows.
     """
     columns = getattr(result, "columns", None)
     rows = getattr(result, "rows", None)
@@ -65,6 +66,11 @@ def rows_of(result: Any) -> tuple[list[str], list[Sequence[Any]]]:
     if isinstance(columns, Sequence) and isinstance(rows, Sequence) and not isinstance(rows, str):
         return [str(c) for c in columns], [tuple(r) for r in rows]
     data = result.to_dict() if hasattr(result, "to_dict") else {}
+    for value in data.values():
+        # A list of records (a breakdown's events, a schema's columns) is the table.
+        if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            keys = list(dict.fromkeys(k for r in value for k in r))
+            return keys, [tuple(r.get(k) for k in keys) for r in value]
     pairs: list[Sequence[Any]] = [(k, v) for k, v in data.items() if not isinstance(v, list | dict)]
     return ["field", "value"], pairs
 
