@@ -122,8 +122,8 @@ def _check_layout(table_dir: Path, key: str) -> None:
 
     have, want = describe(found), describe(key)
     raise ValidationError(
-        f"{table_dir} already holds {have} and this export writes {want}; "
-        "export to another directory or delete that folder first",
+        f"{table_dir} already holds {have} and this would write {want}; "
+        "write to another directory or delete that folder first",
         path=str(table_dir),
     )
 
