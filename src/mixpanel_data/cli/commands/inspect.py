@@ -227,7 +227,7 @@ def column(
 ) -> None:
     """Show statistics of a column or JSON property: nulls, distinct, top values, numbers.
 
-    Example: mp inspect column events "properties->>'\\$.price'"
+    Example: mp inspect column events '$.price'
     """
     result = _local(ctx).column_stats(table, expr)
     data = result.to_dict()
