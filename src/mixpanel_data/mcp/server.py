@@ -386,12 +386,37 @@ def _as_tool_errors(fn: Callable[P, str]) -> Callable[P, str]:
     return tool
 
 
+def _one_line_arguments_error(name: str, exc: Exception) -> Exception:
+    """Pydantic's multi-line argument report as one line an agent can act on."""
+    from mcp.server.mcpserver.exceptions import ToolError
+    from pydantic import ValidationError as ArgumentsError
+
+    cause = exc.__cause__
+    if not isinstance(exc, ToolError) or not isinstance(cause, ArgumentsError):
+        return exc
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
+        for err in cause.errors()
+    )
+    return ToolError(f"Error executing tool {name}: ValidationError: invalid arguments: {problems}")
+
+
 def build_server(tools: MixpanelTools) -> MCPServer[Any]:
     """Register every tool of ``tools`` on a new MCP server (serve it with ``.run()``)."""
     from mcp.server.mcpserver import MCPServer
     from mcp.types import ToolAnnotations
 
-    server: MCPServer[Any] = MCPServer(
+    class Server(MCPServer[Any]):
+        async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+            try:
+                return await super().call_tool(name, arguments, context)
+            except Exception as exc:
+                error = _one_line_arguments_error(name, exc)
+                if error is exc:
+                    raise
+                raise error from None
+
+    server: MCPServer[Any] = Server(
         name="mixpanel_data",
         version=__version__,
         instructions=INSTRUCTIONS,
