@@ -155,6 +155,11 @@ def conversation(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> dic
         out["count_after_refusals"] = await call(
             "run_sql", {"query": "SELECT count(*) AS n FROM events"}
         )
+        # A write after the sandbox's connections: the file is free for the fetcher again.
+        out["fetch_profiles"] = await call("fetch_profiles", {})
+        out["profiles_sql"] = await call(
+            "run_sql", {"query": "SELECT count(DISTINCT distinct_id) AS n FROM profiles"}
+        )
         top = orjson.loads(out["unique_users"][1])["rows"][0][0]
         out["top_event"] = top
         out["segmentation"] = await call(
@@ -285,6 +290,15 @@ def test_large_results_are_capped_with_a_summary_first(conversation: dict[str, A
     ]
     for row in answer["rows"]:
         assert len(row[4]) <= 500 + len("…(+00000 chars)")
+
+
+def test_fetch_profiles_after_sql(conversation: dict[str, Any], emulator: Any) -> None:
+    profiles = emulator.project.profiles()
+    result = _ok(conversation["fetch_profiles"])
+    assert result["table"] == "profiles"
+    assert result["table_rows"] == len(profiles)
+    expected = len({p["$distinct_id"] for p in profiles})
+    assert _ok(conversation["profiles_sql"])["rows"] == [[expected]]
 
 
 def test_describe_table(conversation: dict[str, Any]) -> None:
