@@ -277,3 +277,25 @@ def test_keep_serves_until_interrupted(tmp_path: Path) -> None:
     assert proc.returncode == 0, stderr
     assert not Path(db).exists()  # the demo's temporary database went with it
     assert re.search(r"Traceback", stderr) is None
+
+
+def test_live_queries_agree_with_local_sql(demo_output, expected) -> None:
+    tables = parse_tables(demo_output["stdout"])
+    seg = table(tables, "Live segmentation")
+    funnel = table(tables, "Live funnel")
+    assert len(seg) == 7
+    assert len(funnel) == 3
+    assert all(r["agree"] == "true" for r in seg + funnel)
+    # The live numbers are also right, not just equal to SQL: count Purchases per
+    # project-timezone day straight from the deduplicated export.
+    project: SyntheticProject = expected["project"]
+    per_day: dict[str, int] = defaultdict(int)
+    for e in expected["events"]:
+        if e["event"] == "Purchase":
+            local = datetime.fromtimestamp(e["properties"]["time"], tz=project.tz)
+            per_day[local.date().isoformat()] += 1
+    assert {r["day"]: int(r["live (Query API)"]) for r in seg} == {
+        r["day"]: per_day[r["day"]] for r in seg
+    }
+    counts = [int(r["live (Query API)"]) for r in funnel]
+    assert counts[0] >= counts[1] >= counts[2] > 0

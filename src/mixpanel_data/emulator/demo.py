@@ -163,8 +163,118 @@ SQL_SECTIONS: list[DemoSection] = [
     ).section(),
 ]
 
-# Live Query API sections (segmentation, funnel) print after the SQL ones.
-LIVE_SECTIONS: list[DemoSection] = []
+LIVE_DAYS = 7  # the live segmentation compares the last week, day by day
+LIVE_FUNNEL_ID = 7003  # the emulator's saved "Checkout" funnel: View Item → Add To Cart → Purchase
+
+LOCAL_DAILY_PURCHASES = """\
+SELECT timezone($tz, event_time)::DATE AS day, count(*) AS events
+FROM events WHERE event_name = 'Purchase'
+GROUP BY day HAVING day BETWEEN $first AND $last ORDER BY day"""
+
+# Mixpanel's funnel over one bucket: a user enters at their first step-1 event in the range
+# (project timezone) and reaches each later step with the earliest matching event after the
+# previous step, within the conversion window measured from entry (contract §7.2).
+LOCAL_WINDOWED_FUNNEL = """\
+WITH ev AS (SELECT distinct_id, event_name, event_time FROM events
+            WHERE event_name IN ($s1, $s2, $s3)),
+     s1 AS (SELECT distinct_id, min(event_time) AS t0 FROM ev
+            WHERE event_name = $s1 AND timezone($tz, event_time)::DATE BETWEEN $first AND $last
+            GROUP BY 1),
+     s2 AS (SELECT e.distinct_id, min(e.event_time) AS t, any_value(s1.t0) AS t0
+            FROM ev e JOIN s1 USING (distinct_id)
+            WHERE e.event_name = $s2 AND e.event_time > s1.t0
+              AND e.event_time <= s1.t0 + to_seconds($window) GROUP BY 1),
+     s3 AS (SELECT e.distinct_id FROM ev e JOIN s2 USING (distinct_id)
+            WHERE e.event_name = $s3 AND e.event_time > s2.t
+              AND e.event_time <= s2.t0 + to_seconds($window) GROUP BY 1)
+SELECT (SELECT count(*) FROM s1) AS c1, (SELECT count(*) FROM s2) AS c2,
+       (SELECT count(*) FROM s3) AS c3"""
+
+
+def _live_days(run: DemoRun) -> list[date]:
+    return run.full_local_days()[-LIVE_DAYS:]
+
+
+def _live_segmentation(ws: Workspace, run: DemoRun) -> Rows:
+    days = _live_days(run)
+    if not days:
+        return []
+    live = ws.segmentation(
+        "Purchase", from_date=days[0].isoformat(), to_date=days[-1].isoformat(), unit="day"
+    )
+    per_day = live.values.get("Purchase", {})
+    local = {
+        r["day"]: r["events"]
+        for r in _sql_rows(
+            ws,
+            LOCAL_DAILY_PURCHASES,
+            {"tz": run.timezone, "first": days[0], "last": days[-1]},
+        )
+    }
+    return [
+        {
+            "day": day.isoformat(),
+            "live (Query API)": int(per_day.get(day.isoformat(), 0)),
+            "local (SQL)": int(local.get(day, 0)),
+            "agree": int(per_day.get(day.isoformat(), 0)) == int(local.get(day, 0)),
+        }
+        for day in days
+    ]
+
+
+def _live_funnel(ws: Workspace, run: DemoRun) -> Rows:
+    days = run.full_local_days()
+    # A 7-day window, shortened for short demos so the range keeps at least one day.
+    window_days = min(7, (len(days) - 1) // 2)
+    if window_days < 1:
+        return []
+    # Leave a whole conversion window of local data after the range: Mixpanel counts
+    # completions after to_date, so the local table must hold them too.
+    first, last = days[0], days[-1] - timedelta(days=window_days)
+    live = ws.funnel(
+        LIVE_FUNNEL_ID,
+        from_date=first.isoformat(),
+        to_date=last.isoformat(),
+        length=window_days,
+        length_unit="day",
+    )
+    steps = [s.event for s in live.steps]
+    params = {
+        "s1": steps[0],
+        "s2": steps[1],
+        "s3": steps[2],
+        "tz": run.timezone,
+        "first": first,
+        "last": last,
+        "window": window_days * 86400,
+    }
+    counts = _sql_rows(ws, LOCAL_WINDOWED_FUNNEL, params)[0]
+    local = [counts["c1"], counts["c2"], counts["c3"]]
+    return [
+        {
+            "step": n + 1,
+            "event": step.event,
+            "live (Query API)": step.count,
+            "local (SQL)": local[n],
+            "agree": step.count == local[n],
+        }
+        for n, step in enumerate(live.steps)
+    ]
+
+
+# Live Query API sections print after the SQL ones, next to the same numbers from SQL.
+LIVE_SECTIONS: list[DemoSection] = [
+    DemoSection(
+        title=f"Live segmentation: Purchase events per day, last {LIVE_DAYS} days",
+        rows=_live_segmentation,
+        sql=LOCAL_DAILY_PURCHASES,
+    ),
+    DemoSection(
+        title="Live funnel: saved 'Checkout' funnel vs the same funnel in SQL",
+        rows=_live_funnel,
+        sql=LOCAL_WINDOWED_FUNNEL,
+    ),
+]
 
 
 def sections() -> list[DemoSection]:

@@ -143,7 +143,9 @@ def demo(
             quiet=quiet,
         )
         for section in sections():
-            _print_section(section.title, section.rows(ws, run))
+            rows = section.rows(ws, run)
+            if rows:  # a very short demo range leaves some sections without data
+                _print_section(section.title, rows)
         if not keep:
             message(
                 "\nRun `mp demo --keep` to keep the emulator and the database, and query them.",
