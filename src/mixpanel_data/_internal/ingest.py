@@ -1,7 +1,7 @@
 """The bulk path: export bytes to a staging file, then DuckDB parses, dedups and commits.
 
 No per-row Python work: a window's response body is written to a temp file as
-it arrives (counting lines with ``bytes.count``), and one SQL statement lets
+it arrives, and one SQL statement lets
 DuckDB's ``read_json`` parse it, pull ``time``/``distinct_id``/``$insert_id``
 out with JSON functions, deduplicate, and insert — inside a transaction that
 also records the window in the metadata, so a window is either fully there or
@@ -21,9 +21,8 @@ including the extracted ones: lossless and simplest.
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,20 +48,22 @@ __all__ = [
 ]
 
 CHUNK = 1 << 20
-_BLANK_RUN = re.compile(rb"(?<=\n)\n")
 # DuckDB's buffer pool for ingestion; larger windows spill to disk, so RSS stays flat.
 INGEST_MEMORY_LIMIT = "256MB"
 
 
 @dataclass(frozen=True)
 class StagedFile:
-    """A window's export body on local disk, with its non-blank line count."""
+    """A window's export body on local disk."""
 
     window: DateWindow
     path: Path
-    lines: int
     size: int
     attempts: int
+    # Set by `scan_duplicates`: a Parquet file of the lines that lose dedup, and
+    # whether some duplicates need the slower fix-up (ties, missing keys).
+    losers: Path | None = None
+    needs_fix: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,30 +78,6 @@ class WindowCounts:
 def sql_literal(text: str) -> str:
     """Quote a string as a SQL literal (for table functions that take no parameters)."""
     return "'" + text.replace("'", "''") + "'"
-
-
-class _LineCounter:
-    """Count non-blank lines across chunk boundaries at C speed."""
-
-    def __init__(self) -> None:
-        self.newlines = 0
-        self.blank = 0
-        self.last = b"\n"  # a newline at the very start is a blank line
-
-    def feed(self, chunk: bytes) -> None:
-        self.newlines += chunk.count(b"\n")
-        if chunk[:1] == b"\n" and self.last == b"\n":
-            self.blank += 1
-        if b"\n\n\n" in chunk:
-            self.blank += len(_BLANK_RUN.findall(chunk))
-        else:
-            self.blank += chunk.count(b"\n\n")
-        self.last = chunk[-1:]
-
-    @property
-    def lines(self) -> int:
-        tail = 0 if self.last in (b"\n", b"") else 1
-        return self.newlines + tail - self.blank
 
 
 def _tail_line(path: Path, size: int) -> bytes:
@@ -143,7 +120,6 @@ def download_window(
     headers = {"Accept-Encoding": "gzip" if gzip else "identity", "Accept": "text/plain"}
     while True:
         attempt += 1
-        counter = _LineCounter()
         size = 0
         try:
             with (
@@ -153,7 +129,6 @@ def download_window(
             ):
                 for chunk in response.iter_bytes(CHUNK):
                     fh.write(chunk)
-                    counter.feed(chunk)
                     size += len(chunk)
                     if on_bytes is not None:
                         on_bytes(len(chunk))
@@ -169,7 +144,7 @@ def download_window(
                     raise NetworkError(
                         f"export of {window} ended in a cut record; retrying the window"
                     ) from None
-            return StagedFile(window, dest, counter.lines, size, attempt)
+            return StagedFile(window, dest, size, attempt)
         except Exception as exc:
             if not isinstance(exc, Retryable):
                 raise
@@ -186,8 +161,9 @@ def download_window(
             sleep(delay)
 
 
-def _time_expr(legacy_tz: str | None) -> str:
-    base = "to_timestamp(TRY_CAST(k[1] AS DOUBLE))"
+def _time_expr(text: str, legacy_tz: str | None) -> str:
+    """SQL turning export ``time`` text (epoch seconds) into a UTC TIMESTAMPTZ."""
+    base = f"to_timestamp(TRY_CAST({text} AS DOUBLE))"
     if legacy_tz is None:
         return base
     # Legacy projects export the epoch shifted by the project's UTC offset
@@ -195,103 +171,237 @@ def _time_expr(legacy_tz: str | None) -> str:
     return f"timezone({sql_literal(legacy_tz)}, ({base})::TIMESTAMP)"
 
 
-def _select_window(path: Path, *, legacy_tz: str | None, dedup: bool) -> str:
-    """SELECT the window's rows (valid and malformed), deduplicated unless told not to."""
+def _files(paths: Sequence[Path]) -> str:
+    return "[" + ", ".join(sql_literal(str(p)) for p in paths) + "]"
+
+
+def _select_rows(paths: Sequence[Path], *, legacy_tz: str | None) -> str:
+    """SELECT every line of the staged files as a row, plus ``pt`` (processing time).
+
+    Malformed lines come back from ``read_json`` as NULL rows; they get a NULL
+    ``event_time`` here so they can be counted and removed after the insert.
+    """
     source = (
-        f"read_json({sql_literal(str(path))}, format = 'newline_delimited', "
+        f"read_json({_files(paths)}, format = 'newline_delimited', "
         "columns = {event: 'VARCHAR', properties: 'JSON'}, ignore_errors = true)"
     )
-    # Malformed lines come back as NULL rows; they get a unique key so they are
-    # never merged, and a NULL event_time so they can be counted and removed.
-    inner = f"""
+    return f"""
         SELECT event AS event_name,
-               CASE WHEN ok THEN {_time_expr(legacy_tz)} END AS event_time,
+               CASE WHEN event IS NOT NULL THEN {_time_expr("k[1]", legacy_tz)} END
+                   AS event_time,
                k[2] AS distinct_id,
-               CASE WHEN NOT ok THEN uuid()::VARCHAR
-                    ELSE coalesce(k[3], md5(event || properties::VARCHAR)) END AS insert_id,
+               coalesce(k[3], md5(event || properties::VARCHAR)) AS insert_id,
                properties,
-               TRY_CAST(k[4] AS BIGINT) AS pt
+               TRY_CAST(k[4] AS BIGINT) AS pt,
+               k[3] IS NULL AS derived
         FROM (
-            SELECT *, (event IS NOT NULL AND TRY_CAST(k[1] AS DOUBLE) IS NOT NULL) AS ok
-            FROM (
-                SELECT event, properties,
-                       json_extract_string(properties,
-                           ['$.time', '$.distinct_id', '$."$insert_id"',
-                            '$.mp_processing_time_ms']) AS k
-                FROM {source}
-            )
+            SELECT event, properties,
+                   json_extract_string(properties,
+                       ['$.time', '$.distinct_id', '$."$insert_id"',
+                        '$.mp_processing_time_ms']) AS k
+            FROM {source}
         )
     """
-    if not dedup:
-        return inner
-    return f"""
-        SELECT * FROM ({inner})
-        QUALIFY row_number() OVER (
-            PARTITION BY event_name, distinct_id, event_time, insert_id
-            ORDER BY pt DESC NULLS LAST, properties::VARCHAR DESC) = 1
+
+
+def _select_duplicate_keys(paths: Sequence[Path], *, legacy_tz: str | None) -> str:
+    """SELECT the lines whose dedup key occurs more than once, keys only.
+
+    Reading only four scalar properties is several times cheaper than the full
+    parse, and the window function then holds keys, never the payload.
     """
+    struct = (
+        'STRUCT("time" VARCHAR, distinct_id VARCHAR, "$insert_id" VARCHAR, '
+        "mp_processing_time_ms VARCHAR)"
+    )
+    source = (
+        f"read_json({_files(paths)}, format = 'newline_delimited', "
+        f"columns = {{event: 'VARCHAR', properties: '{struct}'}}, ignore_errors = true)"
+    )
+    return f"""
+        SELECT * FROM (
+            SELECT ev, did, ts, iid, pt,
+                   count(*) OVER w AS n,
+                   max(pt) OVER w AS top,
+                   count(*) FILTER (WHERE pt IS NULL) OVER w AS no_pt
+            FROM (
+                SELECT event AS ev, properties.distinct_id AS did,
+                       {_time_expr('properties."time"', legacy_tz)} AS ts,
+                       properties."$insert_id" AS iid,
+                       TRY_CAST(properties.mp_processing_time_ms AS BIGINT) AS pt
+                FROM {source}
+                WHERE event IS NOT NULL
+            )
+            WINDOW w AS (PARTITION BY ev, did, ts, iid)
+        ) WHERE n > 1
+    """
+
+
+def scan_duplicates(staged: StagedFile, *, legacy_tz: str | None) -> StagedFile:
+    """Find a downloaded window's dedup losers, in a private in-memory database.
+
+    Runs on the download thread, so it overlaps other downloads instead of
+    holding the main database. Windows cover disjoint days, so per-window
+    losers are exactly the losers of the whole range. A loser is a line whose
+    key has a line with a larger ``mp_processing_time_ms``; keys whose best
+    processing time is tied or missing, or lines without ``$insert_id``, set
+    ``needs_fix`` (settled after the insert, rarely needed).
+    """
+    from dataclasses import replace
+
+    import duckdb
+
+    losers = staged.path.with_suffix(".losers.parquet")
+    if staged.size == 0:
+        return replace(staged, losers=losers, needs_fix=False)
+    conn = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": "128MB"})
+    try:
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.execute(
+            "CREATE TEMP TABLE dups AS "
+            + _select_duplicate_keys([staged.path], legacy_tz=legacy_tz)
+        )
+        stats = conn.execute(
+            "SELECT count(*) FILTER (WHERE pt < top), "
+            "count(*) FILTER (WHERE top IS NULL OR no_pt > 0 OR iid IS NULL) FROM dups"
+        ).fetchone()
+        ties = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM dups WHERE pt = top "
+            "GROUP BY ev, did, ts, iid HAVING count(*) > 1)"
+        ).fetchone()
+        if stats and stats[0]:
+            conn.execute(
+                "COPY (SELECT ev, did, ts, iid, pt FROM dups WHERE pt < top) TO "
+                f"{sql_literal(str(losers))} (FORMAT parquet)"
+            )
+        needs_fix = bool(stats and stats[1]) or bool(ties and ties[0])
+    finally:
+        conn.close()
+    return replace(staged, losers=losers, needs_fix=needs_fix)
 
 
 _COLS = "event_name, event_time, distinct_id, insert_id, properties"
-_KEY_MATCH = (
-    "t.event_time = w.event_time AND t.event_name = w.event_name "
-    "AND t.insert_id = w.insert_id AND t.distinct_id IS NOT DISTINCT FROM w.distinct_id"
-)
+_PT_T = "TRY_CAST(json_extract_string(t.properties, '$.mp_processing_time_ms') AS BIGINT)"
 
 
 def commit_events(
     conn: duckdb.DuckDBPyConnection,
     *,
     table: str,
-    staged: StagedFile,
+    staged: Sequence[StagedFile],
     dedup: bool,
     merge: bool,
     legacy_tz: str | None,
 ) -> WindowCounts:
-    """Insert one staged window into `table` (call inside an open transaction).
+    """Insert staged windows into `table` (call inside an open transaction).
 
-    ``merge`` is for appends over data that may already hold the same events:
-    existing rows lose to newer versions and identical keys are not added twice.
+    Dedup without carrying payloads: a keys-only pass finds the duplicated keys
+    and their losers (an older ``mp_processing_time_ms``); the streaming insert
+    then skips exactly those lines. Deleting rows after an insert would make the
+    commit rewrite the freshly written row groups, so the rare cases the keys
+    pass cannot settle (equal processing times, missing ones, events without
+    ``$insert_id``) are resolved by a delete on the new rows only when present.
+
+    ``merge`` widens the dedup to rows already in the table for the same days
+    (an append over an overlapping range): the newest version wins, once.
     """
     target = quote_ident(table)
-    if staged.size == 0:
+    present = [f for f in staged if f.size > 0]
+    if not present:
         return WindowCounts(0, 0, 0)
-    select = _select_window(staged.path, legacy_tz=legacy_tz, dedup=dedup)
-    if not merge:
-        start = conn.execute(f"SELECT count(*) FROM {target}").fetchone()
-        inserted = _count(conn.execute(f"INSERT INTO {target} SELECT {_COLS} FROM ({select})"))
-        malformed = _count(
+    paths = [f.path for f in present]
+    row = conn.execute(f"SELECT count(*) FROM {target}").fetchone()
+    # New rows get row ids past every existing one: count(*) is a safe lower bound.
+    params: dict[str, Any] = {"start": int(row[0]) if row else 0}
+    skipped = 0
+    needs_fix = merge
+    select = _select_rows(paths, legacy_tz=legacy_tz)
+    if dedup:
+        for f in present:
+            if f.losers is None:
+                raise ValueError("dedup needs scan_duplicates() on every staged file")
+        losers = [f.losers for f in present if f.losers is not None and f.losers.exists()]
+        needs_fix = needs_fix or any(f.needs_fix for f in present)
+        if losers:
             conn.execute(
-                f"DELETE FROM {target} WHERE rowid >= ? AND event_time IS NULL",
-                [int(start[0]) if start else 0],
+                "CREATE OR REPLACE TEMP TABLE _mp_dups AS SELECT * FROM read_parquet("
+                + _files(losers)
+                + ")"
+            )
+            row = conn.execute("SELECT count(*) FROM _mp_dups").fetchone()
+            skipped = int(row[0]) if row else 0
+            select = f"""
+                SELECT s.* FROM ({select}) s
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM _mp_dups d
+                    WHERE d.pt = s.pt AND d.ev = s.event_name
+                      AND d.ts = s.event_time AND d.iid = s.insert_id
+                      AND d.did IS NOT DISTINCT FROM s.distinct_id)
+            """
+    # The optimizer may build the anti-join's hash table on the export side (its
+    # size is unknown to it); keep the build on the small losers table.
+    conn.execute("SET disabled_optimizers = 'build_side_probe_side'")
+    try:
+        inserted = _count(conn.execute(f"INSERT INTO {target} SELECT {_COLS} FROM ({select})"))
+    finally:
+        conn.execute("RESET disabled_optimizers")
+        conn.execute("DROP TABLE IF EXISTS _mp_dups")
+    malformed = _count(
+        conn.execute(f"DELETE FROM {target} WHERE rowid >= $start AND event_time IS NULL", params)
+    )
+    fixed = 0
+    if dedup and needs_fix and inserted > malformed:
+        fixed = _delete_losers(conn, target, params, merge=merge)
+    return WindowCounts(inserted - malformed - fixed, skipped + fixed, malformed)
+
+
+def _delete_losers(
+    conn: duckdb.DuckDBPyConnection, target: str, params: dict[str, Any], *, merge: bool
+) -> int:
+    """Delete all but the newest row of each duplicated key among the new rows.
+
+    With ``merge``, rows already stored for the same time span compete too.
+    """
+    params = dict(params)
+    if merge:
+        bounds = conn.execute(
+            f"SELECT min(event_time), max(event_time) FROM {target} WHERE rowid >= $start",
+            params,
+        ).fetchone()
+        params["lo"], params["hi"] = bounds if bounds else (None, None)
+
+    def scope(alias: str) -> str:
+        if not merge:
+            return f"{alias}rowid >= $start"
+        return f"({alias}rowid >= $start OR {alias}event_time BETWEEN $lo AND $hi)"
+
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE _mp_dup_keys AS "
+        f"SELECT event_name, distinct_id, event_time, insert_id FROM {target} "
+        f"WHERE {scope('')} GROUP BY ALL HAVING count(*) > 1",
+        params,
+    )
+    try:
+        return _count(
+            conn.execute(
+                f"""DELETE FROM {target} WHERE rowid IN (
+                    SELECT rid FROM (
+                        SELECT t.rowid AS rid, row_number() OVER (
+                            PARTITION BY t.event_name, t.distinct_id, t.event_time, t.insert_id
+                            ORDER BY {_PT_T} DESC NULLS LAST,
+                                     t.properties::VARCHAR DESC, t.rowid DESC) AS rn
+                        FROM {target} t
+                        SEMI JOIN _mp_dup_keys d
+                          ON t.event_name = d.event_name AND t.event_time = d.event_time
+                         AND t.insert_id = d.insert_id
+                         AND t.distinct_id IS NOT DISTINCT FROM d.distinct_id
+                        WHERE {scope("t.")}
+                    ) WHERE rn > 1)""",
+                params,
             )
         )
-        rows = inserted - malformed
-        return WindowCounts(rows, max(0, staged.lines - inserted), malformed)
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _mp_window AS {select}")
-    try:
-        malformed = _count(conn.execute("DELETE FROM _mp_window WHERE event_time IS NULL"))
-        parsed = staged.lines - malformed
-        if dedup:
-            replaced = _count(
-                conn.execute(
-                    f"DELETE FROM {target} t USING _mp_window w WHERE {_KEY_MATCH} "
-                    "AND coalesce(w.pt, -1) >= coalesce(TRY_CAST("
-                    "json_extract_string(t.properties, '$.mp_processing_time_ms') AS BIGINT), -1)"
-                )
-            )
-            added = _count(
-                conn.execute(
-                    f"INSERT INTO {target} SELECT {_COLS} FROM _mp_window w "
-                    f"WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {_KEY_MATCH})"
-                )
-            )
-            rows = added - replaced
-        else:
-            rows = _count(conn.execute(f"INSERT INTO {target} SELECT {_COLS} FROM _mp_window"))
-        return WindowCounts(rows, max(0, parsed - rows), malformed)
     finally:
-        conn.execute("DROP TABLE IF EXISTS _mp_window")
+        conn.execute("DROP TABLE IF EXISTS _mp_dup_keys")
 
 
 def _count(cursor: duckdb.DuckDBPyConnection) -> int:

@@ -243,6 +243,24 @@ class _ReaderQueue:
             os.close(self._fd)  # closing releases the flock
             self._fd = None
 
+    def readers_waiting(self) -> bool:
+        """True when a reader holds the side file (it is waiting for the database)."""
+        if not self.path.exists():
+            return False
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
     def let_readers_in(self, *, deadline: float) -> None:
         if not self.path.exists():
             return
@@ -434,6 +452,14 @@ class StorageEngine:
                 self._active, self._depth = None, 0
                 if self.path is not None:
                     conn.close()
+
+    def readers_waiting(self) -> bool:
+        """True when another process (using this engine) waits to read the database.
+
+        A long writer checks this between commits and closes its connection so
+        the reader gets in (see ``_ReaderQueue``).
+        """
+        return self.path is not None and _ReaderQueue(self.path).readers_waiting()
 
     def reader(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A short read-only connection (read-write for ``:memory:``)."""
@@ -679,9 +705,9 @@ def record_window(
     fetch_id: str,
     from_date: date,
     to_date: date,
-    rows_inserted: int,
-    duplicates: int,
-    malformed: int,
+    rows_inserted: int | None,
+    duplicates: int | None,
+    malformed: int | None,
     committed_at: datetime,
 ) -> None:
     """Record one committed window of a fetch (inside the window's transaction)."""
@@ -702,7 +728,7 @@ def committed_windows(
         "WHERE name = ? AND fetch_id = ?",
         [name, fetch_id],
     ).fetchall()
-    return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+    return {r[0]: (int(r[1] or 0), int(r[2] or 0), int(r[3] or 0)) for r in rows}
 
 
 def rename_meta(conn: duckdb.DuckDBPyConnection, *, old: str, new: str) -> None:

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -46,6 +47,7 @@ from mixpanel_data._internal.ingest import (
     commit_events,
     commit_profiles,
     download_window,
+    scan_duplicates,
 )
 from mixpanel_data._internal.jsonl import is_terminated_early, iter_lines
 from mixpanel_data._internal.windows import (
@@ -80,6 +82,17 @@ MAX_LIMIT = 100_000  # contract §4: a larger export limit is a 400
 MAX_WORKERS = 16
 DEFAULT_WORKERS = 4
 ASIDE_PREFIX = "_mp_new_"
+# Windows ready together are committed together, up to this many bytes of JSONL:
+# each commit appends to the table and costs a checkpoint that rewrites its tail,
+# so few large commits are much faster than many small ones. The insert streams,
+# so memory does not grow with the batch.
+BATCH_BYTES = 2 << 30
+# Downloaded windows wait for the next one up to COMMIT_DELAY seconds to share its
+# commit, and never longer than MAX_COMMIT_LATENCY in all (readers see data by then).
+COMMIT_DELAY = 2.0
+MAX_COMMIT_LATENCY = 10.0
+# Windows downloaded ahead of the writer (at most `workers` at once).
+LOOKAHEAD_WINDOWS = 64
 
 
 class _Cancelled(Exception):
@@ -120,6 +133,39 @@ def _clean_stale_staging(directory: Path) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
             except PermissionError:
                 continue
+
+
+class _WriterSession:
+    """The fetch's write connection, held across commits and released for readers.
+
+    Holding it avoids a checkpoint per commit (each one rewrites the table's last
+    row group); it is closed whenever a reader waits or a download is awaited,
+    so readers only ever wait for one commit.
+    """
+
+    def __init__(self, storage: st.StorageEngine) -> None:
+        self._storage = storage
+        self._stack: contextlib.ExitStack | None = None
+        self._conn: duckdb.DuckDBPyConnection | None = None
+
+    def connection(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        if self._stack is None:
+            stack = contextlib.ExitStack()
+            conn = stack.enter_context(self._storage.writer())
+            conn.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
+            # One checkpoint when the session closes, not one per commit.
+            conn.execute("SET checkpoint_threshold = '4GB'")
+            conn.execute("SET preserve_insertion_order = false")
+            self._stack, self._conn = stack, conn
+        return self._storage.writer()  # nested: reuses the held connection
+
+    def release(self) -> None:
+        if self._stack is not None:
+            stack, self._stack, self._conn = self._stack, None, None
+            stack.close()
+
+    def close(self) -> None:
+        self.release()
 
 
 class FetcherService:
@@ -297,9 +343,12 @@ class FetcherService:
                     )
                 )
 
-        def commit(staged: StagedFile, done_after: int) -> None:
-            with self.storage.writer() as conn:
-                conn.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
+        session = _WriterSession(self.storage)
+
+        def commit(batch: list[StagedFile], done_after: int) -> None:
+            if self.storage.readers_waiting():
+                session.release()  # a reader gets in before this commit
+            with session.connection() as conn:
                 conn.execute("BEGIN TRANSACTION")
                 try:
                     st.ensure_meta(conn)
@@ -308,27 +357,30 @@ class FetcherService:
                             "CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1
                         )
                     )
-                    merge = merge_possible and _overlaps(conn, target, staged.window)
+                    merge = merge_possible and any(_overlaps(conn, target, f.window) for f in batch)
                     counts = commit_events(
                         conn,
                         table=target,
-                        staged=staged,
+                        staged=batch,
                         dedup=not keep_duplicates,
                         merge=merge,
                         legacy_tz=tz if legacy else None,
                     )
                     now = datetime.now(tz=UTC)
-                    st.record_window(
-                        conn,
-                        name=target,
-                        fetch_id=fetch_id,
-                        from_date=staged.window.start,
-                        to_date=staged.window.end,
-                        rows_inserted=counts.rows_inserted,
-                        duplicates=counts.duplicates,
-                        malformed=counts.malformed,
-                        committed_at=now,
-                    )
+                    single = len(batch) == 1
+                    for staged in batch:
+                        # Counts are per statement; windows committed together get NULLs.
+                        st.record_window(
+                            conn,
+                            name=target,
+                            fetch_id=fetch_id,
+                            from_date=staged.window.start,
+                            to_date=staged.window.end,
+                            rows_inserted=counts.rows_inserted if single else None,
+                            duplicates=counts.duplicates if single else None,
+                            malformed=counts.malformed if single else None,
+                            committed_at=now,
+                        )
                     st.write_meta(
                         conn,
                         name=target,
@@ -351,23 +403,36 @@ class FetcherService:
 
         done = len(windows) - len(todo)
         emit(done)
-        for staged_or_error in self._download_all(todo, params, n_workers, totals):
-            if isinstance(staged_or_error, tuple):
-                window, error = staged_or_error
-                failed.append(
-                    {
-                        "from_date": str(window.start),
-                        "to_date": str(window.end),
-                        "error": error.message,
-                    }
-                )
-                continue
-            try:
-                commit(staged_or_error, done + 1)
-            finally:
-                staged_or_error.path.unlink(missing_ok=True)
-            done += 1
-            emit(done)
+        downloads = self._download_all(
+            todo,
+            params,
+            n_workers,
+            totals,
+            scan=not keep_duplicates,
+            legacy_tz=tz if legacy else None,
+            on_block=session.release,
+        )
+        with contextlib.closing(session), contextlib.closing(downloads):  # type: ignore[type-var]
+            for batch_or_error in downloads:
+                if isinstance(batch_or_error, tuple):
+                    window, error = batch_or_error
+                    failed.append(
+                        {
+                            "from_date": str(window.start),
+                            "to_date": str(window.end),
+                            "error": error.message,
+                        }
+                    )
+                    continue
+                try:
+                    commit(batch_or_error, done + len(batch_or_error))
+                finally:
+                    for staged in batch_or_error:
+                        staged.path.unlink(missing_ok=True)
+                        if staged.losers is not None:
+                            staged.losers.unlink(missing_ok=True)
+                done += len(batch_or_error)
+                emit(done)
         if not todo or (done == len(windows) and mode == "replace"):
             self._finish(name, target, mode, args, fetch_id, len(windows), start, end)
         result = FetchResult(
@@ -405,8 +470,15 @@ class FetcherService:
         params: Mapping[str, Any],
         n_workers: int,
         totals: _Totals,
-    ) -> Iterator[StagedFile | tuple[DateWindow, MixpanelDataError]]:
+        *,
+        scan: bool = True,
+        legacy_tz: str | None = None,
+        on_block: Callable[[], None] | None = None,
+    ) -> Iterator[list[StagedFile] | tuple[DateWindow, MixpanelDataError]]:
         """Download windows ahead on worker threads; yield them in date order.
+
+        Consecutive windows already downloaded are yielded together (up to
+        BATCH_BYTES), to be committed in one transaction.
 
         A window whose retryable failures ran out is yielded as ``(window, error)``;
         any other error stops everything and is raised.
@@ -435,11 +507,12 @@ class FetcherService:
                     continue
                 dest = staging / f"{window.start.isoformat()}.jsonl"
                 try:
-                    future.set_result(
-                        download_window(
-                            self.api, window, params, dest, gzip=gzip, on_bytes=on_bytes
-                        )
+                    staged = download_window(
+                        self.api, window, params, dest, gzip=gzip, on_bytes=on_bytes
                     )
+                    if scan:
+                        staged = scan_duplicates(staged, legacy_tz=legacy_tz)
+                    future.set_result(staged)
                 except BaseException as exc:
                     future.set_exception(exc)
 
@@ -451,7 +524,7 @@ class FetcherService:
             t.start()
         pending: list[tuple[DateWindow, Future[StagedFile]]] = []
         feed = iter(todo)
-        ahead = n_workers + 1  # bounds the staged files on disk
+        ahead = max(n_workers + 1, LOOKAHEAD_WINDOWS)  # bounds the staged files on disk
 
         def fill() -> None:
             while len(pending) < ahead:
@@ -466,6 +539,8 @@ class FetcherService:
             fill()
             while pending:
                 window, future = pending.pop(0)
+                if not future.done() and on_block is not None:
+                    on_block()  # e.g. close the database while waiting, for readers
                 try:
                     staged = future.result()
                 except Exception as exc:
@@ -474,8 +549,35 @@ class FetcherService:
                         yield (window, exc)
                         continue
                     raise
+                batch = [staged]
+                size = staged.size
+                first_ready = last_ready = time.monotonic()
                 fill()
-                yield staged
+                while pending and size < BATCH_BYTES:
+                    nxt = pending[0][1]
+                    if not nxt.done():
+                        # While windows keep arriving, gather them into one commit:
+                        # every commit costs a checkpoint that rewrites recent row
+                        # groups, so one large commit is much cheaper than several.
+                        now = time.monotonic()
+                        left = min(
+                            COMMIT_DELAY - (now - last_ready),
+                            MAX_COMMIT_LATENCY - (now - first_ready),
+                        )
+                        if left <= 0 or self.storage.readers_waiting():
+                            break
+                        if on_block is not None:
+                            on_block()
+                        wait_futures([nxt], timeout=min(left, 0.1))
+                        continue
+                    if nxt.cancelled() or nxt.exception() is not None:
+                        break
+                    pending.pop(0)
+                    batch.append(nxt.result())
+                    size += batch[-1].size
+                    last_ready = time.monotonic()
+                    fill()
+                yield batch
         finally:
             stop.set()
             for _window, future in pending:
