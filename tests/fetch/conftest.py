@@ -121,7 +121,6 @@ def expected_counter(records: Iterable[dict[str, Any]]) -> Counter[tuple[Any, ..
 
 def table_counter(ws: Workspace, table: str = "events") -> Counter[tuple[Any, ...]]:
     """The stored table in the same shape (properties parsed back from DuckDB's JSON)."""
-    _cols, rows = ws.storage.execute_rows(
-        f'SELECT event_name, distinct_id, epoch(event_time)::BIGINT, properties FROM "{table}"'
-    )
+    sql = "SELECT event_name, distinct_id, epoch(event_time)::BIGINT, properties FROM "
+    _cols, rows = ws.storage.execute_rows(sql + f'"{table}"')
     return Counter((e, d, t, canonical(json.loads(p))) for e, d, t, p in rows)

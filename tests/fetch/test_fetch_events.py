@@ -31,9 +31,13 @@ def test_thirty_day_fetch_equals_the_deduplicated_export(ws: Workspace, emulator
     assert result.duplicates_dropped == len(raw) - len(expected) > 0
     assert result.malformed_lines == 0
     assert (result.windows_done, result.windows_total) == (30, 30)
-    assert seen and seen[-1].windows_done == 30 and seen[-1].rows == len(expected)
+    assert seen
+    assert seen[-1].windows_done == 30
+    assert seen[-1].rows == len(expected)
     meta = ws.storage.table_metadata("events")
-    assert meta is not None and meta["complete"] is True and meta["row_count"] == len(expected)
+    assert meta is not None
+    assert meta["complete"] is True
+    assert meta["row_count"] == len(expected)
     assert meta["fetch_args"]["from_date"] == days[0].isoformat()
     # event_time is UTC and equals properties.time for a modern project (contract §3.5).
     _c, rows = ws.storage.execute_rows(
@@ -67,7 +71,8 @@ def test_case_variant_keys_and_unicode_survive(ws: Workspace, emulator: Any) -> 
         for r in dedup(raw_records(emulator, days))
         if "plan" in r["properties"] and "Plan" in r["properties"]
     ]
-    assert expected and sorted(rows) == sorted(expected)
+    assert expected
+    assert sorted(rows) == sorted(expected)
 
 
 def test_events_and_where_match_independent_filtering(ws: Workspace, emulator: Any) -> None:
@@ -79,7 +84,8 @@ def test_events_and_where_match_independent_filtering(ws: Workspace, emulator: A
 
     ws.fetch_events("pro", from_date=days[0], to_date=days[-1], where='properties["plan"] == "pro"')
     pro = [r for r in raw if r["properties"].get("plan") == "pro"]
-    assert pro and table_counter(ws, "pro") == expected_counter(dedup(pro))
+    assert pro
+    assert table_counter(ws, "pro") == expected_counter(dedup(pro))
 
 
 def test_limit_matches_the_servers_limit(ws: Workspace, emulator: Any) -> None:
@@ -170,5 +176,5 @@ def test_update_refetches_the_lookback_without_duplicates(ws: Workspace, emulato
     result = ws.update_events("events", lookback_days=5)
     assert result.from_date == days[15]
     assert result.to_date == emulator.project.today
-    all_days = [d for d in days] + [emulator.project.today]
+    all_days = [*list(days), emulator.project.today]
     assert table_counter(ws) == expected_counter(dedup(raw_records(emulator, all_days)))
