@@ -89,7 +89,7 @@ ASIDE_PREFIX = "_mp_new_"
 BATCH_BYTES = 2 << 30
 # Downloaded windows wait for the next one up to COMMIT_DELAY seconds to share its
 # commit, and never longer than MAX_COMMIT_LATENCY in all (readers see data by then).
-COMMIT_DELAY = 2.0
+COMMIT_DELAY = 0.5
 MAX_COMMIT_LATENCY = 10.0
 # Windows downloaded ahead of the writer (at most `workers` at once).
 LOOKAHEAD_WINDOWS = 64
