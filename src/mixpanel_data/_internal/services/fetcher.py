@@ -21,19 +21,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import queue
-import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
-from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -41,15 +35,25 @@ import orjson
 from mixpanel_data._internal import storage as st
 from mixpanel_data._internal.fetch_results import FetchProgress, FetchResult
 from mixpanel_data._internal.ingest import (
-    INGEST_MEMORY_LIMIT,
     StagedFile,
     WindowCounts,
     commit_events,
-    commit_profiles,
-    download_window,
-    scan_duplicates,
 )
 from mixpanel_data._internal.jsonl import is_terminated_early, iter_lines
+from mixpanel_data._internal.records import (
+    clean_events,
+    engage_params,
+    normalize_event,
+    normalize_profile,
+)
+from mixpanel_data._internal.services.profiles import ASIDE_PREFIX, ProfileFetching
+from mixpanel_data._internal.services.profiles import fetch_id as new_fetch_id
+from mixpanel_data._internal.staging import (
+    WriterSession,
+    clean_stale_staging,
+    download_ahead,
+    is_loopback,
+)
 from mixpanel_data._internal.windows import (
     DateWindow,
     auto_window_days,
@@ -58,12 +62,10 @@ from mixpanel_data._internal.windows import (
     validate_range,
 )
 from mixpanel_data.exceptions import (
-    APIError,
     AuthenticationError,
     MixpanelDataError,
     NetworkError,
     PartialFetchError,
-    QueryError,
     Retryable,
     TableExistsError,
     TableNotFoundError,
@@ -81,22 +83,6 @@ ProgressCallback = Callable[[FetchProgress], None]
 MAX_LIMIT = 100_000  # contract §4: a larger export limit is a 400
 MAX_WORKERS = 16
 DEFAULT_WORKERS = 4
-ASIDE_PREFIX = "_mp_new_"
-# Windows ready together are committed together, up to this many bytes of JSONL:
-# each commit appends to the table and costs a checkpoint that rewrites its tail,
-# so few large commits are much faster than many small ones. The insert streams,
-# so memory does not grow with the batch.
-BATCH_BYTES = 2 << 30
-# Downloaded windows wait for the next one up to COMMIT_DELAY seconds to share its
-# commit, and never longer than MAX_COMMIT_LATENCY in all (readers see data by then).
-COMMIT_DELAY = 0.5
-MAX_COMMIT_LATENCY = 10.0
-# Windows downloaded ahead of the writer (at most `workers` at once).
-LOOKAHEAD_WINDOWS = 64
-
-
-class _Cancelled(Exception):
-    """A download was told to stop (another window failed, or Ctrl-C)."""
 
 
 @dataclass
@@ -107,68 +93,12 @@ class _Totals:
     bytes: int = 0
 
 
-def _is_loopback(base_url: str | None) -> bool:
-    if not base_url:
-        return False
-    host = urlsplit(base_url).hostname or ""
-    return host in ("127.0.0.1", "localhost", "::1")
-
-
 def _fetch_id(args: Mapping[str, Any]) -> str:
     digest = hashlib.sha256(orjson.dumps(dict(args), option=orjson.OPT_SORT_KEYS)).hexdigest()
     return f"{digest[:16]}-{int(time.time() * 1000)}"
 
 
-def _clean_stale_staging(directory: Path) -> None:
-    """Remove staging folders left by processes that died (kill -9)."""
-    with contextlib.suppress(OSError):
-        for entry in directory.glob(".mp-staging-*"):
-            try:
-                pid = int(entry.name.split("-")[2])
-            except (IndexError, ValueError):
-                continue
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                shutil.rmtree(entry, ignore_errors=True)
-            except PermissionError:
-                continue
-
-
-class _WriterSession:
-    """The fetch's write connection, held across commits and released for readers.
-
-    Holding it avoids a checkpoint per commit (each one rewrites the table's last
-    row group); it is closed whenever a reader waits or a download is awaited,
-    so readers only ever wait for one commit.
-    """
-
-    def __init__(self, storage: st.StorageEngine) -> None:
-        self._storage = storage
-        self._stack: contextlib.ExitStack | None = None
-        self._conn: duckdb.DuckDBPyConnection | None = None
-
-    def connection(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
-        if self._stack is None:
-            stack = contextlib.ExitStack()
-            conn = stack.enter_context(self._storage.writer())
-            conn.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
-            # One checkpoint when the session closes, not one per commit.
-            conn.execute("SET checkpoint_threshold = '4GB'")
-            conn.execute("SET preserve_insertion_order = false")
-            self._stack, self._conn = stack, conn
-        return self._storage.writer()  # nested: reuses the held connection
-
-    def release(self) -> None:
-        if self._stack is not None:
-            stack, self._stack, self._conn = self._stack, None, None
-            stack.close()
-
-    def close(self) -> None:
-        self.release()
-
-
-class FetcherService:
+class FetcherService(ProfileFetching):
     """Fetch events and profiles into the local database, or stream them.
 
     ``timezone`` is the project's (for "today", contract §3.5); when None it is
@@ -216,7 +146,7 @@ class FetcherService:
         base = self.storage.path.parent if self.storage.path is not None else None
         if base is not None:
             base.mkdir(parents=True, exist_ok=True)
-            _clean_stale_staging(base)
+            clean_stale_staging(base)
         return Path(tempfile.mkdtemp(prefix=f".mp-staging-{os.getpid()}-", dir=base))
 
     @staticmethod
@@ -262,7 +192,7 @@ class FetcherService:
             raise ValidationError(
                 "--update adds to the table; it cannot be combined with --replace"
             )
-        events = _clean_events(events)
+        events = clean_events(events)
         where = where.strip() if where and where.strip() else None
         if limit is not None and not 1 <= limit <= MAX_LIMIT:
             raise ValidationError(f"--limit must be between 1 and {MAX_LIMIT:,}, got {limit:,}")
@@ -343,7 +273,7 @@ class FetcherService:
                     )
                 )
 
-        session = _WriterSession(self.storage)
+        session = WriterSession(self.storage)
 
         def commit(batch: list[StagedFile], done_after: int) -> None:
             if self.storage.readers_waiting():
@@ -403,11 +333,19 @@ class FetcherService:
 
         done = len(windows) - len(todo)
         emit(done)
-        downloads = self._download_all(
+
+        def add_bytes(n: int) -> None:
+            totals.bytes += n
+
+        staging = self._staging_dir() if todo else None
+        downloads = download_ahead(
+            self.api,
+            self.storage,
             todo,
             params,
-            n_workers,
-            totals,
+            staging=staging or Path(),
+            workers=n_workers,
+            add_bytes=add_bytes,
             scan=not keep_duplicates,
             legacy_tz=tz if legacy else None,
             on_block=session.release,
@@ -464,128 +402,6 @@ class FetcherService:
             )
         return result
 
-    def _download_all(
-        self,
-        todo: list[DateWindow],
-        params: Mapping[str, Any],
-        n_workers: int,
-        totals: _Totals,
-        *,
-        scan: bool = True,
-        legacy_tz: str | None = None,
-        on_block: Callable[[], None] | None = None,
-    ) -> Iterator[list[StagedFile] | tuple[DateWindow, MixpanelDataError]]:
-        """Download windows ahead on worker threads; yield them in date order.
-
-        Consecutive windows already downloaded are yielded together (up to
-        BATCH_BYTES), to be committed in one transaction.
-
-        A window whose retryable failures ran out is yielded as ``(window, error)``;
-        any other error stops everything and is raised.
-        """
-        if not todo:
-            return
-        staging = self._staging_dir()
-        stop = threading.Event()
-        lock = threading.Lock()
-        gzip = not _is_loopback(self.api.credentials.base_url)
-        jobs: queue.Queue[tuple[DateWindow, Future[StagedFile]] | None] = queue.Queue()
-
-        def on_bytes(n: int) -> None:
-            if stop.is_set():
-                raise _Cancelled()
-            with lock:
-                totals.bytes += n
-
-        def worker() -> None:
-            while True:
-                job = jobs.get()
-                if job is None:
-                    return
-                window, future = job
-                if stop.is_set() or not future.set_running_or_notify_cancel():
-                    continue
-                dest = staging / f"{window.start.isoformat()}.jsonl"
-                try:
-                    staged = download_window(
-                        self.api, window, params, dest, gzip=gzip, on_bytes=on_bytes
-                    )
-                    if scan:
-                        staged = scan_duplicates(staged, legacy_tz=legacy_tz)
-                    future.set_result(staged)
-                except BaseException as exc:
-                    future.set_exception(exc)
-
-        threads = [
-            threading.Thread(target=worker, name=f"mp-fetch-{i}", daemon=True)
-            for i in range(min(n_workers, len(todo)))
-        ]
-        for t in threads:
-            t.start()
-        pending: list[tuple[DateWindow, Future[StagedFile]]] = []
-        feed = iter(todo)
-        ahead = max(n_workers + 1, LOOKAHEAD_WINDOWS)  # bounds the staged files on disk
-
-        def fill() -> None:
-            while len(pending) < ahead:
-                window = next(feed, None)
-                if window is None:
-                    return
-                future: Future[StagedFile] = Future()
-                pending.append((window, future))
-                jobs.put((window, future))
-
-        try:
-            fill()
-            while pending:
-                window, future = pending.pop(0)
-                if not future.done() and on_block is not None:
-                    on_block()  # e.g. close the database while waiting, for readers
-                try:
-                    staged = future.result()
-                except Exception as exc:
-                    if isinstance(exc, MixpanelDataError) and isinstance(exc, Retryable):
-                        fill()
-                        yield (window, exc)
-                        continue
-                    raise
-                batch = [staged]
-                size = staged.size
-                first_ready = last_ready = time.monotonic()
-                fill()
-                while pending and size < BATCH_BYTES:
-                    nxt = pending[0][1]
-                    if not nxt.done():
-                        # While windows keep arriving, gather them into one commit:
-                        # every commit costs a checkpoint that rewrites recent row
-                        # groups, so one large commit is much cheaper than several.
-                        now = time.monotonic()
-                        left = min(
-                            COMMIT_DELAY - (now - last_ready),
-                            MAX_COMMIT_LATENCY - (now - first_ready),
-                        )
-                        if left <= 0 or self.storage.readers_waiting():
-                            break
-                        if on_block is not None:
-                            on_block()
-                        wait_futures([nxt], timeout=min(left, 0.1))
-                        continue
-                    if nxt.cancelled() or nxt.exception() is not None:
-                        break
-                    pending.pop(0)
-                    batch.append(nxt.result())
-                    size += batch[-1].size
-                    last_ready = time.monotonic()
-                    fill()
-                yield batch
-        finally:
-            stop.set()
-            for _window, future in pending:
-                future.cancel()
-            for _ in threads:
-                jobs.put(None)
-            shutil.rmtree(staging, ignore_errors=True)
-
     def _plan(
         self, name: str, kind: str, mode: str, args: Mapping[str, Any]
     ) -> tuple[str, str, dict[date, tuple[int, int, int]], bool]:
@@ -595,7 +411,12 @@ class FetcherService:
         was asked for (unless this is the same, unfinished fetch being resumed).
         """
         if not self.storage.exists():
-            return (ASIDE_PREFIX + name if mode == "replace" else name), _fetch_id(args), {}, False
+            return (
+                (ASIDE_PREFIX + name if mode == "replace" else name),
+                new_fetch_id(args),
+                {},
+                False,
+            )
         with self.storage.reader() as conn:
             exists = st._table_exists(conn, name)
             meta = st._all_meta(conn, name).get(name)
@@ -626,7 +447,7 @@ class FetcherService:
                 conn.execute(f"DROP TABLE IF EXISTS {st.quote_ident(target)}")
                 st.rename_meta(conn, old="", new=target)  # forget the stale aside's metadata
                 conn.execute("COMMIT")
-        return target, _fetch_id(args), {}, mode == "append" and exists
+        return target, new_fetch_id(args), {}, mode == "append" and exists
 
     def _finish(
         self,
@@ -684,172 +505,6 @@ class FetcherService:
         value = self.storage.execute_scalar(f"SELECT count(*) FROM {st.quote_ident(name)}")
         return int(value or 0)
 
-    # -- profiles ----------------------------------------------------------------------
-
-    def fetch_profiles(
-        self,
-        name: str = "profiles",
-        *,
-        where: str | None = None,
-        cohort_id: int | str | None = None,
-        output_properties: Sequence[str] | None = None,
-        distinct_ids: Sequence[str] | None = None,
-        group_id: str | None = None,
-        behaviors: str | Sequence[Any] | None = None,
-        as_of_timestamp: int | None = None,
-        include_all_users: bool | None = None,
-        append: bool = False,
-        replace: bool = False,
-        progress: ProgressCallback | None = None,
-    ) -> FetchResult:
-        """Fetch engage profiles into table `name`, upserting on distinct_id."""
-        started = time.monotonic()
-        st.validate_table_name(name)
-        if append and replace:
-            raise ValidationError("use either --append or --replace, not both")
-        params = engage_params(
-            where=where,
-            cohort_id=cohort_id,
-            output_properties=output_properties,
-            distinct_ids=distinct_ids,
-            group_id=group_id,
-            behaviors=behaviors,
-            as_of_timestamp=as_of_timestamp,
-            include_all_users=include_all_users,
-        )
-        mode = "replace" if replace else "append" if append else "create"
-        args = {"kind": "profiles", "params": params, "mode": mode}
-        if self.storage.exists():
-            meta = self.storage.table_metadata(name)
-            if self.storage.table_exists(name):
-                if meta is not None and meta["kind"] != "profiles":
-                    raise ValidationError(
-                        f"table '{name}' holds {meta['kind']}, not profiles; choose another name"
-                    )
-                if mode == "create" or (meta is None and mode == "append"):
-                    raise TableExistsError(name)
-        report = progress or self.progress
-        staging = self._staging_dir()
-        totals = _Totals()
-        pages = 0
-        try:
-            path = staging / "profiles.jsonl"
-            lines = 0
-            with open(path, "wb") as fh:
-                for page in self._engage_pages(params):
-                    pages += 1
-                    if page:
-                        data = b"\n".join(orjson.dumps(r) for r in page) + b"\n"
-                        fh.write(data)
-                        totals.bytes += len(data)
-                        lines += len(page)
-                    if report is not None:
-                        report(
-                            FetchProgress(
-                                table=name,
-                                kind="profiles",
-                                windows_done=pages,
-                                windows_total=pages,
-                                rows=lines,
-                                bytes=totals.bytes,
-                                elapsed_seconds=time.monotonic() - started,
-                            )
-                        )
-            with self.storage.writer() as conn:
-                conn.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
-                conn.execute("BEGIN TRANSACTION")
-                try:
-                    st.ensure_meta(conn)
-                    target = ASIDE_PREFIX + name if mode == "replace" else name
-                    if mode == "replace":
-                        conn.execute(f"DROP TABLE IF EXISTS {st.quote_ident(target)}")
-                    if not st._table_exists(conn, target):
-                        conn.execute(st.create_table_sql(target, "profiles"))
-                    counts = commit_profiles(conn, table=target, path=path, lines=lines)
-                    if mode == "replace":
-                        conn.execute(f"DROP TABLE IF EXISTS {st.quote_ident(name)}")
-                        conn.execute(
-                            f"ALTER TABLE {st.quote_ident(target)} RENAME TO {st.quote_ident(name)}"
-                        )
-                        st.rename_meta(conn, old=target, new=name)
-                    st.write_meta(
-                        conn,
-                        name=name,
-                        kind="profiles",
-                        project_id=self.api.credentials.project_id,
-                        fetch_args=args,
-                        fetch_id=_fetch_id(args),
-                        windows_done=pages,
-                        windows_total=pages,
-                        from_date=None,
-                        to_date=None,
-                        complete=True,
-                        fetched_at=datetime.now(tz=UTC),
-                    )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            _add(totals, counts)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return FetchResult(
-            table=name,
-            kind="profiles",
-            rows_inserted=totals.rows,
-            duplicates_dropped=totals.duplicates,
-            malformed_lines=totals.malformed,
-            windows_done=pages,
-            windows_total=pages,
-            duration_seconds=time.monotonic() - started,
-            from_date=None,
-            to_date=None,
-            bytes_downloaded=totals.bytes,
-            retries=self.api.retries,
-            table_rows=self._row_count(name),
-            mode=mode,
-        )
-
-    def _engage_pages(self, params: Mapping[str, Any]) -> Iterator[list[dict[str, Any]]]:
-        """Yield engage result pages (contract §5): session_id paging until a short page.
-
-        A session that expires mid-way restarts the query from page 0 (the caller
-        stages pages and commits only at the end), at most twice.
-        """
-        restarts = 0
-        while True:
-            collected: list[list[dict[str, Any]]] = []
-            try:
-                for page in self._engage_once(params):
-                    collected.append(page)
-            except QueryError:
-                if not collected or restarts >= 2:
-                    raise
-                restarts += 1
-                self._say("engage session expired; restarting the profile query from page 0")
-                continue
-            yield from collected
-            return
-
-    def _engage_once(self, params: Mapping[str, Any]) -> Iterator[list[dict[str, Any]]]:
-        page = 0
-        session_id: str | None = None
-        while True:
-            body = dict(params)
-            if page:
-                body["page"] = page
-                body["session_id"] = session_id
-            reply = self.api.request("POST", "query", "engage", data=body)
-            if not isinstance(reply, dict):
-                raise APIError("unexpected engage response: not a JSON object")
-            results = reply.get("results") or []
-            yield [r for r in results if isinstance(r, dict)]
-            page_size = int(reply.get("page_size") or 1000)
-            session_id = reply.get("session_id") or session_id
-            if len(results) < page_size or not results or not session_id:
-                return
-            page = int(reply.get("page", page)) + 1
-
     # -- streams -----------------------------------------------------------------------
 
     def iter_export_lines(
@@ -864,7 +519,7 @@ class FetcherService:
         """Yield the export's raw JSONL lines, window by window, in constant memory."""
         if limit is not None and not 1 <= limit <= MAX_LIMIT:
             raise ValidationError(f"--limit must be between 1 and {MAX_LIMIT:,}, got {limit:,}")
-        events = _clean_events(events)
+        events = clean_events(events)
         start, end = validate_range(
             from_date, to_date, today=project_today(self.project_timezone())
         )
@@ -874,7 +529,7 @@ class FetcherService:
             else split_windows(start, end, days=auto_window_days((end - start).days + 1))
         )
         params = self._export_params(events, where.strip() if where else None, limit)
-        gzip = not _is_loopback(self.api.credentials.base_url)
+        gzip = not is_loopback(self.api.credentials.base_url)
         for window in windows:
             yield from self._window_lines(window, params, gzip=gzip)
 
@@ -969,106 +624,3 @@ def _overlaps(conn: duckdb.DuckDBPyConnection, table: str, window: DateWindow) -
         [lo, hi],
     ).fetchone()
     return bool(row and row[0])
-
-
-def _clean_events(events: Sequence[str] | None) -> list[str] | None:
-    if events is None:
-        return None
-    if isinstance(events, str):
-        raise ValidationError("events must be a list of names, e.g. ['Login', 'Sign Up']")
-    cleaned = [e for e in events if e.strip()]
-    seen: dict[str, None] = dict.fromkeys(cleaned)
-    return list(seen) or None
-
-
-def engage_params(
-    *,
-    where: str | None = None,
-    cohort_id: int | str | None = None,
-    output_properties: Sequence[str] | None = None,
-    distinct_ids: Sequence[str] | None = None,
-    group_id: str | None = None,
-    behaviors: str | Sequence[Any] | None = None,
-    as_of_timestamp: int | None = None,
-    include_all_users: bool | None = None,
-) -> dict[str, Any]:
-    """Build and check engage parameters (contract §5); arrays and objects go as JSON."""
-    params: dict[str, Any] = {}
-    if where and where.strip():
-        params["where"] = where.strip()
-    if cohort_id is not None:
-        text = str(cohort_id).strip()
-        if not text.isdigit():
-            raise ValidationError(f"invalid cohort id '{text}'; use the cohort's number")
-        params["filter_by_cohort"] = {"id": int(text)}
-    if output_properties:
-        params["output_properties"] = list(output_properties)
-    if distinct_ids:
-        ids = list(distinct_ids)
-        if len(ids) == 1:
-            params["distinct_id"] = ids[0]
-        else:
-            params["distinct_ids"] = ids
-    if group_id:
-        params["data_group_id"] = str(group_id)
-    if behaviors is not None:
-        if cohort_id is not None:
-            raise ValidationError("use either --cohort or --behaviors, not both (contract §5)")
-        if isinstance(behaviors, str):
-            try:
-                parsed = orjson.loads(behaviors)
-            except orjson.JSONDecodeError:
-                raise ValidationError(
-                    "--behaviors must be JSON, e.g. "
-                    '\'[{"window":"30d","name":"b","event_selectors":[{"event":"Login"}]}]\''
-                ) from None
-        else:
-            parsed = list(behaviors)
-        params["behaviors"] = parsed
-    if as_of_timestamp is not None:
-        params["as_of_timestamp"] = int(as_of_timestamp)
-    if include_all_users is not None:
-        params["include_all_users"] = bool(include_all_users)
-    return params
-
-
-def normalize_event(record: Mapping[str, Any], *, legacy_zone: ZoneInfo | None) -> dict[str, Any]:
-    """Shape one export record like an events-table row (event_time in UTC)."""
-    props = record.get("properties")
-    props = props if isinstance(props, dict) else {}
-    raw_time = props.get("time")
-    event_time: datetime | None = None
-    with contextlib.suppress(TypeError, ValueError, OverflowError, OSError):
-        stamp = datetime.fromtimestamp(float(raw_time), tz=UTC)  # type: ignore[arg-type]
-        if legacy_zone is not None:
-            # Legacy projects shift the epoch by the zone's offset (contract §3.5).
-            stamp = stamp.replace(tzinfo=legacy_zone).astimezone(UTC)
-        event_time = stamp
-    insert_id = props.get("$insert_id")
-    if insert_id is None:
-        insert_id = hashlib.md5(  # noqa: S324 - a content key, not security
-            orjson.dumps([record.get("event"), props], option=orjson.OPT_SORT_KEYS)
-        ).hexdigest()
-    distinct_id = props.get("distinct_id")
-    return {
-        "event_name": record.get("event"),
-        "event_time": event_time,
-        "distinct_id": None if distinct_id is None else str(distinct_id),
-        "insert_id": str(insert_id),
-        "properties": props,
-    }
-
-
-def normalize_profile(record: Mapping[str, Any]) -> dict[str, Any]:
-    """Shape one engage record like a profiles-table row."""
-    props = record.get("$properties")
-    props = props if isinstance(props, dict) else {}
-    last_seen: datetime | None = None
-    with contextlib.suppress(TypeError, ValueError):
-        last_seen = datetime.fromisoformat(str(props.get("$last_seen"))).replace(tzinfo=UTC)
-    distinct_id = record.get("$distinct_id")
-    return {
-        "distinct_id": None if distinct_id is None else str(distinct_id),
-        "last_seen": last_seen,
-        "properties": props,
-    }

@@ -1,0 +1,234 @@
+"""The staging area of a fetch: windows downloaded ahead, and the writer's session.
+
+Worker threads download export windows into files in a staging folder next to
+the database and find each window's dedup losers there (``scan_duplicates``),
+so the main database is opened only to commit. The writer takes the staged
+windows in date order, several at once when they arrive together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from mixpanel_data._internal.ingest import (
+    INGEST_MEMORY_LIMIT,
+    StagedFile,
+    download_window,
+    scan_duplicates,
+)
+from mixpanel_data._internal.windows import DateWindow
+from mixpanel_data.exceptions import MixpanelDataError, Retryable
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from mixpanel_data._internal.api_client import MixpanelAPIClient
+    from mixpanel_data._internal.storage import StorageEngine
+
+__all__ = ["WriterSession", "clean_stale_staging", "download_ahead", "is_loopback"]
+
+# Windows ready together are committed together, up to this many bytes of JSONL:
+# each commit appends to the table and costs a checkpoint that rewrites its tail,
+# so few large commits are much faster than many small ones. The insert streams,
+# so memory does not grow with the batch.
+BATCH_BYTES = 2 << 30
+# Downloaded windows wait for the next one up to COMMIT_DELAY seconds to share its
+# commit, and never longer than MAX_COMMIT_LATENCY in all (readers see data by then).
+COMMIT_DELAY = 0.5
+MAX_COMMIT_LATENCY = 10.0
+# Windows downloaded ahead of the writer (at most `workers` at once).
+LOOKAHEAD_WINDOWS = 64
+
+
+class _Cancelled(Exception):
+    """A download was told to stop (another window failed, or Ctrl-C)."""
+
+
+def is_loopback(base_url: str | None) -> bool:
+    """True for 127.0.0.1/localhost: there gzip only costs CPU (the emulator)."""
+    if not base_url:
+        return False
+    host = urlsplit(base_url).hostname or ""
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def clean_stale_staging(directory: Path) -> None:
+    """Remove staging folders left by processes that died (kill -9)."""
+    with contextlib.suppress(OSError):
+        for entry in directory.glob(".mp-staging-*"):
+            try:
+                pid = int(entry.name.split("-")[2])
+            except (IndexError, ValueError):
+                continue
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                shutil.rmtree(entry, ignore_errors=True)
+            except PermissionError:
+                continue
+
+
+class WriterSession:
+    """The fetch's write connection, held across commits and released for readers.
+
+    Holding it avoids a checkpoint per commit (each one rewrites the table's last
+    row group); it is closed whenever a reader waits or a download is awaited,
+    so readers only ever wait for one commit.
+    """
+
+    def __init__(self, storage: StorageEngine) -> None:
+        self._storage = storage
+        self._stack: contextlib.ExitStack | None = None
+        self._conn: duckdb.DuckDBPyConnection | None = None
+
+    def connection(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        if self._stack is None:
+            stack = contextlib.ExitStack()
+            conn = stack.enter_context(self._storage.writer())
+            conn.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
+            # One checkpoint when the session closes, not one per commit.
+            conn.execute("SET checkpoint_threshold = '4GB'")
+            conn.execute("SET preserve_insertion_order = false")
+            self._stack, self._conn = stack, conn
+        return self._storage.writer()  # nested: reuses the held connection
+
+    def release(self) -> None:
+        if self._stack is not None:
+            stack, self._stack, self._conn = self._stack, None, None
+            stack.close()
+
+    def close(self) -> None:
+        self.release()
+
+
+def download_ahead(
+    api: MixpanelAPIClient,
+    storage: StorageEngine,
+    todo: list[DateWindow],
+    params: Mapping[str, Any],
+    *,
+    staging: Path,
+    workers: int,
+    add_bytes: Callable[[int], None],
+    scan: bool = True,
+    legacy_tz: str | None = None,
+    on_block: Callable[[], None] | None = None,
+) -> Iterator[list[StagedFile] | tuple[DateWindow, MixpanelDataError]]:
+    """Download windows ahead on worker threads; yield them in date order.
+
+    Consecutive windows already downloaded are yielded together (up to
+    BATCH_BYTES), to be committed in one transaction.
+
+    A window whose retryable failures ran out is yielded as ``(window, error)``;
+    any other error stops everything and is raised.
+    """
+    if not todo:
+        return
+    stop = threading.Event()
+    lock = threading.Lock()
+    gzip = not is_loopback(api.credentials.base_url)
+    jobs: queue.Queue[tuple[DateWindow, Future[StagedFile]] | None] = queue.Queue()
+
+    def on_bytes(n: int) -> None:
+        if stop.is_set():
+            raise _Cancelled()
+        with lock:
+            add_bytes(n)
+
+    def worker() -> None:
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            window, future = job
+            if stop.is_set() or not future.set_running_or_notify_cancel():
+                continue
+            dest = staging / f"{window.start.isoformat()}.jsonl"
+            try:
+                staged = download_window(api, window, params, dest, gzip=gzip, on_bytes=on_bytes)
+                if scan:
+                    staged = scan_duplicates(staged, legacy_tz=legacy_tz)
+                future.set_result(staged)
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    threads = [
+        threading.Thread(target=worker, name=f"mp-fetch-{i}", daemon=True)
+        for i in range(min(workers, len(todo)))
+    ]
+    for t in threads:
+        t.start()
+    pending: list[tuple[DateWindow, Future[StagedFile]]] = []
+    feed = iter(todo)
+    ahead = max(workers + 1, LOOKAHEAD_WINDOWS)  # bounds the staged files on disk
+
+    def fill() -> None:
+        while len(pending) < ahead:
+            window = next(feed, None)
+            if window is None:
+                return
+            future: Future[StagedFile] = Future()
+            pending.append((window, future))
+            jobs.put((window, future))
+
+    try:
+        fill()
+        while pending:
+            window, future = pending.pop(0)
+            if not future.done() and on_block is not None:
+                on_block()  # e.g. close the database while waiting, for readers
+            try:
+                staged = future.result()
+            except Exception as exc:
+                if isinstance(exc, MixpanelDataError) and isinstance(exc, Retryable):
+                    fill()
+                    yield (window, exc)
+                    continue
+                raise
+            batch = [staged]
+            size = staged.size
+            first_ready = last_ready = time.monotonic()
+            fill()
+            while pending and size < BATCH_BYTES:
+                nxt = pending[0][1]
+                if not nxt.done():
+                    # While windows keep arriving, gather them into one commit:
+                    # every commit costs a checkpoint that rewrites recent row
+                    # groups, so one large commit is much cheaper than several.
+                    now = time.monotonic()
+                    left = min(
+                        COMMIT_DELAY - (now - last_ready),
+                        MAX_COMMIT_LATENCY - (now - first_ready),
+                    )
+                    if left <= 0 or storage.readers_waiting():
+                        break
+                    if on_block is not None:
+                        on_block()
+                    wait_futures([nxt], timeout=min(left, 0.1))
+                    continue
+                if nxt.cancelled() or nxt.exception() is not None:
+                    break
+                pending.pop(0)
+                batch.append(nxt.result())
+                size += batch[-1].size
+                last_ready = time.monotonic()
+                fill()
+            yield batch
+    finally:
+        stop.set()
+        for _window, future in pending:
+            future.cancel()
+        for _ in threads:
+            jobs.put(None)
+        shutil.rmtree(staging, ignore_errors=True)
