@@ -44,6 +44,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from mixpanel_data._internal.locks import (
+    PID_IN_TEXT,
+    READER_GRACE,
+    ReaderQueue,
+    lock_holder_pid,
+)
 from mixpanel_data.exceptions import (
     DatabaseLockedError,
     DatabaseNotFoundError,
@@ -65,6 +71,7 @@ __all__ = [
     "WINDOWS_TABLE",
     "StorageEngine",
     "default_db_path",
+    "lock_holder_pid",
     "quote_ident",
     "resolve_db_path",
     "validate_table_name",
@@ -174,116 +181,6 @@ def _stderr_notice(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def lock_holder_pid(path: Path) -> int | None:
-    """Find the PID holding a lock on `path` from /proc/locks (Linux), else None."""
-    try:
-        st = path.stat()
-        with open("/proc/locks", encoding="ascii") as fh:
-            lines = fh.readlines()
-    except OSError:
-        return None
-    for line in lines:
-        parts = line.split()
-        if "->" in parts:  # a waiter, not a holder
-            continue
-        if len(parts) < 6:
-            continue
-        pid_s, dev_ino = parts[4], parts[5]
-        try:
-            inode = int(dev_ino.rsplit(":", 1)[1])
-            pid = int(pid_s)
-        except (ValueError, IndexError):
-            continue
-        if inode == st.st_ino and pid != os.getpid():
-            return pid
-    return None
-
-
-# DuckDB's IOException carries no typed lock fields; its text names the holder
-# ("Conflicting lock is held in <exe> (PID 123)"). Used only when /proc/locks is
-# unavailable (non-Linux).
-_PID_IN_TEXT = re.compile(r"\(PID (\d+)\)")
-
-
-# How long a writer holds back while readers wait for the file (seconds).
-READER_GRACE = 2.0
-
-
-class _ReaderQueue:
-    """Fairness between one writer and waiting readers, via ``<db>.readers``.
-
-    A reader that finds the database locked holds a shared flock on the side
-    file while it retries; before each (brief) open, a writer waits, up to a
-    grace period, until no reader holds it. So a fetch committing windows back
-    to back still lets `mp sql` in between.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(str(path) + ".readers")
-        self._fd: int | None = None
-
-    def enter(self) -> None:
-        if self._fd is not None:
-            return
-        import fcntl
-
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError:
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return
-        self._fd = fd
-
-    def leave(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing releases the flock
-            self._fd = None
-
-    def readers_waiting(self) -> bool:
-        """True when a reader holds the side file (it is waiting for the database)."""
-        if not self.path.exists():
-            return False
-        import fcntl
-
-        try:
-            fd = os.open(self.path, os.O_RDWR)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        finally:
-            os.close(fd)
-        return False
-
-    def let_readers_in(self, *, deadline: float) -> None:
-        if not self.path.exists():
-            return
-        import fcntl
-
-        try:
-            fd = os.open(self.path, os.O_RDWR)
-        except OSError:
-            return
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                    return
-                except OSError:
-                    if time.monotonic() >= deadline:
-                        return
-                    time.sleep(0.005)
-        finally:
-            os.close(fd)
-
-
 class StorageEngine:
     """Open the local DuckDB database in short connections; own its schema and metadata.
 
@@ -373,7 +270,7 @@ class StorageEngine:
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.01
         announced = False
-        waiting = _ReaderQueue(self.path)
+        waiting = ReaderQueue(self.path)
         if write:
             waiting.let_readers_in(deadline=min(deadline, time.monotonic() + READER_GRACE))
         while True:
@@ -410,7 +307,7 @@ class StorageEngine:
         pid = lock_holder_pid(self.path)
         if pid is not None:
             return pid
-        match = _PID_IN_TEXT.search(str(exc))
+        match = PID_IN_TEXT.search(str(exc))
         if match:
             return int(match.group(1))
         return None if "lock" in str(exc).lower() else False
@@ -457,9 +354,9 @@ class StorageEngine:
         """True when another process (using this engine) waits to read the database.
 
         A long writer checks this between commits and closes its connection so
-        the reader gets in (see ``_ReaderQueue``).
+        the reader gets in (see ``ReaderQueue``).
         """
-        return self.path is not None and _ReaderQueue(self.path).readers_waiting()
+        return self.path is not None and ReaderQueue(self.path).readers_waiting()
 
     def reader(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A short read-only connection (read-write for ``:memory:``)."""
