@@ -21,6 +21,7 @@ including the extracted ones: lossless and simplest.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -249,11 +250,23 @@ def scan_duplicates(staged: StagedFile, *, legacy_tz: str | None) -> StagedFile:
     """
     from dataclasses import replace
 
-    import duckdb
-
     losers = staged.path.with_suffix(".losers.parquet")
     if staged.size == 0:
         return replace(staged, losers=losers, needs_fix=False)
+    # One scan at a time, in a small buffer pool: RSS stays flat however large
+    # the windows or however many download workers run.
+    with _SCAN_LOCK:
+        return _scan(staged, losers, legacy_tz=legacy_tz)
+
+
+_SCAN_LOCK = threading.Lock()
+
+
+def _scan(staged: StagedFile, losers: Path, *, legacy_tz: str | None) -> StagedFile:
+    from dataclasses import replace
+
+    import duckdb
+
     conn = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": "128MB"})
     try:
         conn.execute("SET TimeZone = 'UTC'")
