@@ -325,3 +325,17 @@ class ParquetDaySink:
             out.append(self.write_day(conn, query, day=day, params=bounds))
             day = after
         return out
+
+    def write_windows(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        table: str,
+        windows: Sequence[Any],
+        *,
+        zone: str | None = None,
+    ) -> list[tuple[Path, int]]:
+        """`write_window` for each of `windows` (objects with ``start`` and ``end`` dates)."""
+        out = []
+        for w in windows:
+            out.extend(self.write_window(conn, table, start=w.start, end=w.end, zone=zone))
+        return out
