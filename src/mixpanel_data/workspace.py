@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
-    from mixpanel_data._internal.api_client import MixpanelAPIClient
+    from mixpanel_data._internal.api_client import MixpanelAPIClient, RetryPolicy
     from mixpanel_data._internal.fetch_results import FetchProgress, FetchResult
     from mixpanel_data._internal.notebook import NotebookProgress
     from mixpanel_data._internal.services.discovery import DiscoveryService
@@ -82,6 +82,7 @@ class Workspace:
         config: ConfigManager | None = None,
         transport: httpx.BaseTransport | None = None,
         budgets: Mapping[str, BudgetSpec] | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._config = config or ConfigManager()
         creds = credentials or self._config.resolve(account)
@@ -98,6 +99,7 @@ class Workspace:
         self._read_only = read_only
         self._transport = transport
         self._budgets = budgets if budgets is not None else budgets_from_env()
+        self._retry = retry
         self._api: MixpanelAPIClient | None = None
         self._storage: StorageEngine | None = None
         self._ephemeral = False
@@ -128,6 +130,7 @@ class Workspace:
         ws._read_only = read_only
         ws._transport = None
         ws._budgets = {}
+        ws._retry = None
         ws._api = None
         ws._storage = None
         ws._ephemeral = False
@@ -157,7 +160,10 @@ class Workspace:
             with _LAZY_LOCK:
                 if self._api is None:
                     self._api = MixpanelAPIClient(
-                        self.credentials, transport=self._transport, budgets=self._budgets
+                        self.credentials,
+                        transport=self._transport,
+                        budgets=self._budgets,
+                        retry=self._retry,
                     )
         return self._api
 
@@ -252,19 +258,20 @@ class Workspace:
         Example:
             ws.fetch_events("jan", from_date="2024-01-01", to_date="2024-01-31")
         """
-        result: FetchResult = self._fetcher(progress).fetch_events(
-            name,
-            from_date=from_date,
-            to_date=to_date,
-            events=events,
-            where=where,
-            limit=limit,
-            append=append,
-            replace=replace,
-            keep_duplicates=keep_duplicates,
-            legacy_time=legacy_time,
-            workers=workers,
-        )
+        with self.storage.exclusive_fetch():  # a second writer fails at once, naming us
+            result: FetchResult = self._fetcher(progress).fetch_events(
+                name,
+                from_date=from_date,
+                to_date=to_date,
+                events=events,
+                where=where,
+                limit=limit,
+                append=append,
+                replace=replace,
+                keep_duplicates=keep_duplicates,
+                legacy_time=legacy_time,
+                workers=workers,
+            )
         return result
 
     def update_events(
@@ -279,9 +286,10 @@ class Workspace:
 
         Late events (up to 5 days, contract §3.5) are merged without duplicates.
         """
-        result: FetchResult = self._fetcher(progress).fetch_events(
-            name, update=True, lookback_days=lookback_days, workers=workers
-        )
+        with self.storage.exclusive_fetch():
+            result: FetchResult = self._fetcher(progress).fetch_events(
+                name, update=True, lookback_days=lookback_days, workers=workers
+            )
         return result
 
     def fetch_profiles(
@@ -301,19 +309,20 @@ class Workspace:
         progress: Callable[[FetchProgress], None] | None = None,
     ) -> FetchResult:
         """Fetch user (or group) profiles into a local table, upserting on distinct_id."""
-        result: FetchResult = self._fetcher(progress).fetch_profiles(
-            name,
-            where=where,
-            cohort_id=cohort_id,
-            output_properties=output_properties,
-            distinct_ids=distinct_ids,
-            group_id=group_id,
-            behaviors=behaviors,
-            as_of_timestamp=as_of_timestamp,
-            include_all_users=include_all_users,
-            append=append,
-            replace=replace,
-        )
+        with self.storage.exclusive_fetch():
+            result: FetchResult = self._fetcher(progress).fetch_profiles(
+                name,
+                where=where,
+                cohort_id=cohort_id,
+                output_properties=output_properties,
+                distinct_ids=distinct_ids,
+                group_id=group_id,
+                behaviors=behaviors,
+                as_of_timestamp=as_of_timestamp,
+                include_all_users=include_all_users,
+                append=append,
+                replace=replace,
+            )
         return result
 
     def stream_events(

@@ -69,6 +69,14 @@ def root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    recover: Annotated[
+        bool,
+        typer.Option(
+            "--recover",
+            help="Move a damaged DuckDB write-ahead log aside and continue from the last "
+            "checkpoint.",
+        ),
+    ] = False,
     install_completion: completion.InstallCompletionOpt = None,
     show_completion: completion.ShowCompletionOpt = None,
 ) -> None:
@@ -76,6 +84,10 @@ def root(
 
     Example: mp fetch events --from 2024-01-01 --to 2024-01-31
     """
+    if recover:
+        from mixpanel_data._internal.storage import set_wal_recovery
+
+        set_wal_recovery(True)
     state = CliContext(account=account, quiet=quiet, verbose=verbose, db_path=db)
     ctx.obj = state
     ctx.call_on_close(state.close)
@@ -125,6 +137,26 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         _silence_stdout()
         code = 0
+    except OSError as exc:
+        # A file the OS refused (full disk, permissions): one line naming it.
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"Error: {exc.strerror or exc}{where}", file=sys.stderr)
+        code = 1
+    except Exception as exc:
+        # A bug: still one line (the traceback with -v), never a wall of text.
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        print(
+            f"Error: unexpected {type(exc).__name__}: {exc}; run with -v for details and report it",
+            file=sys.stderr,
+        )
+        code = 1
+    finally:
+        from mixpanel_data._internal.storage import set_wal_recovery
+
+        set_wal_recovery(False)
     try:
         sys.stdout.flush()
     except BrokenPipeError:
