@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import random
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -144,12 +145,14 @@ class MixpanelAPIClient:
         budgets: Mapping[str, BudgetSpec] | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        timeouts: Mapping[str, httpx.Timeout] | None = None,
     ) -> None:
         self.credentials = credentials
+        self.timeouts = {**TIMEOUTS, **(timeouts or {})}
         self._secret = credentials.secret.get_secret_value()
         self._budgets = {**DEFAULT_BUDGETS, **(budgets or {})}
         self.retry = retry or RetryPolicy()
-        self._sleep = sleep
+        self.sleep = sleep  # backoff waits (window retries use it too); a test seam
         self._http = httpx.Client(
             transport=transport,
             auth=httpx.BasicAuth(credentials.username, self._secret),
@@ -237,7 +240,7 @@ class MixpanelAPIClient:
                         headers={"Content-Type": "application/json"}
                         if json_body is not None
                         else None,
-                        timeout=TIMEOUTS[family],
+                        timeout=self.timeouts[family],
                     )
                 self.raise_for_response(response, method=method, family=family, params=qs)
                 return self._json(response, method=method, url=url, params=qs)
@@ -253,7 +256,7 @@ class MixpanelAPIClient:
                 ):
                     raise
                 self.retries += 1
-                self._sleep(delay)
+                self.sleep(delay)
 
     @contextmanager
     def stream(
@@ -276,7 +279,7 @@ class MixpanelAPIClient:
             self.budget(family).slot(),
             translate_transport_errors(self, method, url),
             self._http.stream(
-                method, url, params=qs, headers=dict(headers or {}), timeout=TIMEOUTS[family]
+                method, url, params=qs, headers=dict(headers or {}), timeout=self.timeouts[family]
             ) as response,
         ):
             if response.status_code != 200:
@@ -413,6 +416,36 @@ def translate_transport_errors(client: MixpanelAPIClient, method: str, url: str)
             endpoint=url,
             method=method,
         ) from None
+
+
+def iter_body(response: httpx.Response, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """Yield a streamed body, gunzipped here so a truncated gzip stream is an error.
+
+    httpx's own decoder accepts a gzip body cut before its trailer and returns
+    what it got; a cut export must instead be fetched again (contract §4).
+    """
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("gzip", "x-gzip"):
+        yield from response.iter_bytes(chunk_size)
+        return
+    decoder = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    url = str(response.request.url).split("?", 1)[0]
+    for raw in response.iter_raw(chunk_size):
+        try:
+            data = decoder.decompress(raw)
+        except zlib.error:
+            raise NetworkError(
+                f"the gzip body from {url} is corrupt; retry", endpoint=url
+            ) from None
+        if data:
+            yield data
+    if not decoder.eof:
+        raise NetworkError(
+            f"the gzip body from {url} was cut short (no gzip trailer); retry", endpoint=url
+        )
+    tail = decoder.flush()
+    if tail:
+        yield tail
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -55,7 +55,10 @@ class FetchResult:
     """What a fetch stored: rows, what it dropped and why, and how long it took.
 
     ``windows_resumed`` counts windows a previous, interrupted run had already
-    committed; ``rows_inserted`` counts only this run's new rows.
+    committed; ``rows_inserted`` counts only this run's new rows. ``failed_ranges``
+    lists windows that failed after retries (``{"from_date", "to_date", "error"}``;
+    re-running the same fetch fetches only those); ``warnings`` says what else
+    went wrong without stopping the fetch (malformed lines, short engage pages).
     """
 
     table: str
@@ -73,6 +76,8 @@ class FetchResult:
     retries: int = 0
     table_rows: int = 0
     mode: str = "create"
+    failed_ranges: tuple[dict[str, str], ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -91,4 +96,6 @@ class FetchResult:
             "to_date": self.to_date.isoformat() if self.to_date else None,
             "bytes_downloaded": self.bytes_downloaded,
             "retries": self.retries,
+            "failed_ranges": [dict(r) for r in self.failed_ranges],
+            "warnings": list(self.warnings),
         }

@@ -30,7 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from mixpanel_data._internal.api_client import MixpanelAPIClient, translate_transport_errors
+from mixpanel_data._internal.api_client import (
+    MixpanelAPIClient,
+    iter_body,
+    translate_transport_errors,
+)
 from mixpanel_data._internal.jsonl import is_terminated_early
 from mixpanel_data._internal.storage import quote_ident
 from mixpanel_data._internal.windows import DateWindow
@@ -108,12 +112,14 @@ def download_window(
     *,
     gzip: bool,
     on_bytes: Callable[[int], None] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> StagedFile:
     """Download one window's export into `dest`, retrying retryable failures.
 
-    A 200 body that ends in ``terminated early`` or a cut record (contract §4)
-    counts as a network failure and is fetched again.
+    A 200 body that ends in ``terminated early``, a cut record or a gzip body
+    without its trailer (contract §4) counts as a network failure; the window
+    is fetched again from its start into the same file (truncated), so a
+    partial line is never committed.
     """
     started = time.monotonic()
     attempt = 0
@@ -128,7 +134,7 @@ def download_window(
                 open(dest, "wb") as fh,
                 translate_transport_errors(api, "GET", str(response.request.url)),
             ):
-                for chunk in response.iter_bytes(CHUNK):
+                for chunk in iter_body(response, CHUNK):
                     fh.write(chunk)
                     size += len(chunk)
                     if on_bytes is not None:
@@ -159,7 +165,7 @@ def download_window(
             ):
                 raise
             api.retries += 1
-            sleep(delay)
+            (sleep or api.sleep)(delay)
 
 
 def _time_expr(text: str, legacy_tz: str | None) -> str:

@@ -4,6 +4,13 @@ Mixpanel counts requests per project (contract §3.3): the Query API allows 60
 per hour and 5 at once; the Export API 60 per hour, 3 per second and 100 at
 once. A ``RateBudget`` makes callers wait for a slot instead of tripping 429s,
 and never sleeps when a slot is free.
+
+Separate ``mp`` processes do not share budgets: each one spends its own. Two
+fetches of one project at once can therefore draw 429s from Mixpanel; those
+are retried after ``Retry-After`` (or a backoff), and one 429 holds back every
+worker of the process (``penalize``), so the processes settle without losing
+data. A shared on-disk budget would add a file lock to every request to serve
+a rare case.
 """
 
 from __future__ import annotations
@@ -78,8 +85,10 @@ class RateBudget:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        margin: float = 0.0,
     ) -> None:
         self.spec = spec
+        self.margin = margin
         self._clock = clock
         self._sleep = sleep
         self._cond = threading.Condition()
@@ -92,14 +101,14 @@ class RateBudget:
     def _wait_time(self, now: float) -> float:
         spec = self.spec
         wait = max(0.0, self._not_before - now)
-        while self._second and now - self._second[0] >= 1.0:
+        while self._second and now - self._second[0] >= 1.0 + self.margin:
             self._second.popleft()
-        while self._hour and now - self._hour[0] >= spec.hour_seconds:
+        while self._hour and now - self._hour[0] >= spec.hour_seconds + self.margin:
             self._hour.popleft()
         if spec.per_second and len(self._second) >= spec.per_second:
-            wait = max(wait, 1.0 - (now - self._second[0]))
+            wait = max(wait, 1.0 + self.margin - (now - self._second[0]))
         if spec.per_hour and len(self._hour) >= spec.per_hour:
-            wait = max(wait, spec.hour_seconds - (now - self._hour[0]))
+            wait = max(wait, spec.hour_seconds + self.margin - (now - self._hour[0]))
         return wait
 
     @contextmanager
@@ -137,6 +146,12 @@ class RateBudget:
             self._not_before = max(self._not_before, self._clock() + seconds)
 
 
+# Mixpanel counts a request when it arrives, we when we send it: a request that
+# opens a connection arrives a little later than one on a warm connection, so a
+# window counted from our side alone can let a 4th request in within the server's
+# second. This margin (per window, not per request) absorbs that skew.
+SEND_MARGIN_SECONDS = 0.05
+
 _registry: dict[tuple[str, str, str, BudgetSpec], RateBudget] = {}
 _registry_lock = threading.Lock()
 
@@ -147,7 +162,7 @@ def budget_for(origin: str, project_id: str, family: str, spec: BudgetSpec) -> R
     with _registry_lock:
         budget = _registry.get(key)
         if budget is None:
-            budget = _registry[key] = RateBudget(spec)
+            budget = _registry[key] = RateBudget(spec, margin=SEND_MARGIN_SECONDS)
         return budget
 
 

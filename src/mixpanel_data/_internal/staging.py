@@ -124,6 +124,7 @@ def download_ahead(
     scan: bool = True,
     legacy_tz: str | None = None,
     on_block: Callable[[], None] | None = None,
+    gzip: bool | None = None,
 ) -> Iterator[list[StagedFile] | tuple[DateWindow, MixpanelDataError]]:
     """Download windows ahead on worker threads; yield them in date order.
 
@@ -131,13 +132,15 @@ def download_ahead(
     BATCH_BYTES), to be committed in one transaction.
 
     A window whose retryable failures ran out is yielded as ``(window, error)``;
-    any other error stops everything and is raised.
+    any other error stops everything and is raised. ``gzip`` None asks for
+    gzip except on loopback.
     """
     if not todo:
         return
     stop = threading.Event()
     lock = threading.Lock()
-    gzip = not is_loopback(api.credentials.base_url)
+    if gzip is None:
+        gzip = not is_loopback(api.credentials.base_url)
     jobs: queue.Queue[tuple[DateWindow, Future[StagedFile]] | None] = queue.Queue()
 
     def on_bytes(n: int) -> None:

@@ -66,6 +66,7 @@ from mixpanel_data.exceptions import (
     MixpanelDataError,
     NetworkError,
     PartialFetchError,
+    RateLimitError,
     Retryable,
     TableExistsError,
     TableNotFoundError,
@@ -102,7 +103,8 @@ class FetcherService(ProfileFetching):
     """Fetch events and profiles into the local database, or stream them.
 
     ``timezone`` is the project's (for "today", contract §3.5); when None it is
-    read once from ``/api/app/me``.
+    read once from ``/api/app/me``. ``gzip`` None asks export for gzip except on
+    loopback (the emulator), where it only costs CPU.
     """
 
     def __init__(
@@ -113,8 +115,10 @@ class FetcherService(ProfileFetching):
         progress: ProgressCallback | None = None,
         timezone: str | None = None,
         notice: Callable[[str], None] | None = None,
+        gzip: bool | None = None,
     ) -> None:
         self.api = api_client
+        self.gzip = gzip
         self.storage = storage
         self.progress = progress
         self._timezone = timezone
@@ -256,7 +260,7 @@ class FetcherService(ProfileFetching):
         if resumed:
             self._say(f"resuming: {resumed} of {len(windows)} windows already committed")
         params = self._export_params(events, where, limit)
-        failed: list[dict[str, Any]] = []
+        failed: list[dict[str, str]] = []
         report = progress or self.progress
 
         def emit(done: int) -> None:
@@ -349,6 +353,7 @@ class FetcherService(ProfileFetching):
             scan=not keep_duplicates,
             legacy_tz=tz if legacy else None,
             on_block=session.release,
+            gzip=self.gzip,
         )
         with contextlib.closing(session), contextlib.closing(downloads):  # type: ignore[type-var]
             for batch_or_error in downloads:
@@ -373,6 +378,11 @@ class FetcherService(ProfileFetching):
                 emit(done)
         if not todo or (done == len(windows) and mode == "replace"):
             self._finish(name, target, mode, args, fetch_id, len(windows), start, end)
+        warnings = []
+        if totals.malformed:
+            warnings.append(
+                f"{totals.malformed} malformed export line(s) were not stored (counted, not JSON)"
+            )
         result = FetchResult(
             table=name,
             kind="events",
@@ -389,9 +399,11 @@ class FetcherService(ProfileFetching):
             retries=self.api.retries,
             table_rows=self._row_count(name if not failed else target),
             mode="update" if update else mode,
+            failed_ranges=tuple(failed),
+            warnings=tuple(warnings),
         )
-        if totals.malformed:
-            self._say(f"warning: {totals.malformed} malformed export line(s) were not stored")
+        for text in warnings:
+            self._say(f"warning: {text}")
         if failed:
             raise PartialFetchError(
                 f"{len(failed)} of {len(windows)} windows failed after retries "
@@ -529,14 +541,14 @@ class FetcherService(ProfileFetching):
             else split_windows(start, end, days=auto_window_days((end - start).days + 1))
         )
         params = self._export_params(events, where.strip() if where else None, limit)
-        gzip = not is_loopback(self.api.credentials.base_url)
+        gzip = not is_loopback(self.api.credentials.base_url) if self.gzip is None else self.gzip
         for window in windows:
             yield from self._window_lines(window, params, gzip=gzip)
 
     def _window_lines(
         self, window: DateWindow, params: Mapping[str, Any], *, gzip: bool
     ) -> Iterator[bytes]:
-        from mixpanel_data._internal.api_client import translate_transport_errors
+        from mixpanel_data._internal.api_client import iter_body, translate_transport_errors
 
         query = {**params, "from_date": window.start.isoformat(), "to_date": window.end.isoformat()}
         headers = {"Accept-Encoding": "gzip" if gzip else "identity"}
@@ -549,7 +561,7 @@ class FetcherService(ProfileFetching):
                     self.api.stream("GET", "export", "export", params=query, headers=headers) as r,
                     translate_transport_errors(self.api, "GET", str(r.request.url)),
                 ):
-                    for line in iter_lines(r.iter_bytes(1 << 20)):
+                    for line in iter_lines(iter_body(r)):
                         if is_terminated_early(line):
                             raise NetworkError(
                                 f"export of {window} ended with 'terminated early'; "
@@ -566,7 +578,9 @@ class FetcherService(ProfileFetching):
                     or attempt >= self.api.retry.max_attempts
                 ):
                     raise
-                time.sleep(self.api.retry.delay(attempt))
+                retry_after = exc.retry_after if isinstance(exc, RateLimitError) else None
+                self.api.retries += 1
+                self.api.sleep(self.api.retry.delay(attempt, retry_after))
 
     def stream_events(
         self,

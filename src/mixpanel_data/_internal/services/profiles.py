@@ -107,11 +107,12 @@ class ProfileFetching:
         staging = self._staging_dir()
         nbytes = 0
         pages = 0
+        warnings: list[str] = []
         try:
             path = staging / "profiles.jsonl"
             lines = 0
             with open(path, "wb") as fh:
-                for page in self._engage_pages(params):
+                for page in self._engage_pages(params, warnings=warnings):
                     pages += 1
                     if page:
                         data = b"\n".join(orjson.dumps(r) for r in page) + b"\n"
@@ -182,19 +183,26 @@ class ProfileFetching:
             retries=self.api.retries,
             table_rows=self._row_count(name),
             mode=mode,
+            warnings=tuple(warnings),
         )
 
-    def _engage_pages(self, params: Mapping[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    def _engage_pages(
+        self, params: Mapping[str, Any], *, warnings: list[str] | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
         """Yield engage result pages (contract §5): session_id paging until a short page.
 
-        A session that expires mid-way restarts the query from page 0 (the caller
-        stages pages and commits only at the end), at most twice.
+        A session that is rejected or expires mid-way restarts the query from
+        page 0 (the caller stages pages and commits only at the end, upserting
+        on distinct_id), at most twice. Pages that add up to fewer profiles than
+        the first page's ``total`` are reported in `warnings` and on the notice
+        channel, not ignored.
         """
         restarts = 0
         while True:
             collected: list[list[dict[str, Any]]] = []
+            seen: dict[str, int] = {}
             try:
-                for page in self._engage_once(params):
+                for page in self._engage_once(params, seen=seen):
                     collected.append(page)
             except QueryError:
                 if not collected or restarts >= 2:
@@ -202,10 +210,22 @@ class ProfileFetching:
                 restarts += 1
                 self._say("engage session expired; restarting the profile query from page 0")
                 continue
+            got = len({_profile_key(r) for page in collected for r in page})
+            total = seen.get("total")
+            if total is not None and got < total:
+                text = (
+                    f"engage returned {got:,} distinct profiles of the {total:,} it announced "
+                    f"({len(collected)} pages); run the fetch again with --append to retry"
+                )
+                self._say(f"warning: {text}")
+                if warnings is not None:
+                    warnings.append(text)
             yield from collected
             return
 
-    def _engage_once(self, params: Mapping[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    def _engage_once(
+        self, params: Mapping[str, Any], *, seen: dict[str, int] | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
         page = 0
         session_id: str | None = None
         while True:
@@ -217,9 +237,16 @@ class ProfileFetching:
             if not isinstance(reply, dict):
                 raise APIError("unexpected engage response: not a JSON object")
             results = reply.get("results") or []
+            # `total` counts the whole query and may be sent on page 0 only (contract §5).
+            if seen is not None and "total" not in seen and isinstance(reply.get("total"), int):
+                seen["total"] = int(reply["total"])
             yield [r for r in results if isinstance(r, dict)]
             page_size = int(reply.get("page_size") or 1000)
             session_id = reply.get("session_id") or session_id
             if len(results) < page_size or not results or not session_id:
                 return
             page = int(reply.get("page", page)) + 1
+
+
+def _profile_key(record: Mapping[str, Any]) -> str:
+    return str(record.get("$distinct_id"))

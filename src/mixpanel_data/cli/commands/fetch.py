@@ -75,6 +75,23 @@ def _write_lines(lines: Iterator[bytes]) -> None:
     out.flush()
 
 
+@contextmanager
+def _partial_result_on_stdout(*, fmt: Format, jq: str | None) -> Iterator[None]:
+    """On a partial failure, still print what was committed (with ``failed_ranges``).
+
+    The error line goes to stderr and the exit code is 6 (via `main`); stdout
+    carries the result so scripts see which ranges to retry.
+    """
+    from mixpanel_data.exceptions import PartialFetchError
+
+    try:
+        yield
+    except PartialFetchError as exc:
+        if exc.result is not None:
+            emit(exc.result, fmt=fmt, jq=jq)
+        raise
+
+
 def _json_line(row: dict[str, Any]) -> bytes:
     return orjson.dumps(row, option=orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z)
 
@@ -163,7 +180,10 @@ def events(
         _write_lines(lines)
         return
     ws = state.workspace()
-    with progress_bar(enabled=not state.quiet, label=f"events → {name}") as bar:
+    with (
+        _partial_result_on_stdout(fmt=fmt, jq=jq),
+        progress_bar(enabled=not state.quiet, label=f"events → {name}") as bar,
+    ):
         if update:
             result = ws.update_events(name, lookback_days=lookback, workers=workers, progress=bar)
         else:
