@@ -196,13 +196,20 @@ def _is_bad_wal(exc: Exception) -> bool:
     return "replaying wal" in str(exc).lower()
 
 
-def _is_disk_full(exc: BaseException) -> bool:
+def _is_disk_full(exc: BaseException | None) -> bool:
+    """True for a full disk, also when a later error (a failed ROLLBACK) hides it."""
     import errno
 
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return True
-    text = str(exc).lower()
-    return "no space left" in text or "file too large" in text or "disk quota" in text
+    for _ in range(4):
+        if exc is None:
+            return False
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            return True
+        text = str(exc).lower()
+        if "no space left" in text or "file too large" in text or "disk quota" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class StorageEngine:
@@ -299,9 +306,14 @@ class StorageEngine:
         if write:
             waiting.let_readers_in(deadline=min(deadline, time.monotonic() + READER_GRACE))
         while True:
+            creating = write and not self.path.exists()
             try:
                 conn = duckdb.connect(str(self.path), read_only=not write)
             except duckdb.IOException as exc:
+                if creating:
+                    self._remove_unborn()
+                if _is_disk_full(exc):
+                    raise self._disk_full(exc) from None
                 if _is_bad_wal(exc):
                     waiting.leave()
                     self._bad_wal()
@@ -361,6 +373,14 @@ class StorageEngine:
                 "continuing from the database's last checkpoint"
             )
 
+    def _remove_unborn(self) -> None:
+        """A database file DuckDB failed to create (e.g. disk full) is not left behind:
+        every later open would call it "not a valid DuckDB database"."""
+        assert self.path is not None
+        for suffix in ("", ".wal"):
+            with contextlib.suppress(OSError):
+                Path(str(self.path) + suffix).unlink()
+
     def _disk_full(self, exc: BaseException) -> StorageError:
         where = self.display_path
         filename = getattr(exc, "filename", None)
@@ -410,6 +430,14 @@ class StorageEngine:
             self._fetch_depth = 1
             try:
                 yield
+            except OSError as exc:
+                # Staging files live next to the database, so a full disk is reported
+                # with the folder they were written to.
+                if not _is_disk_full(exc):
+                    raise
+                if not getattr(exc, "filename", None):
+                    exc.filename = str(self.path.parent)
+                raise self._disk_full(exc) from None
             finally:
                 self._fetch_depth = 0
         finally:
