@@ -1,0 +1,125 @@
+"""Engage paging under faults: expired sessions restart and dedupe; short sequences are reported."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mixpanel_data._internal.storage import StorageEngine
+from mixpanel_data.emulator.project import ProjectSpec
+from mixpanel_data.emulator.server import Emulator
+from mixpanel_data.exceptions import QueryError
+
+from .conftest import Harness
+
+
+@pytest.fixture(scope="module")
+def paged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Enough users for three engage pages (page_size 1000, contract §5)."""
+    spec = ProjectSpec(seed=5, users=2400, days=1)
+    with Emulator(spec=spec, cache_dir=tmp_path_factory.mktemp("paged")) as emu:
+        yield emu
+
+
+@pytest.fixture
+def pem(paged: Any) -> Iterator[Any]:
+    paged.faults.clear()
+    paged.clear_requests()
+    yield paged
+    paged.faults.clear()
+
+
+def stored(db: Path) -> dict[str, Any]:
+    _cols, rows = StorageEngine(db, read_only=True).execute_rows(
+        'SELECT distinct_id, properties FROM "profiles"'
+    )
+    assert len(rows) == len({r[0] for r in rows})  # deduplicated by distinct_id
+    return {d: json.loads(p) for d, p in rows}
+
+
+def expected(emu: Any) -> dict[str, Any]:
+    return {p["$distinct_id"]: p["$properties"] for p in emu.project.profiles()}
+
+
+def _pages(emu: Any) -> list[tuple[str, int]]:
+    return [(r.params.get("page", "0"), r.status) for r in emu.requests() if r.endpoint == "engage"]
+
+
+def test_expired_session_restarts_the_query_and_dedupes(pem: Any, tmp_path: Path) -> None:
+    harness = Harness(emu=pem, db=tmp_path / "p.duckdb")
+    pem.faults.add("session_expired", endpoint="engage", count=1)
+    try:
+        result = harness.fetcher().fetch_profiles("profiles")
+    finally:
+        harness.close()
+    want = expected(pem)
+    assert len(want) > 2000
+    assert stored(harness.db) == want
+    assert result.rows_inserted == len(want)
+    # Page 1 found its session gone (400): the query restarted at page 0, read once more.
+    assert _pages(pem) == [("0", 200), ("1", 400), ("0", 200), ("1", 200), ("2", 200)]
+    assert any("restarting the profile query" in n for n in harness.notices)
+    assert result.warnings == ()
+
+
+def test_sessions_that_keep_expiring_fail_and_store_nothing(pem: Any, tmp_path: Path) -> None:
+    harness = Harness(emu=pem, db=tmp_path / "p.duckdb")
+    pem.faults.add("session_expired", endpoint="engage", count=3)
+    try:
+        with pytest.raises(QueryError):
+            harness.fetcher().fetch_profiles("profiles")
+    finally:
+        harness.close()
+    assert [s for _p, s in _pages(pem)].count(400) == 3
+    assert not harness.db.exists() or not StorageEngine(harness.db, read_only=True).table_exists(
+        "profiles"
+    )
+
+
+def _short_last_page(app: Callable[..., Iterable[bytes]], drop: int) -> Callable[..., Any]:
+    """Wrap the emulator: the last engage page loses `drop` profiles, `total` unchanged.
+
+    The emulator always pages consistently; this is the fault Mixpanel has been
+    seen to produce (a sequence that ends before ``total``), injected at the wire.
+    """
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        seen: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            seen["status"], seen["headers"] = status, headers
+            return lambda _data: None
+
+        body = b"".join(app(environ, capture))
+        headers = [(k, v) for k, v in seen["headers"] if k.lower() != "content-length"]
+        if environ["PATH_INFO"].endswith("/engage") and seen["status"].startswith("200"):
+            reply = json.loads(body)
+            if len(reply["results"]) < reply["page_size"]:
+                reply["results"] = reply["results"][:-drop]
+                body = json.dumps(reply).encode()
+        start_response(seen["status"], [*headers, ("Content-Length", str(len(body)))])
+        return [body]
+
+    return wrapped
+
+
+def test_pages_ending_short_of_total_are_reported(pem: Any, tmp_path: Path) -> None:
+    harness = Harness(emu=pem, db=tmp_path / "p.duckdb")
+    transport = httpx.WSGITransport(app=_short_last_page(pem.app, drop=7))
+    try:
+        result = harness.fetcher(transport=transport).fetch_profiles("profiles")
+    finally:
+        harness.close()
+    want = expected(pem)
+    got = stored(harness.db)
+    assert len(got) == len(want) - 7
+    assert all(want[k] == v for k, v in got.items())
+    (warning,) = result.warnings
+    assert f"{len(want) - 7:,} distinct profiles of the {len(want):,} it announced" in warning
+    assert result.to_dict()["warnings"] == [warning]
+    assert harness.notices == [f"warning: {warning}"]
