@@ -25,8 +25,8 @@ BODY = {
 }
 
 
-class NotebookSegmentation(NotebookRepr, SegmentationResult):
-    """A live result class with the mixin, as the result types will adopt it."""
+class NotebookSegmentation(SegmentationResult):
+    """A subclass, to show the repr names the concrete class (live results carry the mixin)."""
 
 
 @dataclass(frozen=True, repr=False)

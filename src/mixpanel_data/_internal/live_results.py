@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from mixpanel_data._internal.notebook import NotebookRepr
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -63,8 +65,12 @@ def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-class Tidy:
-    """Mixin: a tidy ``.df`` built from ``rows``; plain ``YYYY-MM-DD`` dates become datetimes."""
+class Tidy(NotebookRepr):
+    """Mixin: a tidy ``.df`` built from ``rows``; plain ``YYYY-MM-DD`` dates become datetimes.
+
+    Through NotebookRepr every live result renders as a table in Jupyter and offers
+    ``to_arrow()``/``to_polars()``; subclasses are dataclasses with ``repr=False``.
+    """
 
     columns: ClassVar[tuple[str, ...]] = ()
 
@@ -121,7 +127,7 @@ def _series_rows(
     ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class SegmentationResult(Tidy):
     """Event counts over time, optionally split by ``on`` (segmentation and numeric, §9.1–9.2).
 
@@ -195,7 +201,7 @@ class SegmentationResult(Tidy):
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class NumericAggregateResult(Tidy):
     """Per-bucket sum or average of a numeric expression (§9.3–9.4)."""
 
@@ -257,7 +263,7 @@ class NumericAggregateResult(Tidy):
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class EventCountsResult(Tidy):
     """Counts of several events over time (`/events`, §6.5)."""
 
@@ -312,7 +318,7 @@ class EventCountsResult(Tidy):
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class PropertyCountsResult(Tidy):
     """Counts of one event per value of one property (`/events/properties`, §6.6).
 
@@ -405,7 +411,7 @@ def split_segments(
     return overall, segments
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class FrequencyResult(Tidy):
     """How often users did an event (`/retention/addiction`, §10.2).
 
@@ -516,7 +522,7 @@ class ActivityEvent:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ActivityFeedResult(Tidy):
     """Users' recent events from `/stream/query` (§11), oldest first."""
 
@@ -566,7 +572,7 @@ class ActivityFeedResult(Tidy):
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class JQLResult(Tidy):
     """Whatever a JQL script's ``main()`` emitted (§13); ``groupBy`` rows are expanded."""
 

@@ -161,7 +161,7 @@ def combine_buckets(buckets: Mapping[str, Mapping[str, Steps]]) -> dict[str, Ste
     }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class FunnelResult(Tidy):
     """A saved funnel computed over a date range (`/funnels`, §7.2).
 
@@ -315,7 +315,7 @@ def parse_cohorts(data: Mapping[str, Any]) -> tuple[tuple[RetentionCohort, ...],
     return cohorts(overall), {s: cohorts(m) for s, m in sorted(segments.items())}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RetentionResult(Tidy):
     """Birth or compounded retention by cohort date (`/retention`, §10.1).
 
@@ -411,7 +411,7 @@ def _leaves(node: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...],
         yield path, node
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class SavedReportResult(Tidy):
     """A saved report computed by `/insights` (§12.1).
 
@@ -536,7 +536,7 @@ class FlowNode:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class FlowsResult(Tidy):
     """A saved Flows report from the undocumented `/arb_funnels` (§12.2).
 
