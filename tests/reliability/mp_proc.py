@@ -27,6 +27,12 @@ def mp_env(emu: Any, db: Path, **extra: str) -> dict[str, str]:
     """A child environment pointing `mp` at the emulator and at `db`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MP_TEST_")}
     env.update(
+        # Private home and config, and the suite's budgets (concurrency only), whatever
+        # the fixture scope this is called from.
+        HOME=str(db.parent),
+        MP_CONFIG_PATH=str(db.parent / ".mp" / "config.toml"),
+        MP_RATE_LIMIT_EXPORT="100c",
+        MP_RATE_LIMIT_QUERY="5c",
         MP_USERNAME=emu.username,
         MP_SECRET=emu.secret,
         MP_PROJECT_ID=str(emu.spec.project_id),
