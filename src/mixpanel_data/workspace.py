@@ -249,11 +249,14 @@ class Workspace:
         legacy_time: bool = False,
         workers: int | None = None,
         progress: Callable[[FetchProgress], None] | None = None,
+        to_parquet: str | Path | None = None,
     ) -> FetchResult:
         """Fetch events (dates inclusive) into a local table, deduplicated and resumable.
 
         ``legacy_time=True`` is for projects created before 2023, whose export
-        times are shifted by the project timezone (contract §3.5).
+        times are shifted by the project timezone (contract §3.5). ``to_parquet``
+        also writes each fetched day to ``<dir>/<name>/date=YYYY-MM-DD/`` (Parquet),
+        replacing that day's partition.
 
         Example:
             ws.fetch_events("jan", from_date="2024-01-01", to_date="2024-01-31")
@@ -271,6 +274,7 @@ class Workspace:
                 keep_duplicates=keep_duplicates,
                 legacy_time=legacy_time,
                 workers=workers,
+                to_parquet=to_parquet,
             )
         return result
 
@@ -281,6 +285,7 @@ class Workspace:
         lookback_days: int = 5,
         workers: int | None = None,
         progress: Callable[[FetchProgress], None] | None = None,
+        to_parquet: str | Path | None = None,
     ) -> FetchResult:
         """Bring an events table up to today: refetch from its last day minus a look-back.
 
@@ -288,7 +293,11 @@ class Workspace:
         """
         with self.storage.exclusive_fetch():
             result: FetchResult = self._fetcher(progress).fetch_events(
-                name, update=True, lookback_days=lookback_days, workers=workers
+                name,
+                update=True,
+                lookback_days=lookback_days,
+                workers=workers,
+                to_parquet=to_parquet,
             )
         return result
 

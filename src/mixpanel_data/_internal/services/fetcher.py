@@ -40,6 +40,7 @@ from mixpanel_data._internal.ingest import (
     commit_events,
 )
 from mixpanel_data._internal.jsonl import is_terminated_early, iter_lines
+from mixpanel_data._internal.lake import ParquetDaySink
 from mixpanel_data._internal.records import (
     clean_events,
     engage_params,
@@ -186,10 +187,16 @@ class FetcherService(ProfileFetching):
         workers: int | None = None,
         window_days: int | None = None,
         progress: ProgressCallback | None = None,
+        to_parquet: str | Path | None = None,
     ) -> FetchResult:
-        """Fetch events of ``from_date..to_date`` (inclusive) into table `name`."""
+        """Fetch events of ``from_date..to_date`` (inclusive) into table `name`.
+
+        ``to_parquet`` also writes each committed window's days into that lake
+        (``<dir>/<name>/date=YYYY-MM-DD/``, replacing those partitions).
+        """
         started = time.monotonic()
         st.validate_table_name(name)
+        sink = ParquetDaySink(to_parquet, table=name) if to_parquet is not None else None
         if append and replace:
             raise ValidationError("use either --append or --replace, not both")
         if update and replace:
@@ -329,6 +336,10 @@ class FetcherService(ProfileFetching):
                         complete=done_after == len(windows) and mode != "replace",
                         fetched_at=now,
                     )
+                    if sink is not None:  # --to-parquet: the lake's days commit with the window
+                        sink.write_windows(
+                            conn, target, [f.window for f in batch], zone=tz if legacy else None
+                        )
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")

@@ -146,6 +146,14 @@ def events(
         bool, typer.Option("--stdout", help="Write JSONL rows to stdout instead of storing.")
     ] = False,
     raw: Annotated[bool, typer.Option("--raw", help="With --stdout: the API's records.")] = False,
+    to_parquet: Annotated[
+        str | None,
+        typer.Option(
+            "--to-parquet",
+            metavar="DIR",
+            help="Also write each fetched day to DIR/<table>/date=YYYY-MM-DD/ (Parquet).",
+        ),
+    ] = None,
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
 ) -> None:
@@ -185,7 +193,9 @@ def events(
         progress_bar(enabled=not state.quiet, label=f"events → {name}") as bar,
     ):
         if update:
-            result = ws.update_events(name, lookback_days=lookback, workers=workers, progress=bar)
+            result = ws.update_events(
+                name, lookback_days=lookback, workers=workers, progress=bar, to_parquet=to_parquet
+            )
         else:
             from mixpanel_data.exceptions import ValidationError
 
@@ -204,6 +214,7 @@ def events(
                 legacy_time=legacy_time,
                 workers=workers,
                 progress=bar,
+                to_parquet=to_parquet,
             )
     emit(result, fmt=fmt, jq=jq)
 
