@@ -104,6 +104,19 @@ def _tail_line(path: Path, size: int) -> bytes:
     return b""
 
 
+def _whole_record(line: bytes) -> bool:
+    """A last line strict JSON rejects may still be whole: NaN/Infinity (stored, as
+    DuckDB's JSON accepts them) or invalid UTF-8 (counted as malformed). Only a cut
+    record fails the window; otherwise such a line could never be fetched."""
+    import json
+
+    try:
+        json.loads(line.decode("utf-8", "replace"))
+    except ValueError:
+        return False
+    return True
+
+
 def download_window(
     api: MixpanelAPIClient,
     window: DateWindow,
@@ -148,9 +161,10 @@ def download_window(
                 try:
                     orjson.loads(last)
                 except orjson.JSONDecodeError:
-                    raise NetworkError(
-                        f"export of {window} ended in a cut record; retrying the window"
-                    ) from None
+                    if not _whole_record(last):
+                        raise NetworkError(
+                            f"export of {window} ended in a cut record; retrying the window"
+                        ) from None
             return StagedFile(window, dest, size, attempt)
         except Exception as exc:
             if not isinstance(exc, Retryable):

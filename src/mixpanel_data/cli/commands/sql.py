@@ -50,6 +50,15 @@ def _unique(columns: tuple[str, ...]) -> list[str]:
     return out
 
 
+def _nested(text: str) -> Any:
+    """Parse a JSON value; text strict JSON cannot hold (NaN, Infinity, which DuckDB's
+    JSON type accepts) stays as its raw text, so nothing is lost or made up."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
 def _records(result: SQLRows) -> list[dict[str, Any]]:
     """Row objects; JSON columns become nested values rather than quoted text."""
     columns = _unique(result.columns)
@@ -58,7 +67,7 @@ def _records(result: SQLRows) -> list[dict[str, Any]]:
     for row in result.rows:
         records.append(
             {
-                c: orjson.loads(v) if j and isinstance(v, str) else v
+                c: _nested(v) if j and isinstance(v, str) else v
                 for c, j, v in zip(columns, is_json, row, strict=True)
             }
         )
