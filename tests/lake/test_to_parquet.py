@@ -155,3 +155,37 @@ def test_to_parquet_refuses_a_month_lake_before_fetching(account, emulator, tmp_
     assert ran.exit_code == 3
     assert "month=... partitions" in ran.stderr
     assert not [r for r in emulator.requests() if r.id > before and r.family == "export"]
+
+
+def test_a_killed_fetch_leaves_exactly_its_committed_days_and_resumes(
+    account, emulator, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+
+    days = _days(emulator, 4)
+    db, lake = tmp_path / "k.duckdb", tmp_path / "lake"
+    argv = [
+        str(Path(sys.executable).with_name("mp")), *account, "--db", str(db), "fetch", "events",
+        "--from", str(days[0]), "--to", str(days[-1]), "--to-parquet", str(lake), "--workers", "1",
+    ]  # fmt: skip
+    # Slow downloads (~1.5 s a day) so windows commit one by one; then SIGKILL inside
+    # the second window's transaction, before its COMMIT (the fetcher's crash seam).
+    emulator.faults.add("slow", endpoint="export", prob=1.0, bytes_per_second=600_000)
+    try:
+        env = {**os.environ, "MP_TEST_CRASH_AT": "commit:2"}
+        killed = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        emulator.faults.clear()
+    assert killed.returncode == -9, killed.stderr
+    with Workspace.open(db) as ws:
+        done = ws.sql_rows("SELECT from_date, to_date FROM _mp_windows").rows
+    committed = {str(s + timedelta(days=k)) for s, e in done for k in range((e - s).days + 1)}
+    assert 0 < len(committed) < len(days)
+    in_lake = {p.name.removeprefix("date=") for p in (lake / "events").iterdir()}
+    assert in_lake == committed  # a day is in the lake exactly when its window committed
+    resumed = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    in_duckdb = _duckdb(db)
+    assert {d for d, _ in in_duckdb} == {str(d) for d in days}
+    assert _dask(lake / "events") == (sum(in_duckdb.values()), in_duckdb)
