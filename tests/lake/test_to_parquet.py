@@ -189,3 +189,19 @@ def test_a_killed_fetch_leaves_exactly_its_committed_days_and_resumes(
     in_duckdb = _duckdb(db)
     assert {d for d, _ in in_duckdb} == {str(d) for d in days}
     assert _dask(lake / "events") == (sum(in_duckdb.values()), in_duckdb)
+
+
+def test_update_keeps_the_lake_current(account, emulator, tmp_path: Path) -> None:
+    days = _days(emulator, 2)
+    db, lake = tmp_path / "u.duckdb", tmp_path / "lake"
+    base = [*account, "--db", str(db), "fetch", "events"]
+    first = _mp(*base, "--from", str(days[0]), "--to", str(days[1]), "--to-parquet", str(lake))
+    assert first.exit_code == 0, first.stderr
+    update = _mp(*base, "--update", "--lookback-days", "1", "--to-parquet", str(lake))
+    assert update.exit_code == 0, update.stderr
+    # The update refetched from the last day minus the look-back (days[0]) to today.
+    today = emulator.project.today
+    parts = sorted(p.name.removeprefix("date=") for p in (lake / "events").iterdir())
+    assert parts == [str(days[0] + timedelta(days=k)) for k in range((today - days[0]).days + 1)]
+    in_duckdb = _duckdb(db)
+    assert _dask(lake / "events") == (sum(in_duckdb.values()), in_duckdb)
