@@ -130,6 +130,18 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - current)
 
 
+def secret_forms(username: str, secret: str) -> list[str]:
+    """The secret as it could appear in text: raw, URL-encoded, inside the Basic token."""
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    if not secret:
+        return []
+    token = base64.b64encode(f"{username}:{secret}".encode()).decode()
+    forms = {token, secret, quote(secret, safe=""), quote_plus(secret)}
+    return sorted(forms, key=len, reverse=True)  # longest first: the token contains none
+
+
 class MixpanelAPIClient:
     """Talk to Mixpanel (or the emulator) for one project.
 
@@ -150,6 +162,7 @@ class MixpanelAPIClient:
         self.credentials = credentials
         self.timeouts = {**TIMEOUTS, **(timeouts or {})}
         self._secret = credentials.secret.get_secret_value()
+        self._secret_forms = secret_forms(credentials.username, self._secret)
         self._budgets = {**DEFAULT_BUDGETS, **(budgets or {})}
         self.retry = retry or RetryPolicy()
         self.sleep = sleep  # backoff waits (window retries use it too); a test seam
@@ -189,9 +202,14 @@ class MixpanelAPIClient:
         )
 
     def redact(self, text: str) -> str:
-        """Remove the secret from any text that may reach users or logs."""
-        if self._secret and self._secret in text:
-            text = text.replace(self._secret, "***")
+        """Remove the secret from any text that may reach users or logs.
+
+        Also its URL-encoded forms and the Basic token (a proxy's error page may
+        echo the Authorization header or a query string back to us).
+        """
+        for form in self._secret_forms:
+            if form in text:
+                text = text.replace(form, "***")
         return text
 
     def _params(self, params: Mapping[str, Any] | None, project_scoped: bool) -> dict[str, str]:
