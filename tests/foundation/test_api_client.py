@@ -111,7 +111,7 @@ def client_for(
         sleep=sleeps.append,
         **kw,
     )
-    client.sleeps = sleeps  # type: ignore[attr-defined]
+    client.sleeps = sleeps
     return client, rec
 
 
@@ -294,8 +294,8 @@ def test_429_then_success_honours_retry_after() -> None:
     client, rec = client_for(lambda r: next(answers))
     assert client.request("GET", "query", "segmentation") == {"ok": 1}
     assert len(rec.requests) == 3
-    assert client.sleeps[0] == 3.0  # type: ignore[attr-defined]
-    assert 0 < client.sleeps[1] <= 2.0  # type: ignore[attr-defined]  # backoff for attempt 2
+    assert client.sleeps[0] == 3.0
+    assert 0 < client.sleeps[1] <= 2.0  # backoff for attempt 2
     assert client.retries == 2
 
 
