@@ -209,7 +209,7 @@ def test_symlinked_and_unreadable_config_are_refused(
     unreadable.write_text(real.read_text())
     unreadable.chmod(0o000)
     if os.geteuid() == 0:
-        pytest.skip("root reads files whatever their mode; see test_unreadable_config_as_root")
+        pytest.skip("root reads files whatever their mode; see test_unreadable_config_gives_one_line")
     proc = run_mp([MP, "auth", "list"], {**env, "MP_CONFIG_PATH": str(unreadable)})
     assert proc.returncode == 1, proc.stderr
     assert "cannot read config file" in _one_line(proc.stderr)

@@ -17,8 +17,8 @@ How to read (for the SQL layer)::
 Do not keep a connection across user-visible waits; open one per query. For
 ``:memory:`` the engine keeps one connection for its lifetime (nothing to share).
 
-Metadata lives in two tables the engine owns (names start with ``_mp_``, so
-user tables never collide: user names may not start with ``_``):
+Metadata lives in two tables the engine owns (``meta_tables.py``; names start with
+``_mp_``, so user tables never collide: user names may not start with ``_``):
 
 - ``_mp_tables``: one row per table: kind, project, exact fetch arguments,
   row count, day windows done/total, date range, fetched_at, complete flag.
@@ -38,19 +38,38 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from mixpanel_data._internal.crashpoints import crash_point
+from mixpanel_data._internal.db_safety import (
+    disk_full_error,
+    fetch_lock,
+    is_bad_wal,
+    is_disk_full,
+    remove_unborn,
+    set_aside_wal,
+)
 from mixpanel_data._internal.locks import (
     PID_IN_TEXT,
     READER_GRACE,
     ReaderQueue,
     lock_holder_pid,
 )
+from mixpanel_data._internal.meta_tables import EVENTS_COLUMNS as EVENTS_COLUMNS
+from mixpanel_data._internal.meta_tables import INTERNAL_PREFIX as INTERNAL_PREFIX
+from mixpanel_data._internal.meta_tables import META_TABLE as META_TABLE
+from mixpanel_data._internal.meta_tables import PROFILES_COLUMNS as PROFILES_COLUMNS
+from mixpanel_data._internal.meta_tables import WINDOWS_TABLE as WINDOWS_TABLE
+from mixpanel_data._internal.meta_tables import _all_meta as _all_meta
+from mixpanel_data._internal.meta_tables import _table_exists as _table_exists
+from mixpanel_data._internal.meta_tables import committed_windows as committed_windows
+from mixpanel_data._internal.meta_tables import create_table_sql as create_table_sql
+from mixpanel_data._internal.meta_tables import ensure_meta as ensure_meta
+from mixpanel_data._internal.meta_tables import quote_ident as quote_ident
+from mixpanel_data._internal.meta_tables import record_window as record_window
+from mixpanel_data._internal.meta_tables import rename_meta as rename_meta
+from mixpanel_data._internal.meta_tables import write_meta as write_meta
 from mixpanel_data.exceptions import (
     DatabaseLockedError,
     DatabaseNotFoundError,
@@ -79,51 +98,6 @@ __all__ = [
 ]
 
 MEMORY = ":memory:"
-META_TABLE = "_mp_tables"
-WINDOWS_TABLE = "_mp_windows"
-INTERNAL_PREFIX = "_mp_"
-
-# The issue's schemas: every remaining property stays in `properties`, losslessly.
-EVENTS_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("event_name", "VARCHAR"),
-    ("event_time", "TIMESTAMPTZ"),
-    ("distinct_id", "VARCHAR"),
-    ("insert_id", "VARCHAR"),
-    ("properties", "JSON"),
-)
-PROFILES_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("distinct_id", "VARCHAR"),
-    ("last_seen", "TIMESTAMPTZ"),
-    ("properties", "JSON"),
-)
-
-_META_DDL = f"""
-CREATE TABLE IF NOT EXISTS {META_TABLE} (
-    name VARCHAR NOT NULL,
-    kind VARCHAR NOT NULL,
-    project_id VARCHAR,
-    fetch_args JSON,
-    fetch_id VARCHAR,
-    row_count BIGINT,
-    windows_done INTEGER,
-    windows_total INTEGER,
-    from_date DATE,
-    to_date DATE,
-    fetched_at TIMESTAMPTZ,
-    complete BOOLEAN NOT NULL DEFAULT false
-);
-CREATE TABLE IF NOT EXISTS {WINDOWS_TABLE} (
-    name VARCHAR NOT NULL,
-    fetch_id VARCHAR NOT NULL,
-    from_date DATE NOT NULL,
-    to_date DATE NOT NULL,
-    rows_inserted BIGINT,
-    duplicates BIGINT,
-    malformed BIGINT,
-    committed_at TIMESTAMPTZ
-);
-"""
-
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]{0,127}$")
 _DUCKDB_MAGIC = b"DUCK"
 
@@ -140,11 +114,6 @@ def validate_table_name(name: str) -> str:
             table=str(name),
         )
     return name
-
-
-def quote_ident(name: str) -> str:
-    """Quote an identifier for DuckDB SQL (always done, even for valid names)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def default_db_path(project_id: str) -> Path:
@@ -180,36 +149,6 @@ def resolve_db_path(
 
 def _stderr_notice(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-# Set by `mp --recover`: a write-ahead log DuckDB cannot replay is moved aside.
-_recover_wal = False
-
-
-def set_wal_recovery(enabled: bool) -> None:
-    """Move an unreplayable WAL aside on open (``mp --recover``) instead of failing."""
-    global _recover_wal
-    _recover_wal = enabled
-
-
-def _is_bad_wal(exc: Exception) -> bool:
-    return "replaying wal" in str(exc).lower()
-
-
-def _is_disk_full(exc: BaseException | None) -> bool:
-    """True for a full disk, also when a later error (a failed ROLLBACK) hides it."""
-    import errno
-
-    for _ in range(4):
-        if exc is None:
-            return False
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            return True
-        text = str(exc).lower()
-        if "no space left" in text or "file too large" in text or "disk quota" in text:
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 class StorageEngine:
@@ -311,12 +250,12 @@ class StorageEngine:
                 conn = duckdb.connect(str(self.path), read_only=not write)
             except duckdb.IOException as exc:
                 if creating:
-                    self._remove_unborn()
-                if _is_disk_full(exc):
+                    remove_unborn(self.path)
+                if is_disk_full(exc):
                     raise self._disk_full(exc) from None
-                if _is_bad_wal(exc):
+                if is_bad_wal(exc):
                     waiting.leave()
-                    self._bad_wal()
+                    set_aside_wal(self.path, self._on_wait)
                     continue
                 pid = self._locked_by(exc)
                 if pid is False:
@@ -342,64 +281,13 @@ class StorageEngine:
             self._configure(conn)
             return conn
 
-    def _bad_wal(self) -> None:
-        """A WAL DuckDB cannot replay: move it aside if asked (``--recover``), else say how.
-
-        Never retried silently: every open would fail the same way (no crash loop).
-        """
-        assert self.path is not None
-        wal = Path(str(self.path) + ".wal")
-        aside = Path(f"{wal}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
-        if not _recover_wal:
-            raise StorageError(
-                f"database {self.path} cannot be opened: its write-ahead log {wal} is damaged "
-                "and cannot be replayed (a crash mid-write?); run the same command with "
-                "`mp --recover ...` to move the log aside and continue from the last "
-                "checkpoint (a fetch then refetches the windows the log held)",
-                path=str(self.path),
-                wal=str(wal),
-            )
-        try:
-            os.replace(wal, aside)
-        except OSError as exc:
-            raise StorageError(
-                f"cannot move the damaged write-ahead log {wal} aside: {exc.strerror}; "
-                "move it away by hand and run the command again",
-                path=str(wal),
-            ) from None
-        if self._on_wait is not None:
-            self._on_wait(
-                f"moved the damaged write-ahead log aside to {aside}; "
-                "continuing from the database's last checkpoint"
-            )
-
-    def _remove_unborn(self) -> None:
-        """A database file DuckDB failed to create (e.g. disk full) is not left behind:
-        every later open would call it "not a valid DuckDB database"."""
-        assert self.path is not None
-        for suffix in ("", ".wal"):
-            with contextlib.suppress(OSError):
-                Path(str(self.path) + suffix).unlink()
-
     def _disk_full(self, exc: BaseException) -> StorageError:
-        where = self.display_path
-        filename = getattr(exc, "filename", None)
-        if isinstance(filename, str) and filename:
-            where = filename
-        return StorageError(
-            f"no space left on the disk while writing {where}; the current window was "
-            "rolled back; free some space and run the same command again (it resumes)",
-            path=where,
-        )
+        return disk_full_error(self.display_path, exc)
 
     @contextlib.contextmanager
     def exclusive_fetch(self) -> Iterator[None]:
-        """Hold ``<db>.fetch`` for a whole fetch: a second writer fails at once, naming us.
-
-        Two fetches interleaving commits into one table could commit a window
-        twice; refusing the second is simpler and says who holds it. Readers are
-        not affected. Re-entrant within one engine.
-        """
+        """Hold the database's fetch lock for a whole fetch (``db_safety.fetch_lock``):
+        a second writer fails at once, naming this PID. Re-entrant within one engine."""
         if self.path is None or self._fetch_depth:
             self._fetch_depth += 1
             try:
@@ -407,41 +295,12 @@ class StorageEngine:
             finally:
                 self._fetch_depth -= 1
             return
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        side = Path(str(self.path) + ".fetch")
-        try:
-            fd = os.open(side, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StorageError(
-                f"cannot create {side}: {exc.strerror}; check the folder's permissions",
-                path=str(side),
-            ) from None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                raw = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-                pid = int(raw) if raw.isdigit() else lock_holder_pid(side)
-                raise DatabaseLockedError(str(self.path), pid=pid) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        with fetch_lock(self.path):
             self._fetch_depth = 1
             try:
                 yield
-            except OSError as exc:
-                # Staging files live next to the database, so a full disk is reported
-                # with the folder they were written to.
-                if not _is_disk_full(exc):
-                    raise
-                if not getattr(exc, "filename", None):
-                    exc.filename = str(self.path.parent)
-                raise self._disk_full(exc) from None
             finally:
                 self._fetch_depth = 0
-        finally:
-            os.close(fd)  # releases the flock
 
     def _locked_by(self, exc: Exception) -> int | bool | None:
         """Return the holder's PID (or None if unknown) for a lock error, False otherwise."""
@@ -478,7 +337,7 @@ class StorageEngine:
                 try:
                     yield self._active
                 except Exception as exc:
-                    if _is_disk_full(exc):
+                    if is_disk_full(exc):
                         raise self._disk_full(exc) from None
                     raise
                 finally:
@@ -492,7 +351,7 @@ class StorageEngine:
             try:
                 yield conn
             except Exception as exc:
-                if _is_disk_full(exc):
+                if is_disk_full(exc):
                     raise self._disk_full(exc) from None
                 raise
             finally:
@@ -507,7 +366,7 @@ class StorageEngine:
         try:
             conn.close()
         except Exception as exc:
-            if _is_disk_full(exc):
+            if is_disk_full(exc):
                 raise self._disk_full(exc) from None
             raise
 
@@ -660,144 +519,3 @@ class StorageEngine:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-
-
-# -- helpers shared with the ingest path (called inside one open connection) --------
-
-
-def _table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = conn.execute(
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'main' AND table_catalog = current_database() AND table_name = ?",
-        [name],
-    ).fetchone()
-    return bool(row and row[0])
-
-
-def ensure_meta(conn: duckdb.DuckDBPyConnection) -> None:
-    """Create the metadata tables if they are missing."""
-    if not _table_exists(conn, META_TABLE) or not _table_exists(conn, WINDOWS_TABLE):
-        conn.execute(_META_DDL)
-
-
-def create_table_sql(name: str, kind: str) -> str:
-    """Return the CREATE TABLE statement for an events or profiles table."""
-    columns = EVENTS_COLUMNS if kind == "events" else PROFILES_COLUMNS
-    # JSON payloads compress ~4x better with zstd than with DuckDB's default string
-    # codecs, and writing them is ~40% cheaper: the commit is the fetch's bottleneck.
-    body = ", ".join(
-        f"{quote_ident(c)} {t}" + (" USING COMPRESSION zstd" if t == "JSON" else "")
-        for c, t in columns
-    )
-    return f"CREATE TABLE {quote_ident(name)} ({body})"
-
-
-def _all_meta(
-    conn: duckdb.DuckDBPyConnection, name: str | None = None
-) -> dict[str, dict[str, Any]]:
-    if not _table_exists(conn, META_TABLE):
-        return {}
-    sql = (
-        f"SELECT name, kind, project_id, fetch_args, fetch_id, row_count, windows_done, "
-        f"windows_total, from_date, to_date, fetched_at, complete FROM {META_TABLE}"
-    )
-    params: list[Any] = []
-    if name is not None:
-        sql += " WHERE name = ?"
-        params.append(name)
-    out: dict[str, dict[str, Any]] = {}
-    for row in conn.execute(sql, params).fetchall():
-        out[row[0]] = {
-            "name": row[0],
-            "kind": row[1],
-            "project_id": row[2],
-            "fetch_args": orjson.loads(row[3]) if row[3] else {},
-            "fetch_id": row[4],
-            "row_count": row[5],
-            "windows_done": row[6],
-            "windows_total": row[7],
-            "from_date": row[8],
-            "to_date": row[9],
-            "fetched_at": row[10],
-            "complete": bool(row[11]),
-        }
-    return out
-
-
-def write_meta(
-    conn: duckdb.DuckDBPyConnection,
-    *,
-    name: str,
-    kind: str,
-    project_id: str | None,
-    fetch_args: Mapping[str, Any],
-    fetch_id: str,
-    windows_done: int,
-    windows_total: int,
-    from_date: date | None,
-    to_date: date | None,
-    complete: bool,
-    fetched_at: datetime,
-) -> None:
-    """Replace the metadata row of `name` (call inside the window's transaction)."""
-    count = conn.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchone()
-    conn.execute(f"DELETE FROM {META_TABLE} WHERE name = ?", [name])
-    conn.execute(
-        f"INSERT INTO {META_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            name,
-            kind,
-            project_id,
-            orjson.dumps(dict(fetch_args)).decode(),
-            fetch_id,
-            int(count[0]) if count else 0,
-            windows_done,
-            windows_total,
-            from_date,
-            to_date,
-            fetched_at,
-            complete,
-        ],
-    )
-
-
-def record_window(
-    conn: duckdb.DuckDBPyConnection,
-    *,
-    name: str,
-    fetch_id: str,
-    from_date: date,
-    to_date: date,
-    rows_inserted: int | None,
-    duplicates: int | None,
-    malformed: int | None,
-    committed_at: datetime,
-) -> None:
-    """Record one committed window of a fetch (inside the window's transaction)."""
-    crash_point("commit")
-    conn.execute(
-        f"INSERT INTO {WINDOWS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [name, fetch_id, from_date, to_date, rows_inserted, duplicates, malformed, committed_at],
-    )
-
-
-def committed_windows(
-    conn: duckdb.DuckDBPyConnection, *, name: str, fetch_id: str
-) -> dict[date, tuple[int, int, int]]:
-    """Return ``{window start: (rows, duplicates, malformed)}`` already committed by a fetch."""
-    if not _table_exists(conn, WINDOWS_TABLE):
-        return {}
-    rows = conn.execute(
-        f"SELECT from_date, rows_inserted, duplicates, malformed FROM {WINDOWS_TABLE} "
-        "WHERE name = ? AND fetch_id = ?",
-        [name, fetch_id],
-    ).fetchall()
-    return {r[0]: (int(r[1] or 0), int(r[2] or 0), int(r[3] or 0)) for r in rows}
-
-
-def rename_meta(conn: duckdb.DuckDBPyConnection, *, old: str, new: str) -> None:
-    """Move metadata from `old` to `new`, dropping what `new` had (the replace swap)."""
-    conn.execute(f"DELETE FROM {META_TABLE} WHERE name = ?", [new])
-    conn.execute(f"DELETE FROM {WINDOWS_TABLE} WHERE name = ?", [new])
-    conn.execute(f"UPDATE {META_TABLE} SET name = ? WHERE name = ?", [new, old])
-    conn.execute(f"UPDATE {WINDOWS_TABLE} SET name = ? WHERE name = ?", [new, old])

@@ -85,7 +85,7 @@ def root(
     Example: mp fetch events --from 2024-01-01 --to 2024-01-31
     """
     if recover:
-        from mixpanel_data._internal.storage import set_wal_recovery
+        from mixpanel_data._internal.db_safety import set_wal_recovery
 
         set_wal_recovery(True)
     state = CliContext(account=account, quiet=quiet, verbose=verbose, db_path=db)
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         code = 1
     finally:
-        from mixpanel_data._internal.storage import set_wal_recovery
+        from mixpanel_data._internal.db_safety import set_wal_recovery
 
         set_wal_recovery(False)
     try:

@@ -1,0 +1,142 @@
+"""What the storage engine does when the machine misbehaves: a damaged WAL, a full
+disk, a second writer. Kept apart from ``storage.py`` so that stays about data."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from mixpanel_data._internal.locks import lock_holder_pid
+from mixpanel_data.exceptions import DatabaseLockedError, StorageError
+
+__all__ = [
+    "disk_full_error",
+    "fetch_lock",
+    "is_bad_wal",
+    "is_disk_full",
+    "remove_unborn",
+    "set_aside_wal",
+    "set_wal_recovery",
+]
+
+# Set by `mp --recover`: a write-ahead log DuckDB cannot replay is moved aside.
+_recover_wal = False
+
+
+def set_wal_recovery(enabled: bool) -> None:
+    """Move an unreplayable WAL aside on open (``mp --recover``) instead of failing."""
+    global _recover_wal
+    _recover_wal = enabled
+
+
+def is_bad_wal(exc: Exception) -> bool:
+    """DuckDB's error for a WAL it cannot replay (checked against duckdb 1.x/2.x text)."""
+    return "replaying wal" in str(exc).lower()
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """True for a full disk, also when a later error (a failed ROLLBACK) hides it."""
+    for _ in range(4):
+        if exc is None:
+            return False
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            return True
+        text = str(exc).lower()
+        if "no space left" in text or "file too large" in text or "disk quota" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def disk_full_error(where: str, exc: BaseException) -> StorageError:
+    """One line naming the file (or folder) being written."""
+    filename = getattr(exc, "filename", None)
+    if isinstance(filename, str) and filename:
+        where = filename
+    return StorageError(
+        f"no space left on the disk while writing {where}; the current window was "
+        "rolled back; free some space and run the same command again (it resumes)",
+        path=where,
+    )
+
+
+def set_aside_wal(db: Path, notice: Callable[[str], None] | None) -> None:
+    """A WAL DuckDB cannot replay: move it aside if asked (``--recover``), else say how.
+
+    Never retried silently: every open would fail the same way (no crash loop).
+    """
+    wal = Path(str(db) + ".wal")
+    if not _recover_wal:
+        raise StorageError(
+            f"database {db} cannot be opened: its write-ahead log {wal} is damaged "
+            "and cannot be replayed (a crash mid-write?); run the same command with "
+            "`mp --recover ...` to move the log aside and continue from the last "
+            "checkpoint (a fetch then refetches the windows the log held)",
+            path=str(db),
+            wal=str(wal),
+        )
+    aside = Path(f"{wal}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+    try:
+        os.replace(wal, aside)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot move the damaged write-ahead log {wal} aside: {exc.strerror}; "
+            "move it away by hand and run the command again",
+            path=str(wal),
+        ) from None
+    if notice is not None:
+        notice(
+            f"moved the damaged write-ahead log aside to {aside}; "
+            "continuing from the database's last checkpoint"
+        )
+
+
+def remove_unborn(db: Path) -> None:
+    """Remove a database file DuckDB failed to create (e.g. disk full): every later
+    open would otherwise call it "not a valid DuckDB database"."""
+    for suffix in ("", ".wal"):
+        with contextlib.suppress(OSError):
+            Path(str(db) + suffix).unlink()
+
+
+@contextlib.contextmanager
+def fetch_lock(db: Path) -> Iterator[None]:
+    """Hold ``<db>.fetch`` (flock, our PID inside) for a whole fetch.
+
+    Two fetches interleaving commits into one table could commit a window twice;
+    the second is refused at once with DatabaseLockedError naming the holder.
+    Readers are not affected. A full disk while staging (staging lives next to
+    the database) is reported naming that folder.
+    """
+    import fcntl
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    side = Path(str(db) + ".fetch")
+    try:
+        fd = os.open(side, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create {side}: {exc.strerror}; check the folder's permissions",
+            path=str(side),
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raw = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            pid = int(raw) if raw.isdigit() else lock_holder_pid(side)
+            raise DatabaseLockedError(str(db), pid=pid) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise disk_full_error(str(db.parent), exc) from None
+    finally:
+        os.close(fd)  # releases the flock
