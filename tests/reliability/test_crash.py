@@ -158,3 +158,48 @@ def test_ctrl_c_while_downloading_exits_130_and_leaves_no_files(
     rerun = run_mp(fetch_argv(days), env)
     assert rerun.returncode == 0, rerun.stderr
     assert table_rows(db) == clean_rows(days)
+
+
+def test_ctrl_c_on_a_terminal_clears_the_progress_bar(emu: Any, tmp_path: Path) -> None:
+    import os
+    import pty
+    import select
+
+    days = emu.project.data_dates[DAYS]
+    db = tmp_path / "tty.duckdb"
+    env = mp_env(emu, db, TERM="xterm", COLUMNS="120")
+    emu.faults.add("slow", endpoint="export", prob=1.0, bytes_per_second=100_000)
+    master, slave = pty.openpty()
+    argv = fetch_argv(days)
+    argv.remove("-q")  # the bar shows only without --quiet, on a terminal
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = b""
+
+    def read(timeout: float) -> bool:
+        nonlocal seen
+        ready, _, _ = select.select([master], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            return False
+        seen += chunk
+        return bool(chunk)
+
+    try:
+        wait_for(lambda: read(0.05) and b"windows" in seen, what="the progress bar")
+        proc.send_signal(signal.SIGINT)
+        while read(10):
+            pass
+        proc.wait(timeout=30)
+    finally:
+        stop(proc)
+        os.close(master)
+        emu.faults.clear()
+    assert proc.returncode == 130
+    assert b"\x1b[?25h" in seen  # the cursor is shown again
+    tail = seen.rsplit(b"\x1b[2K", 1)[1]  # after the bar's line is erased
+    assert tail == b"Interrupted.\r\n"
+    assert staging_left(db) == []
