@@ -54,7 +54,7 @@ def _consistent(db: Path) -> int:
 
 
 @pytest.mark.parametrize("moment", ["download", "commit:2", "commit:4", "checkpoint:1"])
-def test_kill_9_then_rerun_equals_clean_rows(
+def test_kill_9_then_rerun_equals_a_clean_run(
     emu: Any, tmp_path: Path, clean_rows: Any, moment: str
 ) -> None:
     days = emu.project.data_dates[DAYS]
