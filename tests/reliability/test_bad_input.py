@@ -209,7 +209,9 @@ def test_symlinked_and_unreadable_config_are_refused(
     unreadable.write_text(real.read_text())
     unreadable.chmod(0o000)
     if os.geteuid() == 0:
-        pytest.skip("root reads files whatever their mode; see test_unreadable_config_gives_one_line")
+        pytest.skip(
+            "root reads files whatever their mode; see test_unreadable_config_gives_one_line"
+        )
     proc = run_mp([MP, "auth", "list"], {**env, "MP_CONFIG_PATH": str(unreadable)})
     assert proc.returncode == 1, proc.stderr
     assert "cannot read config file" in _one_line(proc.stderr)
@@ -240,3 +242,25 @@ def test_unreadable_config_gives_one_line(
     assert out == ""
     line = _one_line(err)
     assert f"cannot read config file {config}: Permission denied" in line
+
+
+def test_an_unexpected_error_is_one_line_and_its_traceback_only_with_v(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A bug is simulated (nothing real raises RuntimeError on purpose).
+    from mixpanel_data.cli.commands import sql as sql_command
+
+    def broken(query: str | None, file: str | None) -> str:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sql_command, "read_query", broken)
+    for argv, traceback in ((["sql", "SELECT 1"], False), (["-v", "sql", "SELECT 1"], True)):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        out, err = capsys.readouterr()
+        assert exit_info.value.code == 1
+        assert out == ""
+        assert err.strip().splitlines()[-1] == (
+            "Error: unexpected RuntimeError: boom; run with -v for details and report it"
+        )
+        assert ("Traceback" in err) is traceback
