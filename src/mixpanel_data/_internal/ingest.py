@@ -21,9 +21,10 @@ including the extracted ones: lossless and simplest.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -281,8 +282,16 @@ def scan_duplicates(staged: StagedFile, *, legacy_tz: str | None) -> StagedFile:
         return replace(staged, losers=losers, needs_fix=False)
     # One scan at a time, in a small buffer pool: RSS stays flat however large
     # the windows or however many download workers run.
+    import duckdb
+
     with _SCAN_LOCK:
-        return _scan(staged, losers, legacy_tz=legacy_tz)
+        try:
+            return _scan(_scanner(), staged, losers, legacy_tz=legacy_tz)
+        except duckdb.OutOfMemoryException:
+            # A very large day (hundreds of MB of keys) outgrows the small pool:
+            # scan it once more on a private connection allowed to spill to disk.
+            with _big_scanner(staged.path.parent) as conn:
+                return _scan(conn, staged, losers, legacy_tz=legacy_tz)
 
 
 _SCAN_LOCK = threading.Lock()
@@ -307,10 +316,26 @@ def _scanner() -> duckdb.DuckDBPyConnection:
     return _scan_conn
 
 
-def _scan(staged: StagedFile, losers: Path, *, legacy_tz: str | None) -> StagedFile:
+@contextlib.contextmanager
+def _big_scanner(spill: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    import duckdb
+
+    conn = duckdb.connect(
+        ":memory:",
+        config={"threads": 1, "memory_limit": "1GB", "temp_directory": str(spill / ".scan-spill")},
+    )
+    try:
+        conn.execute("SET TimeZone = 'UTC'")
+        yield conn
+    finally:
+        conn.close()
+
+
+def _scan(
+    conn: duckdb.DuckDBPyConnection, staged: StagedFile, losers: Path, *, legacy_tz: str | None
+) -> StagedFile:
     from dataclasses import replace
 
-    conn = _scanner()
     try:
         conn.execute(
             "CREATE OR REPLACE TEMP TABLE dups AS "
