@@ -205,3 +205,24 @@ def test_update_keeps_the_lake_current(account, emulator, tmp_path: Path) -> Non
     assert parts == [str(days[0] + timedelta(days=k)) for k in range((today - days[0]).days + 1)]
     in_duckdb = _duckdb(db)
     assert _dask(lake / "events") == (sum(in_duckdb.values()), in_duckdb)
+
+
+def test_stdout_and_to_parquet_are_refused_together(tmp_path) -> None:
+    from mixpanel_data.cli.main import main
+
+    with pytest.raises(SystemExit) as done:
+        main(
+            [
+                "fetch",
+                "events",
+                "--from",
+                "2026-01-01",
+                "--to",
+                "2026-01-01",
+                "--stdout",
+                "--to-parquet",
+                str(tmp_path / "lake"),
+            ]
+        )
+    assert done.value.code == 3
+    assert not (tmp_path / "lake").exists()

@@ -170,6 +170,11 @@ def events(
 
         if from_date is None or to_date is None:
             raise ValidationError("--stdout needs --from and --to")
+        if to_parquet is not None:
+            raise ValidationError(
+                "--stdout and --to-parquet cannot be combined; stream with --stdout, "
+                "or store (and write the lake) without it"
+            )
         fetcher = state.workspace(read_only=True)._fetcher()
         if raw:
             lines = fetcher.iter_export_lines(
