@@ -226,11 +226,28 @@ def _select_rows(paths: Sequence[Path], *, legacy_tz: str | None) -> str:
     """
 
 
+def _key_hash(ev: str, did: str, iid: str) -> str:
+    """SQL hashing the dedup key's strings to one UBIGINT (with the time, the group key).
+
+    Grouping on fixed-width hashes instead of the strings keeps the scan's memory a
+    fraction of the day's keys. A collision cannot merge two events: every group
+    also carries the range of an independent check hash (`_check_hash`), and a
+    group whose lines disagree on it is left to the exact fix-up.
+    """
+    return f"hash({ev}, {did}, {iid})"
+
+
+def _check_hash(ev: str, did: str, iid: str) -> str:
+    return f"hash({iid}, {did}, {ev}, 'mp-check')"
+
+
 def _select_duplicate_keys(paths: Sequence[Path], *, legacy_tz: str | None) -> str:
-    """SELECT the lines whose dedup key occurs more than once, keys only.
+    """SELECT the lines whose dedup key occurs more than once, as hashed keys.
 
     Reading only four scalar properties is several times cheaper than the full
-    parse, and the window function then holds keys, never the payload.
+    parse; the key's strings are hashed as they are read, so the day is held as
+    fixed-width rows (h, ts, pt, check hash) and the window functions only ever
+    see the duplicated keys (a few per thousand lines).
     """
     struct = (
         'STRUCT("time" VARCHAR, distinct_id VARCHAR, "$insert_id" VARCHAR, '
@@ -240,28 +257,28 @@ def _select_duplicate_keys(paths: Sequence[Path], *, legacy_tz: str | None) -> s
         f"read_json({_files(paths)}, format = 'newline_delimited', "
         f"columns = {{event: 'VARCHAR', properties: '{struct}'}}, ignore_errors = true)"
     )
-    # Group first, so the window functions only ever see duplicated keys (a few
-    # per thousand lines), and parse the window once (MATERIALIZED).
     return f"""
         WITH k AS MATERIALIZED (
-            SELECT event AS ev, properties.distinct_id AS did,
-                   {_time_expr('properties."time"', legacy_tz)} AS ts,
-                   properties."$insert_id" AS iid,
-                   TRY_CAST(properties.mp_processing_time_ms AS BIGINT) AS pt
-            FROM {source}
-            WHERE event IS NOT NULL
+            SELECT {_key_hash("ev", "did", "iid")} AS h, ts, pt,
+                   {_check_hash("ev", "did", "iid")} AS h2, iid IS NULL AS no_iid
+            FROM (
+                SELECT event AS ev, properties.distinct_id AS did,
+                       properties."$insert_id" AS iid,
+                       {_time_expr('properties."time"', legacy_tz)} AS ts,
+                       TRY_CAST(properties.mp_processing_time_ms AS BIGINT) AS pt
+                FROM {source}
+                WHERE event IS NOT NULL
+            )
+            WHERE ts IS NOT NULL
         ),
-        g AS (SELECT ev, did, ts, iid FROM k GROUP BY ALL HAVING count(*) > 1)
-        SELECT * FROM (
-            SELECT k.ev, k.did, k.ts, k.iid, k.pt,
-                   count(*) OVER w AS n,
-                   max(k.pt) OVER w AS top,
-                   count(*) FILTER (WHERE k.pt IS NULL) OVER w AS no_pt
-            FROM k SEMI JOIN g
-              ON k.ev = g.ev AND k.ts = g.ts
-             AND k.did IS NOT DISTINCT FROM g.did AND k.iid IS NOT DISTINCT FROM g.iid
-            WINDOW w AS (PARTITION BY k.ev, k.did, k.ts, k.iid)
-        ) WHERE n > 1
+        g AS (SELECT h, ts FROM k GROUP BY ALL HAVING count(*) > 1)
+        SELECT k.h, k.ts, k.pt,
+               max(k.pt) OVER w AS top,
+               count(*) FILTER (WHERE k.pt IS NULL) OVER w AS no_pt,
+               min(k.h2) OVER w <> max(k.h2) OVER w AS collision,
+               bool_or(k.no_iid) OVER w AS no_iid
+        FROM k SEMI JOIN g ON k.h = g.h AND k.ts = g.ts
+        WINDOW w AS (PARTITION BY k.h, k.ts)
     """
 
 
@@ -272,8 +289,10 @@ def scan_duplicates(staged: StagedFile, *, legacy_tz: str | None) -> StagedFile:
     holding the main database. Windows cover disjoint days, so per-window
     losers are exactly the losers of the whole range. A loser is a line whose
     key has a line with a larger ``mp_processing_time_ms``; keys whose best
-    processing time is tied or missing, or lines without ``$insert_id``, set
-    ``needs_fix`` (settled after the insert, rarely needed).
+    processing time is tied or missing, lines without ``$insert_id`` and key
+    hash collisions set ``needs_fix`` (settled after the insert on exact keys,
+    rarely needed). The losers file holds ``(h, ts, pt)``: the key's hash, its
+    time and the losing processing time.
     """
     from dataclasses import replace
 
@@ -341,17 +360,22 @@ def _scan(
             "CREATE OR REPLACE TEMP TABLE dups AS "
             + _select_duplicate_keys([staged.path], legacy_tz=legacy_tz)
         )
+        # A loser has an older processing time than the newest line of its key.
+        # Keys without $insert_id (their key is derived from the content), keys
+        # with missing processing times and hash collisions are settled after the
+        # insert instead, on exact keys (`_delete_losers`).
+        exact = "NOT collision AND NOT no_iid"
         stats = conn.execute(
-            "SELECT count(*) FILTER (WHERE pt < top), "
-            "count(*) FILTER (WHERE top IS NULL OR no_pt > 0 OR iid IS NULL) FROM dups"
+            f"SELECT count(*) FILTER (WHERE pt < top AND {exact}), "
+            "count(*) FILTER (WHERE top IS NULL OR no_pt > 0 OR no_iid OR collision) FROM dups"
         ).fetchone()
         ties = conn.execute(
             "SELECT count(*) FROM (SELECT 1 FROM dups WHERE pt = top "
-            "GROUP BY ev, did, ts, iid HAVING count(*) > 1)"
+            "GROUP BY h, ts HAVING count(*) > 1)"
         ).fetchone()
         if stats and stats[0]:
             conn.execute(
-                "COPY (SELECT ev, did, ts, iid, pt FROM dups WHERE pt < top) TO "
+                f"COPY (SELECT h, ts, pt FROM dups WHERE pt < top AND {exact}) TO "
                 f"{sql_literal(str(losers))} (FORMAT parquet)"
             )
         needs_fix = bool(stats and stats[1]) or bool(ties and ties[0])
@@ -410,13 +434,14 @@ def commit_events(
             )
             row = conn.execute("SELECT count(*) FROM _mp_dups").fetchone()
             skipped = int(row[0]) if row else 0
+            hashed = _key_hash("event_name", "distinct_id", "insert_id")
             select = f"""
-                SELECT s.* FROM ({select}) s
+                SELECT s.* FROM (
+                    SELECT *, CASE WHEN NOT derived THEN {hashed} END AS h FROM ({select})
+                ) s
                 WHERE NOT EXISTS (
                     SELECT 1 FROM _mp_dups d
-                    WHERE d.pt = s.pt AND d.ev = s.event_name
-                      AND d.ts = s.event_time AND d.iid = s.insert_id
-                      AND d.did IS NOT DISTINCT FROM s.distinct_id)
+                    WHERE d.h = s.h AND d.ts = s.event_time AND d.pt = s.pt)
             """
     # The optimizer may build the anti-join's hash table on the export side (its
     # size is unknown to it); keep the build on the small losers table.
