@@ -55,3 +55,30 @@ def test_out_of_memory_falls_back_to_a_spilling_scan(
     assert not (day_file.parent / ".scan-spill").exists() or not any(
         (day_file.parent / ".scan-spill").iterdir()
     )
+
+
+def test_a_scan_waits_while_the_writer_commits(day_file: Path, tmp_path: Path) -> None:
+    """Scans and commits never overlap, so their memory never adds up (flat peak RSS)."""
+    import threading
+
+    from mixpanel_data._internal.staging import WriterSession
+    from mixpanel_data._internal.storage import StorageEngine
+
+    engine = StorageEngine(tmp_path / "w.duckdb")
+    session = WriterSession(engine)
+    done: list[tuple[bool, list[tuple[object, ...]]]] = []
+    scanner = threading.Thread(target=lambda: done.append(_scan(day_file)))
+    try:
+        with session.connection() as conn:
+            conn.execute("SELECT 1")
+            scanner.start()
+            scanner.join(timeout=0.5)  # a scan of this day alone takes milliseconds
+            assert scanner.is_alive()
+            assert not done
+        scanner.join(timeout=60)
+        assert not scanner.is_alive()
+        assert len(done) == 1
+        assert done[0][1], "the scan ran once the commit ended, and found the losers"
+    finally:
+        session.close()
+        engine.close()

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     import duckdb
 
 __all__ = [
+    "HEAVY_STEP",
     "StagedFile",
     "WindowCounts",
     "commit_events",
@@ -299,11 +300,11 @@ def scan_duplicates(staged: StagedFile, *, legacy_tz: str | None) -> StagedFile:
     losers = staged.path.with_suffix(".losers.parquet")
     if staged.size == 0:
         return replace(staged, losers=losers, needs_fix=False)
-    # One scan at a time, in a small buffer pool: RSS stays flat however large
-    # the windows or however many download workers run.
+    # One heavy step at a time, in a small buffer pool: RSS stays flat however
+    # large the windows or however many download workers run.
     import duckdb
 
-    with _SCAN_LOCK:
+    with HEAVY_STEP:
         try:
             return _scan(_scanner(), staged, losers, legacy_tz=legacy_tz)
         except duckdb.OutOfMemoryException:
@@ -313,14 +314,18 @@ def scan_duplicates(staged: StagedFile, *, legacy_tz: str | None) -> StagedFile:
                 return _scan(conn, staged, losers, legacy_tz=legacy_tz)
 
 
-_SCAN_LOCK = threading.Lock()
+# Held by every memory-heavy DuckDB step of a fetch: a dedup scan, the writer's
+# commit, the checkpoint when the writer closes. Each step's memory is bounded by
+# its pool; never running two at once keeps the process's peak at the largest
+# one, whatever the project size (on two cores they would share the CPU anyway).
+HEAVY_STEP = threading.Lock()
 
 
 _scan_conn: duckdb.DuckDBPyConnection | None = None
 
 
 def _scanner() -> duckdb.DuckDBPyConnection:
-    """The scans' private in-memory database (under _SCAN_LOCK).
+    """The scans' private in-memory database (under HEAVY_STEP).
 
     Reused across windows: opening a DuckDB database costs tens of milliseconds,
     as much as scanning a whole day of a large project.

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mixpanel_data._internal.ingest import (
+    HEAVY_STEP,
     INGEST_MEMORY_LIMIT,
     StagedFile,
     download_window,
@@ -47,6 +48,8 @@ BATCH_BYTES = 2 << 30
 # commit, and never longer than MAX_COMMIT_LATENCY in all (readers see data by then).
 COMMIT_DELAY = 0.5
 MAX_COMMIT_LATENCY = 10.0
+# The writer's pool while it checkpoints on close (commits get INGEST_MEMORY_LIMIT).
+CHECKPOINT_MEMORY_LIMIT = "128MB"
 # Windows downloaded ahead of the writer (at most `workers` at once).
 LOOKAHEAD_WINDOWS = 64
 
@@ -92,21 +95,34 @@ class WriterSession:
         self._stack: contextlib.ExitStack | None = None
         self._conn: duckdb.DuckDBPyConnection | None = None
 
-    def connection(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
-        if self._stack is None:
-            stack = contextlib.ExitStack()
-            conn = stack.enter_context(self._storage.writer())
-            conn.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
-            # One checkpoint when the session closes, not one per commit.
-            conn.execute("SET checkpoint_threshold = '4GB'")
-            conn.execute("SET preserve_insertion_order = false")
-            self._stack, self._conn = stack, conn
-        return self._storage.writer()  # nested: reuses the held connection
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The held connection, for one commit (a heavy step: no scan runs meanwhile)."""
+        with HEAVY_STEP:
+            if self._stack is None:
+                stack = contextlib.ExitStack()
+                conn = stack.enter_context(self._storage.writer())
+                conn.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
+                # One checkpoint when the session closes, not one per commit.
+                conn.execute("SET checkpoint_threshold = '4GB'")
+                conn.execute("SET preserve_insertion_order = false")
+                self._stack, self._conn = stack, conn
+            with self._storage.writer() as conn:  # nested: reuses the held connection
+                yield conn
 
     def release(self) -> None:
         if self._stack is not None:
-            stack, self._stack, self._conn = self._stack, None, None
-            stack.close()
+            stack, conn = self._stack, self._conn
+            self._stack, self._conn = None, None
+            with HEAVY_STEP:  # closing checkpoints: a heavy step too
+                if conn is not None:
+                    import duckdb
+
+                    # Shrinking the pool drops the blocks the inserts left cached, so
+                    # the checkpoint of a large table does not come on top of them.
+                    with contextlib.suppress(duckdb.Error):
+                        conn.execute(f"SET memory_limit = '{CHECKPOINT_MEMORY_LIMIT}'")
+                stack.close()
 
     def close(self) -> None:
         self.release()
