@@ -436,11 +436,13 @@ def translate_transport_errors(client: MixpanelAPIClient, method: str, url: str)
         ) from None
 
 
-def iter_body(response: httpx.Response, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+def iter_body(response: httpx.Response, chunk_size: int | None = None) -> Iterator[bytes]:
     """Yield a streamed body, gunzipped here so a truncated gzip stream is an error.
 
     httpx's own decoder accepts a gzip body cut before its trailer and returns
     what it got; a cut export must instead be fetched again (contract §4).
+    ``chunk_size`` None yields pieces as they arrive: re-chunking a large export
+    into fixed sizes costs more CPU than the download itself.
     """
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in ("gzip", "x-gzip"):

@@ -54,7 +54,6 @@ __all__ = [
     "sql_literal",
 ]
 
-CHUNK = 1 << 20
 # DuckDB's buffer pool for ingestion; larger windows spill to disk, so RSS stays flat.
 INGEST_MEMORY_LIMIT = "256MB"
 
@@ -149,7 +148,7 @@ def download_window(
                 open(dest, "wb") as fh,
                 translate_transport_errors(api, "GET", str(response.request.url)),
             ):
-                for chunk in iter_body(response, CHUNK):
+                for chunk in iter_body(response):
                     fh.write(chunk)
                     size += len(chunk)
                     if on_bytes is not None:
