@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck pytest bench clean
+.PHONY: demo test check lint typecheck pytest bench bench-scaling clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/fetch_benchmark.py
+
+# 1M and 10M events (the 10M project is 8.5 GB of JSONL, kept in MP_BENCH_CACHE).
+bench-scaling: $(STAMP)
+	$(BIN)/python benchmarks/memory_scaling.py --cache-dir $${MP_BENCH_CACHE:-/var/tmp/mp-bench}
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -150,7 +150,7 @@ def main() -> None:
             ) as response,
             open(os.devnull, "wb") as sink,
         ):
-            for chunk in response.iter_raw(1 << 20):
+            for chunk in response.iter_raw():
                 sink.write(chunk)
                 size += len(chunk)
         download_s = time.perf_counter() - started
@@ -164,7 +164,7 @@ def main() -> None:
             ) as response,
             open(jsonl, "wb") as fh,
         ):
-            for chunk in response.iter_raw(1 << 20):
+            for chunk in response.iter_raw():
                 fh.write(chunk)
         lines = 0
         with open(jsonl, "rb") as fh:
