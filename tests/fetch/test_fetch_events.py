@@ -178,3 +178,20 @@ def test_update_refetches_the_lookback_without_duplicates(ws: Workspace, emulato
     assert result.to_date == emulator.project.today
     all_days = [*list(days), emulator.project.today]
     assert table_counter(ws) == expected_counter(dedup(raw_records(emulator, all_days)))
+
+
+def test_fetch_into_memory_keeps_the_users_settings(creds: Any, emulator: Any) -> None:
+    """An in-memory database keeps its one connection for good: the fetch's pool
+    limits (tuned for a file) must not stay behind on it."""
+    days = emulator.project.data_dates[-3:]
+    with Workspace.memory(credentials=creds) as mem:
+        setting = (
+            "SELECT current_setting('memory_limit'), current_setting('preserve_insertion_order')"
+        )
+        _c, before = mem.storage.execute_rows(setting)
+        result = mem.fetch_events("events", from_date=days[0], to_date=days[-1])
+        expected = dedup(raw_records(emulator, days))
+        assert table_counter(mem) == expected_counter(expected)
+        assert result.rows_inserted == len(expected)
+        _c, after = mem.storage.execute_rows(setting)
+        assert after == before

@@ -102,10 +102,11 @@ class WriterSession:
             if self._stack is None:
                 stack = contextlib.ExitStack()
                 conn = stack.enter_context(self._storage.writer())
-                conn.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
-                # One checkpoint when the session closes, not one per commit.
-                conn.execute("SET checkpoint_threshold = '4GB'")
-                conn.execute("SET preserve_insertion_order = false")
+                if not self._storage.is_memory:  # that connection is the user's for good
+                    conn.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
+                    # One checkpoint when the session closes, not one per commit.
+                    conn.execute("SET checkpoint_threshold = '4GB'")
+                    conn.execute("SET preserve_insertion_order = false")
                 self._stack, self._conn = stack, conn
             with self._storage.writer() as conn:  # nested: reuses the held connection
                 yield conn
@@ -115,7 +116,7 @@ class WriterSession:
             stack, conn = self._stack, self._conn
             self._stack, self._conn = None, None
             with HEAVY_STEP:  # closing checkpoints: a heavy step too
-                if conn is not None:
+                if conn is not None and not self._storage.is_memory:
                     import duckdb
 
                     # Shrinking the pool drops the blocks the inserts left cached, so
