@@ -28,6 +28,15 @@ from pathlib import Path
 EVENTS_PER_USER_DAY = 3.09  # measured on the emulator's default spec
 
 
+def count_lines(path: Path) -> int:
+    """Newlines in a file, read in large blocks."""
+    lines = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            lines += block.count(b"\n")
+    return lines
+
+
 def _child(argv: list[str]) -> dict[str, float]:
     """Run this script in `--child` mode; return its JSON report plus peak RSS (MB)."""
     proc = subprocess.Popen(
@@ -166,10 +175,7 @@ def main() -> None:
         ):
             for chunk in response.iter_raw():
                 fh.write(chunk)
-        lines = 0
-        with open(jsonl, "rb") as fh:
-            while block := fh.read(1 << 24):
-                lines += block.count(b"\n")
+        lines = count_lines(jsonl)
 
         # Each measured step starts with no dirty pages left by the previous one
         # (the saved JSONL, the ceiling's database): their writeback would be billed to it.

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fetch_benchmark import EVENTS_PER_USER_DAY, _child
+from fetch_benchmark import EVENTS_PER_USER_DAY, _child, count_lines
 
 
 def _measure(events: int, *, days: int, workers: int, cache: Path) -> dict[str, float]:
@@ -34,9 +34,7 @@ def _measure(events: int, *, days: int, workers: int, cache: Path) -> dict[str, 
             for day in dates:
                 path = emu.project.export_day_path(day)
                 size += path.stat().st_size
-                with open(path, "rb") as fh:
-                    while block := fh.read(1 << 24):
-                        lines += block.count(b"\n")
+                lines += count_lines(path)
             creds = dict(emu.credentials)
             creds["timezone"] = spec.timezone
             os.sync()

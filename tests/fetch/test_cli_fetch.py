@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.reliability.mp_proc import wait_for
 
 from mixpanel_data._internal.storage import StorageEngine
 from mixpanel_data.cli.main import main
@@ -124,14 +124,6 @@ def _fetch_cmd(db: Path, days: list[Any], *extra: str) -> list[str]:
     ]
 
 
-def _wait_for(predicate: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-
-
 def test_kill_9_mid_fetch_then_rerun_equals_a_clean_run(
     cli_env: Path, emulator: Any, tmp_path: Path
 ) -> None:
@@ -151,7 +143,7 @@ def test_kill_9_mid_fetch_then_rerun_equals_a_clean_run(
         return bool(meta and 2 <= meta["windows_done"] < len(days))
 
     try:
-        _wait_for(some_windows_committed)
+        wait_for(some_windows_committed, what="some windows committed")
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import defaultdict
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,10 @@ from mixpanel_data._internal import ingest
 from mixpanel_data._internal import storage as storage_mod
 from mixpanel_data._internal.ingest import StagedFile, commit_events, scan_duplicates
 from mixpanel_data._internal.storage import StorageEngine
+from mixpanel_data._internal.windows import DateWindow
 
 MISSING = object()
+WINDOW = DateWindow(date(2023, 11, 14), date(2023, 11, 14))  # the lines' day
 
 records = st.lists(
     st.fixed_dictionaries(
@@ -77,7 +80,7 @@ def _fetch_locally(lines: list[dict[str, Any]], folder: Path) -> tuple[list[dict
     staged_path = folder / "day.jsonl"
     staged_path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     staged = scan_duplicates(
-        StagedFile(window=None, path=staged_path, size=staged_path.stat().st_size, attempts=1),  # type: ignore[arg-type]
+        StagedFile(window=WINDOW, path=staged_path, size=staged_path.stat().st_size, attempts=1),
         legacy_tz=None,
     )
     engine = StorageEngine(folder / "t.duckdb")
@@ -153,7 +156,7 @@ def test_a_collision_is_detected_and_left_to_the_exact_fix_up(
     path.write_text("".join(json.dumps(_line(r)) + "\n" for r in recs))
 
     def scan() -> StagedFile:
-        staged = StagedFile(window=None, path=path, size=path.stat().st_size, attempts=1)  # type: ignore[arg-type]
+        staged = StagedFile(window=WINDOW, path=path, size=path.stat().st_size, attempts=1)
         return scan_duplicates(staged, legacy_tz=None)
 
     exact = scan()
