@@ -75,11 +75,11 @@ def child_main(args: list[str]) -> None:
         return
     from pydantic import SecretStr
 
-    from mixpanel_data._internal.api_client import MixpanelAPIClient
     from mixpanel_data._internal.config import Credentials
-    from mixpanel_data._internal.rate_limit import BudgetSpec
-    from mixpanel_data._internal.services.fetcher import FetcherService
-    from mixpanel_data._internal.storage import StorageEngine
+    from mixpanel_data._internal.http.client import MixpanelAPIClient
+    from mixpanel_data._internal.http.rate_limit import BudgetSpec
+    from mixpanel_data._internal.services.fetch.service import FetcherService
+    from mixpanel_data._internal.storage.engine import StorageEngine
 
     creds = json.loads(args[1])
     credentials = Credentials(

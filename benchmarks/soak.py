@@ -49,11 +49,11 @@ def fetch(emu: Any, db: Path, *, first: str, last: str, workers: int, gzip: bool
     """Fetch first..last into `db` with fast but real retries; return the FetchResult."""
     from pydantic import SecretStr
 
-    from mixpanel_data._internal.api_client import MixpanelAPIClient, RetryPolicy
     from mixpanel_data._internal.config import Credentials
-    from mixpanel_data._internal.rate_limit import BudgetSpec
-    from mixpanel_data._internal.services.fetcher import FetcherService
-    from mixpanel_data._internal.storage import StorageEngine
+    from mixpanel_data._internal.http.client import MixpanelAPIClient, RetryPolicy
+    from mixpanel_data._internal.http.rate_limit import BudgetSpec
+    from mixpanel_data._internal.services.fetch.service import FetcherService
+    from mixpanel_data._internal.storage.engine import StorageEngine
 
     creds = Credentials(
         username=emu.username,

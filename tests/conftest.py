@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mixpanel_data._internal.rate_limit import reset_budgets
+from mixpanel_data._internal.http.rate_limit import reset_budgets
 
 _MP_VARS = (
     "MP_ACCOUNT",

@@ -6,17 +6,23 @@ database are created lazily, on first use, so commands that need neither stay fa
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from mixpanel_data._internal.config import ConfigManager, Credentials
-from mixpanel_data._internal.rate_limit import BudgetSpec
+from mixpanel_data._internal.http.rate_limit import BudgetSpec
+from mixpanel_data._internal.services.discovery import DiscoveryService
+from mixpanel_data._internal.services.introspection import IntrospectionService
+from mixpanel_data._internal.services.live_query import LiveQueryService
+from mixpanel_data._internal.services.sql import SQLService
+from mixpanel_data.exceptions import StorageError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Iterator, Sequence
     from datetime import date
 
     import httpx
@@ -24,42 +30,34 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
-    from mixpanel_data._internal.api_client import MixpanelAPIClient, RetryPolicy
-    from mixpanel_data._internal.fetch_results import FetchProgress, FetchResult
-    from mixpanel_data._internal.notebook import NotebookProgress
-    from mixpanel_data._internal.services.discovery import DiscoveryService
-    from mixpanel_data._internal.services.introspection import IntrospectionService
-    from mixpanel_data._internal.services.live_query import LiveQueryService
-    from mixpanel_data._internal.services.sql import SQLService
-    from mixpanel_data._internal.storage import StorageEngine
+    from mixpanel_data._internal.http.client import MixpanelAPIClient, RetryPolicy
+    from mixpanel_data._internal.results.fetch import FetchProgress, FetchResult
+    from mixpanel_data._internal.results.notebook import NotebookProgress
+    from mixpanel_data._internal.storage.engine import StorageEngine
     from mixpanel_data.types import (
-        ActivityFeedResult,
-        BookmarkInfo,
-        ColumnStats,
-        EventBreakdown,
-        EventCountsResult,
-        FlowsResult,
-        FrequencyResult,
-        FunnelInfo,
-        FunnelResult,
-        JQLResult,
-        NumericAggregateResult,
         ParquetExport,
-        PropertyCountsResult,
-        RetentionResult,
-        SavedCohort,
-        SavedReportResult,
-        SegmentationResult,
-        SQLRows,
-        TableInfo,
-        TableSchema,
-        TopEvent,
-        WorkspaceInfo,
+        SandboxLimits,
+        SandboxResult,
     )
 
 
 # Lazy members (API client, services) are built once even when first used from threads.
 _LAZY_LOCK = threading.RLock()
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _via(
+    service: str, method: Callable[Concatenate[Any, _P], _R]
+) -> Callable[Concatenate[Workspace, _P], _R]:
+    """Offer a service's method on the Workspace with its own signature and docstring."""
+
+    @functools.wraps(method)
+    def call(self: Workspace, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return method(getattr(self, service), *args, **kwargs)
+
+    return call
 
 
 class Workspace:
@@ -81,7 +79,7 @@ class Workspace:
         credentials: Credentials | None = None,
         config: ConfigManager | None = None,
         transport: httpx.BaseTransport | None = None,
-        budgets: Mapping[str, BudgetSpec] | None = None,
+        budgets: Mapping[str, BudgetSpec | str] | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
         self._config = config or ConfigManager()
@@ -98,7 +96,7 @@ class Workspace:
         self._path = Path(path).expanduser() if path is not None else None
         self._read_only = read_only
         self._transport = transport
-        self._budgets = budgets if budgets is not None else budgets_from_env()
+        self._budgets = _budgets(budgets) if budgets is not None else budgets_from_env()
         self._retry = retry
         self._api: MixpanelAPIClient | None = None
         self._storage: StorageEngine | None = None
@@ -137,6 +135,13 @@ class Workspace:
         ws._closed = False
         return ws
 
+    @staticmethod
+    def set_wal_recovery(enabled: bool) -> None:
+        """Process-wide: move an unreplayable write-ahead log aside on open (``mp --recover``)."""
+        from mixpanel_data._internal.storage.safety import set_wal_recovery
+
+        set_wal_recovery(enabled)
+
     # -- lifecycle ---------------------------------------------------------------------
 
     @property
@@ -155,7 +160,7 @@ class Workspace:
     def api(self) -> MixpanelAPIClient:
         """The API client, created on first use."""
         if self._api is None:
-            from mixpanel_data._internal.api_client import MixpanelAPIClient
+            from mixpanel_data._internal.http.client import MixpanelAPIClient
 
             with _LAZY_LOCK:
                 if self._api is None:
@@ -172,7 +177,7 @@ class Workspace:
         """The local database engine, created on first use (path: ``path=``, --db,
         ``MP_DB_PATH``, else ``~/.mp/data/<project_id>.duckdb``)."""
         if self._storage is None:
-            from mixpanel_data._internal.storage import StorageEngine, resolve_db_path
+            from mixpanel_data._internal.storage.engine import StorageEngine, resolve_db_path
             from mixpanel_data.exceptions import MixpanelDataError
 
             project_id = self._credentials.project_id if self._credentials else None
@@ -221,7 +226,7 @@ class Workspace:
     def _fetcher(self, progress: Callable[[FetchProgress], None] | None = None) -> Any:
         import sys
 
-        from mixpanel_data._internal.services.fetcher import FetcherService
+        from mixpanel_data._internal.services.fetch.service import FetcherService
 
         def notice(text: str) -> None:
             print(text, file=sys.stderr)
@@ -360,6 +365,21 @@ class Workspace:
         )
         return stream
 
+    def stream_export_lines(
+        self,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        events: Sequence[str] | None = None,
+        where: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[bytes]:
+        """Iterate over the export's JSONL lines exactly as Mixpanel sends them (bytes)."""
+        lines: Iterator[bytes] = self._fetcher().iter_export_lines(
+            from_date=from_date, to_date=to_date, events=events, where=where, limit=limit
+        )
+        return lines
+
     def stream_profiles(self, *, raw: bool = False, **filters: Any) -> Iterator[dict[str, Any]]:
         """Iterate over profiles (same filters as `fetch_profiles`) without storing them."""
         stream: Iterator[dict[str, Any]] = self._fetcher().stream_profiles(raw=raw, **filters)
@@ -402,8 +422,6 @@ class Workspace:
     @property
     def _discovery(self) -> DiscoveryService:
         if self._discovery_service is None:
-            from mixpanel_data._internal.services.discovery import DiscoveryService
-
             with _LAZY_LOCK:
                 if self._discovery_service is None:
                     self._discovery_service = DiscoveryService(self.api)
@@ -412,280 +430,51 @@ class Workspace:
     @property
     def _live(self) -> LiveQueryService:
         if self._live_service is None:
-            from mixpanel_data._internal.services.live_query import LiveQueryService
-
             with _LAZY_LOCK:
                 if self._live_service is None:
                     self._live_service = LiveQueryService(self.api, discovery=self._discovery)
         return self._live_service
 
-    def events(self) -> list[str]:
-        """Every event name in the project's history, sorted (not truncated at 255)."""
-        return self._discovery.events()
-
-    def properties(self, event: str) -> list[str]:
-        """The property names seen on ``event``, sorted."""
-        return self._discovery.properties(event)
-
-    def property_values(
-        self, prop: str, *, event: str | None = None, limit: int = 100
-    ) -> list[str]:
-        """The most common values of a property, as strings, most common first."""
-        return self._discovery.property_values(prop, event=event, limit=limit)
-
-    def funnels(self) -> list[FunnelInfo]:
-        """The project's saved funnels, sorted by name."""
-        return self._discovery.funnels()
-
-    def cohorts(self) -> list[SavedCohort]:
-        """The project's saved cohorts, sorted by name."""
-        return self._discovery.cohorts()
-
-    def top_events(self, *, type: str = "general", limit: int | None = None) -> list[TopEvent]:
-        """Today's top events with the change since yesterday (never cached)."""
-        return self._discovery.top_events(type=type, limit=limit)
-
-    def bookmarks(self, type: str | None = None) -> list[BookmarkInfo]:
-        """Saved reports (insights, funnels, retention, flows), optionally of one type."""
-        return self._discovery.bookmarks(type)
+    events = _via("_discovery", DiscoveryService.events)
+    properties = _via("_discovery", DiscoveryService.properties)
+    property_values = _via("_discovery", DiscoveryService.property_values)
+    funnels = _via("_discovery", DiscoveryService.funnels)
+    cohorts = _via("_discovery", DiscoveryService.cohorts)
+    top_events = _via("_discovery", DiscoveryService.top_events)
+    bookmarks = _via("_discovery", DiscoveryService.bookmarks)
 
     def clear_discovery_cache(self) -> None:
         """Forget cached discovery answers so the next call asks Mixpanel again."""
         if self._discovery_service is not None:
             self._discovery_service.clear_cache()
 
-    # -- live queries (LiveQueryService; each call is one of the 60 hourly queries) ------
+    # -- live queries: Mixpanel computes them; each is one of the 60 hourly queries -------
 
-    def segmentation(
-        self,
-        event: str,
-        *,
-        from_date: str | date,
-        to_date: str | date,
-        on: str | None = None,
-        where: str | None = None,
-        unit: str = "day",
-        type: str = "general",
-        limit: int | None = None,
-    ) -> SegmentationResult:
-        """Count an event over time, optionally split by a property (``on``) or filtered.
+    @property
+    def live(self) -> LiveQueryService:
+        """The live reports (also on the Workspace itself: ``ws.funnel`` is ``ws.live.funnel``)."""
+        return self._live
 
-        Example:
-            ws.segmentation("Purchase", from_date="2024-01-01", to_date="2024-01-31", on="country")
-        """
-        return self._live.segmentation(
-            event,
-            from_date=from_date,
-            to_date=to_date,
-            on=on,
-            where=where,
-            unit=unit,
-            type=type,
-            limit=limit,
-        )
+    segmentation = _via("_live", LiveQueryService.segmentation)
+    segmentation_numeric = _via("_live", LiveQueryService.segmentation_numeric)
+    segmentation_sum = _via("_live", LiveQueryService.segmentation_sum)
+    segmentation_average = _via("_live", LiveQueryService.segmentation_average)
+    funnel = _via("_live", LiveQueryService.funnel)
+    retention = _via("_live", LiveQueryService.retention)
+    frequency = _via("_live", LiveQueryService.frequency)
+    event_counts = _via("_live", LiveQueryService.event_counts)
+    property_counts = _via("_live", LiveQueryService.property_counts)
+    activity_feed = _via("_live", LiveQueryService.activity_feed)
+    saved_report = _via("_live", LiveQueryService.saved_report)
+    flows = _via("_live", LiveQueryService.flows)
+    jql = _via("_live", LiveQueryService.jql)
 
-    def segmentation_numeric(
-        self,
-        event: str,
-        *,
-        from_date: str | date,
-        to_date: str | date,
-        on: str,
-        where: str | None = None,
-        unit: str = "day",
-        type: str = "general",
-    ) -> SegmentationResult:
-        """Count an event in numeric buckets of ``on`` (e.g. ``"2,000 - 2,100"``)."""
-        return self._live.segmentation_numeric(
-            event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit, type=type
-        )
-
-    def segmentation_sum(
-        self,
-        event: str,
-        *,
-        from_date: str | date,
-        to_date: str | date,
-        on: str,
-        where: str | None = None,
-        unit: str = "day",
-    ) -> NumericAggregateResult:
-        """Sum a numeric property or expression per day (or hour)."""
-        return self._live.segmentation_sum(
-            event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
-        )
-
-    def segmentation_average(
-        self,
-        event: str,
-        *,
-        from_date: str | date,
-        to_date: str | date,
-        on: str,
-        where: str | None = None,
-        unit: str = "day",
-    ) -> NumericAggregateResult:
-        """Average a numeric property or expression per day (or hour)."""
-        return self._live.segmentation_average(
-            event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
-        )
-
-    def funnel(
-        self,
-        funnel_id: int,
-        *,
-        from_date: str | date,
-        to_date: str | date,
-        length: int | None = None,
-        length_unit: str | None = None,
-        interval: int | None = None,
-        unit: str | None = None,
-        on: str | None = None,
-        where: str | None = None,
-        limit: int | None = None,
-    ) -> FunnelResult:
-        """Compute a saved funnel; totals count each user once over the whole range."""
-        return self._live.funnel(
-            funnel_id,
-            from_date=from_date,
-            to_date=to_date,
-            length=length,
-            length_unit=length_unit,
-            interval=interval,
-            unit=unit,
-            on=on,
-            where=where,
-            limit=limit,
-        )
-
-    def retention(
-        self,
-        *,
-        born_event: str,
-        event: str | None = None,
-        from_date: str | date,
-        to_date: str | date,
-        retention_type: str = "birth",
-        born_where: str | None = None,
-        where: str | None = None,
-        interval: int | None = None,
-        unit: str | None = None,
-        interval_count: int = 1,
-        unbounded: bool = False,
-        on: str | None = None,
-        limit: int | None = None,
-    ) -> RetentionResult:
-        """Compute birth or compounded retention; give ``unit`` or ``interval``, not both."""
-        return self._live.retention(
-            born_event=born_event,
-            event=event,
-            from_date=from_date,
-            to_date=to_date,
-            retention_type=retention_type,
-            born_where=born_where,
-            where=where,
-            interval=interval,
-            unit=unit,
-            interval_count=interval_count,
-            unbounded=unbounded,
-            on=on,
-            limit=limit,
-        )
-
-    def frequency(
-        self,
-        *,
-        from_date: str | date,
-        to_date: str | date,
-        unit: str = "day",
-        addiction_unit: str = "hour",
-        event: str | None = None,
-        where: str | None = None,
-        on: str | None = None,
-        limit: int | None = None,
-    ) -> FrequencyResult:
-        """Count users by how many hours (or days) of each day (week, month) they were active."""
-        return self._live.frequency(
-            from_date=from_date,
-            to_date=to_date,
-            unit=unit,
-            addiction_unit=addiction_unit,
-            event=event,
-            where=where,
-            on=on,
-            limit=limit,
-        )
-
-    def event_counts(
-        self,
-        events: Sequence[str],
-        *,
-        from_date: str | date,
-        to_date: str | date,
-        type: str = "general",
-        unit: str = "day",
-    ) -> EventCountsResult:
-        """Count several events over time in one query."""
-        return self._live.event_counts(
-            events, from_date=from_date, to_date=to_date, type=type, unit=unit
-        )
-
-    def property_counts(
-        self,
-        event: str,
-        property: str,
-        *,
-        from_date: str | date,
-        to_date: str | date,
-        type: str = "general",
-        unit: str = "day",
-        values: Sequence[str] | None = None,
-        limit: int | None = None,
-    ) -> PropertyCountsResult:
-        """Count an event per value of one property over time."""
-        return self._live.property_counts(
-            event,
-            property,
-            from_date=from_date,
-            to_date=to_date,
-            type=type,
-            unit=unit,
-            values=values,
-            limit=limit,
-        )
-
-    def activity_feed(
-        self,
-        distinct_ids: Sequence[str],
-        *,
-        from_date: str | date | None = None,
-        to_date: str | date | None = None,
-    ) -> ActivityFeedResult:
-        """The recent events of some users, oldest first (default: the last 365 days)."""
-        return self._live.activity_feed(distinct_ids, from_date=from_date, to_date=to_date)
-
-    def saved_report(self, bookmark_id: int) -> SavedReportResult:
-        """Compute a saved Insights, funnel or retention report by its bookmark id."""
-        return self._live.saved_report(bookmark_id)
-
-    def flows(self, bookmark_id: int, *, query_type: str = "flows_sankey") -> FlowsResult:
-        """Compute a saved Flows report (``flows_sankey`` or ``flows_top_paths``)."""
-        return self._live.flows(bookmark_id, query_type=query_type)
-
-    def jql(self, script: str, *, params: Mapping[str, Any] | None = None) -> JQLResult:
-        """Run a JQL script. Legacy: Mixpanel keeps JQL in maintenance mode."""
-        return self._live.jql(script, params=params)
-
-    # -- local SQL and introspection ---------------------------------------------------
-
+    @property
     def _sql(self) -> SQLService:
-        from mixpanel_data._internal.services.sql import SQLService
-
         return SQLService(self.storage)
 
+    @property
     def _introspection(self) -> IntrospectionService:
-        from mixpanel_data._internal.services.introspection import IntrospectionService
-
         creds = self._credentials
         return IntrospectionService(self.storage, project_id=creds.project_id if creds else None)
 
@@ -699,19 +488,28 @@ class Workspace:
         Example:
             ws.sql("SELECT count(*) AS n FROM events WHERE event_name = ?", ["Login"])
         """
-        return self._sql().df(query, params)
+        return self._sql.df(query, params)
 
-    def sql_scalar(
-        self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
-    ) -> Any:
-        """Run SQL and return the first value of the first row (None without rows)."""
-        return self._sql().scalar(query, params)
+    def sql_sandboxed(
+        self, query: str, *, limits: SandboxLimits | None = None, max_rows: int | None = None
+    ) -> SandboxResult:
+        """Run untrusted SQL (an agent's): one SELECT, read-only, no files, capped.
 
-    def sql_rows(
-        self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
-    ) -> SQLRows:
-        """Run SQL and return column names, types and rows as plain Python values."""
-        return self._sql().rows(query, params)
+        The connection is locked down by DuckDB itself (see ``SandboxLimits``); the MCP
+        server's SQL tools use this.
+        """
+        from mixpanel_data._internal.services.sandbox import SQLSandbox
+
+        path = self.storage.path
+        if path is None:
+            raise StorageError(
+                "the SQL sandbox needs a database file, not :memory:; set MP_DB_PATH or --db"
+            )
+        return SQLSandbox(path, limits=limits).run(query, max_rows=max_rows)
+
+    sql_scalar = _via("_sql", SQLService.scalar)
+
+    sql_rows = _via("_sql", SQLService.rows)
 
     def sql_arrow(
         self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
@@ -740,49 +538,22 @@ class Workspace:
         Example:
             ws.fetch_events(from_date=..., to_date=..., progress=ws.notebook_progress())
         """
-        from mixpanel_data._internal.notebook import NotebookProgress
+        from mixpanel_data._internal.results.notebook import NotebookProgress
 
         return NotebookProgress(label=label)
 
-    def info(self) -> WorkspaceInfo:
-        """Describe the local database: path, size, project and tables."""
-        return self._introspection().info()
+    # -- the local database: tables, schemas, statistics ----------------------------------
 
-    def tables(self) -> list[TableInfo]:
-        """List the local tables with row counts and fetch metadata."""
-        return self._introspection().tables()
-
-    def table_schema(self, name: str) -> TableSchema:
-        """Return the columns, kind and row count of one table."""
-        return self._introspection().table_schema(name)
-
-    def sample(self, name: str, *, n: int = 10) -> pd.DataFrame:
-        """Return `n` random rows of a table."""
-        return self._introspection().sample(name, n=n)
-
-    def summarize(self, name: str) -> pd.DataFrame:
-        """Return DuckDB's SUMMARIZE of a table (per column min, max, nulls, quartiles)."""
-        return self._introspection().summarize(name)
-
-    def event_breakdown(self, name: str) -> EventBreakdown:
-        """Count events, unique users, first and last seen per event of an events table."""
-        return self._introspection().event_breakdown(name)
-
-    def property_keys(self, name: str, *, event: str | None = None) -> list[str]:
-        """List the distinct keys of `properties` in a table (optionally for one event)."""
-        return self._introspection().property_keys(name, event=event)
-
-    def column_stats(self, name: str, expr: str) -> ColumnStats:
-        """Describe one column or JSON path, e.g. ``properties->>'$.price'`` (or ``$.price``)."""
-        return self._introspection().column_stats(name, expr)
-
-    def drop(self, *names: str) -> list[str]:
-        """Drop tables and their fetch metadata; nothing is dropped if one is missing."""
-        return self._introspection().drop(*names)
-
-    def drop_all(self, *, type: str | None = None) -> list[str]:
-        """Drop every table, or those of one kind (``events`` or ``profiles``)."""
-        return self._introspection().drop_all(type=type)
+    info = _via("_introspection", IntrospectionService.info)
+    tables = _via("_introspection", IntrospectionService.tables)
+    table_schema = _via("_introspection", IntrospectionService.table_schema)
+    sample = _via("_introspection", IntrospectionService.sample)
+    summarize = _via("_introspection", IntrospectionService.summarize)
+    event_breakdown = _via("_introspection", IntrospectionService.event_breakdown)
+    property_keys = _via("_introspection", IntrospectionService.property_keys)
+    column_stats = _via("_introspection", IntrospectionService.column_stats)
+    drop = _via("_introspection", IntrospectionService.drop)
+    drop_all = _via("_introspection", IntrospectionService.drop_all)
 
     # -- the Parquet lake --------------------------------------------------------------
 
@@ -799,14 +570,21 @@ class Workspace:
         Example:
             ws.export_parquet("events", "lake/")   # lake/events/date=2024-01-31/data_0.parquet
         """
-        from mixpanel_data._internal.lake import export_table
+        from mixpanel_data._internal.storage.lake import export_table
 
         return export_table(self.storage, table, directory, partition_by=partition_by)
 
 
+def _budgets(given: Mapping[str, BudgetSpec | str]) -> dict[str, BudgetSpec]:
+    """Budgets per API family; a string is a spec such as ``off`` or ``60/3600``."""
+    from mixpanel_data._internal.http.rate_limit import parse_budget_spec
+
+    return {k: parse_budget_spec(v) if isinstance(v, str) else v for k, v in given.items()}
+
+
 def budgets_from_env(environ: Mapping[str, str] | None = None) -> dict[str, BudgetSpec]:
     """Read ``MP_RATE_LIMIT_EXPORT`` / ``MP_RATE_LIMIT_QUERY`` overrides (e.g. ``off``)."""
-    from mixpanel_data._internal.rate_limit import parse_budget_spec
+    from mixpanel_data._internal.http.rate_limit import parse_budget_spec
 
     env = os.environ if environ is None else environ
     out: dict[str, BudgetSpec] = {}

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from mixpanel_data.emulator.demo import DAU_DAYS, FUNNEL_STEPS, DemoRun, demo_spec
+from mixpanel_data.cli.demo_sections import DAU_DAYS, FUNNEL_STEPS, DemoRun, demo_spec
 from mixpanel_data.emulator.project import SyntheticProject
 
 USERS, DAYS = 150, 10

@@ -15,11 +15,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mixpanel_data.emulator.faults import FAULT_KINDS, Fault, Faults, parse_fault_spec
+from mixpanel_data.emulator.faults import (
+    FAULT_KINDS,
+    Fault,
+    Faults,
+    FaultSpecError,
+    parse_fault_spec,
+)
 from mixpanel_data.emulator.project import ProjectSpec
 from mixpanel_data.emulator.server import Emulator
 from mixpanel_data.emulator.streams import crc32_combine
-from mixpanel_data.exceptions import ValidationError
 
 PLAIN = {"Accept-Encoding": "identity"}
 GZIP = {"Accept-Encoding": "gzip"}
@@ -111,7 +116,7 @@ def test_spec_grammar_parses_every_option():
     ],
 )
 def test_bad_specs_raise_validation_errors(spec):
-    with pytest.raises(ValidationError):
+    with pytest.raises(FaultSpecError):
         parse_fault_spec(spec)
 
 
@@ -122,7 +127,7 @@ def test_bad_specs_raise_validation_errors(spec):
 def test_any_spec_text_parses_or_raises_validation_error(text):
     try:
         faults = parse_fault_spec(text)
-    except ValidationError:
+    except FaultSpecError:
         return
     assert all(isinstance(f, Fault) and f.kind in FAULT_KINDS for f in faults)
 

@@ -401,7 +401,7 @@ def test_rate_limit_429_has_the_real_body_over_http(tmp_path):
 
 
 def test_our_client_reaches_the_emulator_through_the_fixture_credentials(emulator, emulator_creds):
-    from mixpanel_data._internal.api_client import MixpanelAPIClient
+    from mixpanel_data._internal.http.client import MixpanelAPIClient
     from mixpanel_data.exceptions import AuthenticationError
 
     assert emulator_creds.base_url == emulator.base_url

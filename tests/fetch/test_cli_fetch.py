@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from tests.reliability.mp_proc import wait_for
 
-from mixpanel_data._internal.storage import StorageEngine
+from mixpanel_data._internal.storage.engine import StorageEngine
 from mixpanel_data.cli.main import main
 from mixpanel_data.workspace import Workspace
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mixpanel_data._internal.api_client import RetryPolicy
+from mixpanel_data._internal.http.client import RetryPolicy
 from mixpanel_data.emulator.project import ProjectSpec
 from mixpanel_data.emulator.server import Emulator
 from mixpanel_data.exceptions import TableExistsError

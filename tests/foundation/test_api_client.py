@@ -23,7 +23,8 @@ from mixpanel_data import (
     Retryable,
     ServerError,
 )
-from mixpanel_data._internal.api_client import (
+from mixpanel_data._internal.config import Credentials
+from mixpanel_data._internal.http.client import (
     USER_AGENT,
     MixpanelAPIClient,
     RetryPolicy,
@@ -31,8 +32,7 @@ from mixpanel_data._internal.api_client import (
     encode_params,
     parse_retry_after,
 )
-from mixpanel_data._internal.config import Credentials
-from mixpanel_data._internal.rate_limit import BudgetSpec
+from mixpanel_data._internal.http.rate_limit import BudgetSpec
 
 SECRET = "sekret:with@odd%chars"
 NO_BUDGET = {f: BudgetSpec() for f in ("query", "export", "app")}

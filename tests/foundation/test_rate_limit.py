@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from mixpanel_data import ValidationError
-from mixpanel_data._internal.rate_limit import BudgetSpec, RateBudget, parse_budget_spec
+from mixpanel_data._internal.http.rate_limit import BudgetSpec, RateBudget, parse_budget_spec
 
 
 class FakeClock:

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mixpanel_data._internal.storage import StorageEngine, create_table_sql
+from mixpanel_data._internal.storage.engine import StorageEngine, create_table_sql
 
 EVENT_NAMES = ("Login", "Purchase", "Sign Up", "View Item")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mixpanel_data._internal.lake import ParquetDaySink, export_table
-from mixpanel_data._internal.storage import StorageEngine
+from mixpanel_data._internal.storage.engine import StorageEngine
+from mixpanel_data._internal.storage.lake import ParquetDaySink, export_table
 
 # dask 2026.8 calls a pandas API that pandas 3.1 deprecates; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mixpanel_data._internal.lake import export_table
-from mixpanel_data._internal.storage import StorageEngine, create_table_sql
+from mixpanel_data._internal.storage.engine import StorageEngine, create_table_sql
+from mixpanel_data._internal.storage.lake import export_table
 from mixpanel_data.exceptions import StorageError, TableNotFoundError, ValidationError
 
 

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import emulator_credentials
 
 from mixpanel_data import RateLimitError, Workspace
-from mixpanel_data._internal.api_client import MixpanelAPIClient, RetryPolicy
+from mixpanel_data._internal.http.client import MixpanelAPIClient, RetryPolicy
 from mixpanel_data._internal.services.live_query import LiveQueryService
 
 

@@ -23,8 +23,8 @@ from mixpanel_data import (
     Workspace,
 )
 from mixpanel_data._internal.config import Credentials
-from mixpanel_data._internal.live_results import parse_series
-from mixpanel_data._internal.services.live_query import to_expression
+from mixpanel_data._internal.results.live import parse_series
+from mixpanel_data._internal.services.params import to_expression
 
 Body = Any | Callable[[httpx.Request], httpx.Response]
 

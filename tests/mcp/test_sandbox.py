@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mixpanel_data._internal.services.sandbox import SandboxLimits, SQLSandbox
 from mixpanel_data.exceptions import DatabaseNotFoundError, ValidationError
 from mixpanel_data.mcp.payloads import dumps, json_value, table
-from mixpanel_data.mcp.sandbox import SandboxLimits, SQLSandbox
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from mixpanel_data import Workspace
+from mixpanel_data._internal.services.sandbox import SandboxLimits
 from mixpanel_data.exceptions import ConfigError
-from mixpanel_data.mcp.sandbox import SandboxLimits
 from mixpanel_data.mcp.server import MixpanelTools, build_server
 
 

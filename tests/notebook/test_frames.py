@@ -13,7 +13,7 @@ import pytest
 from mixpanel_data import Workspace
 from mixpanel_data._internal.services.frames import FrameService
 from mixpanel_data._internal.services.sql import SQLService
-from mixpanel_data._internal.storage import StorageEngine
+from mixpanel_data._internal.storage.engine import StorageEngine
 from mixpanel_data.exceptions import ConfigError, TableNotFoundError, ValidationError
 
 CREATE = """
@@ -138,7 +138,7 @@ def test_arrow_needs_no_pandas(db_path: Path) -> None:
     """In a fresh interpreter, an Arrow and a Polars result never import pandas."""
     code = (
         "import sys\n"
-        "from mixpanel_data._internal.storage import StorageEngine\n"
+        "from mixpanel_data._internal.storage.engine import StorageEngine\n"
         "from mixpanel_data._internal.services.frames import FrameService\n"
         "e = StorageEngine(sys.argv[1], read_only=True)\n"
         "f = FrameService(e)\n"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mixpanel_data._internal.live_results import SegmentationResult
+from mixpanel_data._internal.results.live import SegmentationResult
 
 BODY = {
     "data": {

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from mixpanel_data._internal.live_results import SegmentationResult
-from mixpanel_data._internal.notebook import NotebookProgress, NotebookRepr, rows_of
+from mixpanel_data._internal.results.live import SegmentationResult
+from mixpanel_data._internal.results.notebook import NotebookProgress, NotebookRepr, rows_of
 from mixpanel_data.types import FetchProgress, SQLRows
 
 # Contract §9.1's segmentation example shape, with a segment and a missing zero bucket.

@@ -19,11 +19,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from mixpanel_data._internal.api_client import MixpanelAPIClient, RetryPolicy
 from mixpanel_data._internal.config import Credentials
-from mixpanel_data._internal.rate_limit import BudgetSpec
-from mixpanel_data._internal.services.fetcher import FetcherService
-from mixpanel_data._internal.storage import StorageEngine, quote_ident
+from mixpanel_data._internal.http.client import MixpanelAPIClient, RetryPolicy
+from mixpanel_data._internal.http.rate_limit import BudgetSpec
+from mixpanel_data._internal.services.fetch.service import FetcherService
+from mixpanel_data._internal.storage.engine import StorageEngine, quote_ident
 
 # Quick but real retries: the backoff delays are recorded by `Harness.sleep`.
 FAST_RETRY = RetryPolicy(max_attempts=4, max_total_seconds=30.0, base_delay=0.01, max_delay=0.02)

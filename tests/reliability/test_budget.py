@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mixpanel_data._internal.rate_limit import SEND_MARGIN_SECONDS, BudgetSpec
+from mixpanel_data._internal.http.rate_limit import SEND_MARGIN_SECONDS, BudgetSpec
 from mixpanel_data.emulator.project import ProjectSpec
 from mixpanel_data.emulator.server import Emulator
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mixpanel_data._internal.storage import StorageEngine
+from mixpanel_data._internal.storage.engine import StorageEngine
 
 from .mp_proc import (
     clean_rows,

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mixpanel_data._internal.storage import StorageEngine
+from mixpanel_data._internal.storage.engine import StorageEngine
 from mixpanel_data.emulator.project import ProjectSpec
 from mixpanel_data.emulator.server import Emulator
 from mixpanel_data.exceptions import QueryError

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from mixpanel_data._internal.api_client import RetryPolicy
 from mixpanel_data._internal.config import Credentials
+from mixpanel_data._internal.http.client import RetryPolicy
 from mixpanel_data.cli.main import main
 from mixpanel_data.exceptions import PartialFetchError
 from mixpanel_data.workspace import Workspace

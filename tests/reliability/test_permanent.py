@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mixpanel_data._internal.api_client import RetryPolicy
+from mixpanel_data._internal.http.client import RetryPolicy
 from mixpanel_data.cli.main import main
 from mixpanel_data.exceptions import (
     AuthenticationError,
@@ -107,7 +107,7 @@ def test_402_and_404_are_not_retried(
 
 
 def _tables(db: Path) -> list[str]:
-    from mixpanel_data._internal.storage import StorageEngine
+    from mixpanel_data._internal.storage.engine import StorageEngine
 
     return [t.name for t in StorageEngine(db, read_only=True).list_tables()]
 

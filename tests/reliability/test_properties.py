@@ -27,18 +27,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mixpanel_data._internal import storage as storage_mod
-from mixpanel_data._internal.api_client import iter_body
-from mixpanel_data._internal.ingest import (
+from mixpanel_data._internal.http.client import iter_body
+from mixpanel_data._internal.http.jsonl import iter_lines
+from mixpanel_data._internal.services.fetch.ingest import (
     StagedFile,
     commit_events,
     download_window,
     scan_duplicates,
 )
-from mixpanel_data._internal.jsonl import iter_lines
-from mixpanel_data._internal.services.fetcher import _overlaps
-from mixpanel_data._internal.storage import StorageEngine
-from mixpanel_data._internal.windows import auto_window_days, split_windows
+from mixpanel_data._internal.services.fetch.service import _overlaps
+from mixpanel_data._internal.services.fetch.windows import auto_window_days, split_windows
+from mixpanel_data._internal.storage import engine as storage_mod
+from mixpanel_data._internal.storage.engine import StorageEngine
 from mixpanel_data.exceptions import NetworkError
 
 from .conftest import Harness, table_counter

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mixpanel_data._internal.api_client import RetryPolicy
+from mixpanel_data._internal.http.client import RetryPolicy
 
 from .conftest import Harness, clean_run, export_statuses, table_counter
 

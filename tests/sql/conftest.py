@@ -84,7 +84,7 @@ def build_db(path: Path) -> LocalDB:
     """Create `events` and `profiles` (with fetch metadata) and `purchases` (made with SQL)."""
     import pyarrow as pa
 
-    from mixpanel_data._internal.storage import (
+    from mixpanel_data._internal.storage.engine import (
         StorageEngine,
         create_table_sql,
         ensure_meta,

@@ -18,7 +18,7 @@ from mixpanel_data._internal.services.introspection import (
     IntrospectionService,
     parse_column_expr,
 )
-from mixpanel_data._internal.storage import EVENTS_COLUMNS, StorageEngine, create_table_sql
+from mixpanel_data._internal.storage.engine import EVENTS_COLUMNS, StorageEngine, create_table_sql
 from mixpanel_data.exceptions import (
     DatabaseNotFoundError,
     TableNotFoundError,

@@ -21,11 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mixpanel_data._internal import ingest
-from mixpanel_data._internal import storage as storage_mod
-from mixpanel_data._internal.ingest import StagedFile, commit_events, scan_duplicates
-from mixpanel_data._internal.storage import StorageEngine
-from mixpanel_data._internal.windows import DateWindow
+from mixpanel_data._internal.services.fetch import ingest
+from mixpanel_data._internal.services.fetch.ingest import StagedFile, commit_events, scan_duplicates
+from mixpanel_data._internal.services.fetch.windows import DateWindow
+from mixpanel_data._internal.storage import engine as storage_mod
+from mixpanel_data._internal.storage.engine import StorageEngine
 
 MISSING = object()
 WINDOW = DateWindow(date(2023, 11, 14), date(2023, 11, 14))  # the lines' day

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mixpanel_data._internal import ingest
-from mixpanel_data._internal.ingest import StagedFile, scan_duplicates
+from mixpanel_data._internal.services.fetch import ingest
+from mixpanel_data._internal.services.fetch.ingest import StagedFile, scan_duplicates
 from mixpanel_data.emulator.project import ProjectSpec, SyntheticProject
 
 
@@ -61,8 +61,8 @@ def test_a_scan_waits_while_the_writer_commits(day_file: Path, tmp_path: Path) -
     """Scans and commits never overlap, so their memory never adds up (flat peak RSS)."""
     import threading
 
-    from mixpanel_data._internal.staging import WriterSession
-    from mixpanel_data._internal.storage import StorageEngine
+    from mixpanel_data._internal.services.fetch.staging import WriterSession
+    from mixpanel_data._internal.storage.engine import StorageEngine
 
     engine = StorageEngine(tmp_path / "w.duckdb")
     session = WriterSession(engine)

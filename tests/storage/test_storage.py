@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mixpanel_data._internal import storage as sm
-from mixpanel_data._internal.storage import (
+from mixpanel_data._internal.storage import engine as sm
+from mixpanel_data._internal.storage.engine import (
     StorageEngine,
     default_db_path,
     quote_ident,

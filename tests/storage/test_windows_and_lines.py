@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mixpanel_data._internal.jsonl import is_terminated_early, iter_lines
-from mixpanel_data._internal.windows import (
+from mixpanel_data._internal.http.jsonl import is_terminated_early, iter_lines
+from mixpanel_data._internal.services.fetch.windows import (
     auto_window_days,
     parse_date,
     split_windows,

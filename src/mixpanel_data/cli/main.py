@@ -85,9 +85,9 @@ def root(
     Example: mp fetch events --from 2024-01-01 --to 2024-01-31
     """
     if recover:
-        from mixpanel_data._internal.db_safety import set_wal_recovery
+        from mixpanel_data.workspace import Workspace
 
-        set_wal_recovery(True)
+        Workspace.set_wal_recovery(True)
     state = CliContext(account=account, quiet=quiet, verbose=verbose, db_path=db)
     ctx.obj = state
     ctx.call_on_close(state.close)
@@ -154,9 +154,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         code = 1
     finally:
-        from mixpanel_data._internal.db_safety import set_wal_recovery
+        from mixpanel_data.workspace import Workspace
 
-        set_wal_recovery(False)
+        Workspace.set_wal_recovery(False)
     try:
         sys.stdout.flush()
     except BrokenPipeError:

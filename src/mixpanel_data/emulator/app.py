@@ -49,7 +49,6 @@ from mixpanel_data.emulator.responses import (
 )
 from mixpanel_data.emulator.routing import QUERY_ROUTES, ApiRequest, EmulatorError
 from mixpanel_data.emulator.streams import GzipFragments, cut_after, reset_after, throttle
-from mixpanel_data.exceptions import ValidationError
 
 __all__ = ["EmulatorApp", "RecordedRequest", "resolve"]
 
@@ -346,7 +345,7 @@ class EmulatorApp:
             if what == "health" and method == "GET":
                 spec = self.project.spec
                 return json_reply({"status": "ok", "project_id": str(spec.project_id)})
-        except (ValidationError, ValueError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:
             return json_reply({"error": str(exc)}, status=400)
         return json_reply({"error": f"unknown control call {method} {path}"}, status=404)
 

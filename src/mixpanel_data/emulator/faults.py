@@ -51,13 +51,17 @@ from typing import Any
 
 import httpx
 
-from mixpanel_data.exceptions import ValidationError
+
+class FaultSpecError(ValueError):
+    """A fault spec the emulator cannot apply (the CLI shows it as a usage error)."""
+
 
 __all__ = [
     "BODY_KINDS",
     "FAULT_KINDS",
     "STATUS_KINDS",
     "Fault",
+    "FaultSpecError",
     "Faults",
     "StreamReset",
     "parse_fault_spec",
@@ -104,23 +108,23 @@ class Fault:
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
-            raise ValidationError(
+            raise FaultSpecError(
                 f"unknown fault kind '{self.kind}'; use one of: {', '.join(sorted(FAULT_KINDS))}"
             )
         if not self.endpoint.strip():
-            raise ValidationError("a fault needs an endpoint ('*' for every endpoint)")
+            raise FaultSpecError("a fault needs an endpoint ('*' for every endpoint)")
         if self.count is not None and self.count < 1:
-            raise ValidationError(f"fault count must be at least 1, got {self.count}")
+            raise FaultSpecError(f"fault count must be at least 1, got {self.count}")
         if self.prob is not None and not 0.0 <= self.prob <= 1.0:
-            raise ValidationError(f"fault prob must be between 0 and 1, got {self.prob}")
+            raise FaultSpecError(f"fault prob must be between 0 and 1, got {self.prob}")
         if self.retry_after_form not in ("seconds", "date"):
-            raise ValidationError("retry_after_form must be 'seconds' or 'date'")
+            raise FaultSpecError("retry_after_form must be 'seconds' or 'date'")
         for name in ("after_bytes", "bytes_per_second", "seconds", "retry_after"):
             value = getattr(self, name)
             if value is not None and (value < 0 or not math.isfinite(value)):
-                raise ValidationError(f"fault {name} must be a finite number >= 0, got {value}")
+                raise FaultSpecError(f"fault {name} must be a finite number >= 0, got {value}")
         if self.bytes_per_second is not None and self.bytes_per_second <= 0:
-            raise ValidationError("fault bytes_per_second must be > 0")
+            raise FaultSpecError("fault bytes_per_second must be > 0")
 
     def matches(self, endpoint: str, family: str) -> bool:
         """Whether this fault applies to a call of ``endpoint`` in API ``family``."""
@@ -152,7 +156,7 @@ def parse_fault_spec(text: str) -> list[Fault]:
             continue
         pieces = [p.strip() for p in part.split(":")]
         if len(pieces) < 2:
-            raise ValidationError(
+            raise FaultSpecError(
                 f"bad fault '{part}'; write ENDPOINT:KIND[:key=value...], e.g. export:429:count=2"
             )
         options: dict[str, Any] = {}
@@ -160,7 +164,7 @@ def parse_fault_spec(text: str) -> list[Fault]:
             key, sep, value = item.partition("=")
             key = key.strip()
             if not sep or key not in _KEYS:
-                raise ValidationError(
+                raise FaultSpecError(
                     f"bad fault option '{item}' in '{part}'; keys are: {', '.join(sorted(_KEYS))}"
                 )
             options[key] = _convert(key, value.strip(), part)
@@ -175,7 +179,7 @@ def _convert(key: str, value: str, part: str) -> Any:
         return int(value) if key in _INT_KEYS else float(value)
     except ValueError:
         msg = f"fault option {key} needs a number, got '{value}' in '{part}'"
-        raise ValidationError(msg) from None
+        raise FaultSpecError(msg) from None
 
 
 class Faults:

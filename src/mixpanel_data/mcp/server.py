@@ -1,7 +1,7 @@
 """The MCP server behind `mp mcp`: Workspace calls as tools an AI agent can use.
 
 Each tool is a thin call to the Workspace method a Python user would call, then
-a compact answer from ``payloads.py``. Agent SQL goes through ``SQLSandbox``
+a compact answer from ``payloads.py``. Agent SQL goes through ``Workspace.sql_sandboxed``
 instead of ``ws.sql`` (read-only, no files, limits). Errors come back as tool
 errors carrying the library's one-line message: never a traceback, never a
 secret (the SDK logs unexpected tracebacks to the server's stderr only).
@@ -25,7 +25,7 @@ from pydantic import Field
 from mixpanel_data._version import __version__
 from mixpanel_data.exceptions import ConfigError, MixpanelDataError, StorageError
 from mixpanel_data.mcp.payloads import dumps, records_table, result_payload, table
-from mixpanel_data.mcp.sandbox import SandboxLimits, SQLSandbox
+from mixpanel_data.types import SandboxLimits
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -102,15 +102,6 @@ class MixpanelTools:
             self._ws.close()
             self._ws = None
 
-    def sandbox(self) -> SQLSandbox:
-        """A sandbox over the Workspace's database file."""
-        path = self.workspace().storage.path
-        if path is None:
-            raise StorageError(
-                "the MCP server needs a database file, not :memory:; set MP_DB_PATH or --db"
-            )
-        return SQLSandbox(path, limits=self.limits)
-
     @contextlib.contextmanager
     def _db(self) -> Iterator[None]:
         """Hold the database for one tool call (a fetch holds it for its whole run)."""
@@ -147,8 +138,9 @@ class MixpanelTools:
             out = schema.to_dict()
             if sample_rows:
                 # The name comes from the database itself and is always quoted.
-                result = self.sandbox().run(
+                result = self.workspace().sql_sandboxed(
                     f"SELECT * FROM {_quote(schema.name)} LIMIT {int(sample_rows)}",  # noqa: S608
+                    limits=self.limits,
                     max_rows=sample_rows,
                 )
                 out["sample"] = table(result.columns, result.rows, max_rows=sample_rows)
@@ -165,7 +157,7 @@ class MixpanelTools:
         """
         cap = max_rows or self.limits.max_rows
         with self._db():
-            result = self.sandbox().run(query, max_rows=cap)
+            result = self.workspace().sql_sandboxed(query, limits=self.limits, max_rows=cap)
         out = table(result.columns, result.rows, total_rows=result.total_rows, max_rows=cap)
         out["types"] = list(result.types)
         out["elapsed_ms"] = result.elapsed_ms

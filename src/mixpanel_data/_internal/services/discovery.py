@@ -13,13 +13,13 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mixpanel_data._internal.discovery_results import (
+from mixpanel_data._internal.results.discovery import (
     BookmarkInfo,
     FunnelInfo,
     SavedCohort,
     TopEvent,
 )
-from mixpanel_data._internal.services.live_query import (
+from mixpanel_data._internal.services.params import (
     TYPES,
     check_choice,
     check_name,
@@ -29,7 +29,7 @@ from mixpanel_data._internal.services.live_query import (
 from mixpanel_data.exceptions import APIError, QueryError
 
 if TYPE_CHECKING:
-    from mixpanel_data._internal.api_client import MixpanelAPIClient
+    from mixpanel_data._internal.http.client import MixpanelAPIClient
 
 __all__ = ["DiscoveryService"]
 

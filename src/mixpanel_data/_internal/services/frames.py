@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mixpanel_data._internal.notebook import import_polars
+from mixpanel_data._internal.results.notebook import import_polars
 from mixpanel_data._internal.services.sql import Params, translate_duckdb_errors
 from mixpanel_data.exceptions import ValidationError
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
-    from mixpanel_data._internal.storage import StorageEngine
+    from mixpanel_data._internal.storage.engine import StorageEngine
 
 __all__ = ["FrameService"]
 

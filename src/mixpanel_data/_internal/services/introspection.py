@@ -18,14 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mixpanel_data._internal.services.sql import translate_duckdb_errors
-from mixpanel_data._internal.storage import quote_ident, validate_table_name
-from mixpanel_data.exceptions import (
-    DatabaseNotFoundError,
-    TableNotFoundError,
-    ValidationError,
-)
-from mixpanel_data.types import (
+from mixpanel_data._internal.results.tables import (
     ColumnInfo,
     ColumnStats,
     EventBreakdown,
@@ -35,12 +28,19 @@ from mixpanel_data.types import (
     TableSchema,
     WorkspaceInfo,
 )
+from mixpanel_data._internal.services.sql import translate_duckdb_errors
+from mixpanel_data._internal.storage.engine import quote_ident, validate_table_name
+from mixpanel_data.exceptions import (
+    DatabaseNotFoundError,
+    TableNotFoundError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
-    from mixpanel_data._internal.storage import StorageEngine
+    from mixpanel_data._internal.storage.engine import StorageEngine
 
 __all__ = ["ColumnExpr", "IntrospectionService", "parse_column_expr"]
 

@@ -13,14 +13,14 @@ import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mixpanel_data._internal.results.tables import SQLRows
 from mixpanel_data.exceptions import StorageError, TableNotFoundError, ValidationError
-from mixpanel_data.types import SQLRows
 
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
-    from mixpanel_data._internal.storage import StorageEngine
+    from mixpanel_data._internal.storage.engine import StorageEngine
 
 __all__ = ["Params", "SQLService", "translate_duckdb_errors"]
 

@@ -111,7 +111,7 @@ def demo(
 
     Example: mp demo --keep
     """
-    from mixpanel_data.emulator.demo import DemoRun, demo_spec, sections
+    from mixpanel_data.cli.demo_sections import DemoRun, demo_spec, sections
     from mixpanel_data.emulator.server import Emulator
 
     state = get_context(ctx)
@@ -163,8 +163,7 @@ def _demo_workspace(emu: Emulator, db: Path) -> Iterator[Workspace]:
     """A Workspace on the emulator; the contract's budgets do not apply to a local server."""
     from pydantic import SecretStr
 
-    from mixpanel_data._internal.config import Credentials
-    from mixpanel_data._internal.rate_limit import parse_budget_spec
+    from mixpanel_data.types import Credentials
     from mixpanel_data.workspace import Workspace
 
     creds = Credentials(
@@ -175,6 +174,5 @@ def _demo_workspace(emu: Emulator, db: Path) -> Iterator[Workspace]:
         timezone=emu.spec.timezone,
         source="demo",
     )
-    off = parse_budget_spec("off")
-    with Workspace(credentials=creds, path=db, budgets={"export": off, "query": off}) as ws:
+    with Workspace(credentials=creds, path=db, budgets={"export": "off", "query": "off"}) as ws:
         yield ws

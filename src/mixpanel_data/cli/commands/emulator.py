@@ -71,6 +71,7 @@ def serve(
     import signal
     import threading
 
+    from mixpanel_data.emulator.faults import FaultSpecError
     from mixpanel_data.emulator.project import ProjectSpec
     from mixpanel_data.emulator.server import DEFAULT_SECRET, DEFAULT_USERNAME, Emulator
 
@@ -90,17 +91,20 @@ def serve(
         events_per_user_per_day=events_per_user_per_day,
         legacy_time_shift=legacy_time_shift,
     )
-    emulator = Emulator(
-        spec=spec,
-        port=port,
-        username=username or DEFAULT_USERNAME,
-        secret=secret or DEFAULT_SECRET,
-        faults=faults,
-        rate_limit=rate_limit,
-        hour_seconds=hour_seconds,
-        retry_after=retry_after,
-        cache_dir=cache_dir,
-    )
+    try:
+        emulator = Emulator(
+            spec=spec,
+            port=port,
+            username=username or DEFAULT_USERNAME,
+            secret=secret or DEFAULT_SECRET,
+            faults=faults,
+            rate_limit=rate_limit,
+            hour_seconds=hour_seconds,
+            retry_after=retry_after,
+            cache_dir=cache_dir,
+        )
+    except FaultSpecError as exc:
+        raise ValidationError(str(exc)) from None
     stop = threading.Event()
     on_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if on_main else None

@@ -175,13 +175,13 @@ def events(
                 "--stdout and --to-parquet cannot be combined; stream with --stdout, "
                 "or store (and write the lake) without it"
             )
-        fetcher = state.workspace(read_only=True)._fetcher()
+        ws = state.workspace(read_only=True)
         if raw:
-            lines = fetcher.iter_export_lines(
+            lines = ws.stream_export_lines(
                 from_date=from_date, to_date=to_date, events=names or None, where=where, limit=limit
             )
         else:
-            rows = fetcher.stream_events(
+            rows = ws.stream_events(
                 from_date=from_date,
                 to_date=to_date,
                 events=names or None,

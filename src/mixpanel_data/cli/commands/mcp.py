@@ -28,8 +28,8 @@ def mcp(
 
     Example: mp mcp   # in the agent's MCP config: {"command": "mp", "args": ["mcp"]}
     """
-    from mixpanel_data.mcp.sandbox import SandboxLimits
     from mixpanel_data.mcp.server import MixpanelTools, serve_stdio
+    from mixpanel_data.types import SandboxLimits
 
     state = get_context(ctx)
     limits = SandboxLimits(

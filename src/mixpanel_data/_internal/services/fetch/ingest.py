@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from mixpanel_data._internal.api_client import (
+from mixpanel_data._internal.http.client import (
     MixpanelAPIClient,
     iter_body,
     translate_transport_errors,
 )
-from mixpanel_data._internal.jsonl import is_terminated_early
-from mixpanel_data._internal.storage import quote_ident
-from mixpanel_data._internal.windows import DateWindow
+from mixpanel_data._internal.http.jsonl import is_terminated_early
+from mixpanel_data._internal.services.fetch.windows import DateWindow
+from mixpanel_data._internal.storage.engine import quote_ident
 from mixpanel_data.exceptions import NetworkError, RateLimitError, Retryable
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ import httpx
 import orjson
 
 from mixpanel_data._internal.config import Credentials
-from mixpanel_data._internal.rate_limit import (
+from mixpanel_data._internal.http.rate_limit import (
     DEFAULT_BUDGETS,
     BudgetSpec,
     RateBudget,

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from mixpanel_data._internal.live_results import (
+from mixpanel_data._internal.results.live import (
     OVERALL,
     Tidy,
     as_dict,

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from mixpanel_data._internal import storage as st
-from mixpanel_data._internal.fetch_results import FetchProgress, FetchResult
-from mixpanel_data._internal.ingest import INGEST_MEMORY_LIMIT, commit_profiles
-from mixpanel_data._internal.records import engage_params
+from mixpanel_data._internal.results.fetch import FetchProgress, FetchResult
+from mixpanel_data._internal.services.fetch.ingest import INGEST_MEMORY_LIMIT, commit_profiles
+from mixpanel_data._internal.services.fetch.records import engage_params
+from mixpanel_data._internal.storage import engine as st
 from mixpanel_data.exceptions import (
     APIError,
     QueryError,
@@ -29,7 +29,7 @@ from mixpanel_data.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from mixpanel_data._internal.api_client import MixpanelAPIClient
+    from mixpanel_data._internal.http.client import MixpanelAPIClient
 
 __all__ = ["ASIDE_PREFIX", "ProfileFetching", "fetch_id"]
 

@@ -168,7 +168,7 @@ class SQLSandbox:
                         path=str(self.path),
                     ) from None
                 if time.monotonic() > deadline:
-                    from mixpanel_data._internal.storage import lock_holder_pid
+                    from mixpanel_data._internal.storage.engine import lock_holder_pid
 
                     raise DatabaseLockedError(
                         str(self.path), pid=lock_holder_pid(self.path)

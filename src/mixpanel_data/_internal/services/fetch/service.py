@@ -32,36 +32,36 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from mixpanel_data._internal import storage as st
-from mixpanel_data._internal.fetch_results import FetchProgress, FetchResult
-from mixpanel_data._internal.ingest import (
+from mixpanel_data._internal.http.jsonl import is_terminated_early, iter_lines
+from mixpanel_data._internal.results.fetch import FetchProgress, FetchResult
+from mixpanel_data._internal.services.fetch.ingest import (
     StagedFile,
     WindowCounts,
     commit_events,
 )
-from mixpanel_data._internal.jsonl import is_terminated_early, iter_lines
-from mixpanel_data._internal.lake import ParquetDaySink
-from mixpanel_data._internal.records import (
+from mixpanel_data._internal.services.fetch.profiles import ASIDE_PREFIX, ProfileFetching
+from mixpanel_data._internal.services.fetch.profiles import fetch_id as new_fetch_id
+from mixpanel_data._internal.services.fetch.records import (
     clean_events,
     engage_params,
     normalize_event,
     normalize_profile,
 )
-from mixpanel_data._internal.services.profiles import ASIDE_PREFIX, ProfileFetching
-from mixpanel_data._internal.services.profiles import fetch_id as new_fetch_id
-from mixpanel_data._internal.staging import (
+from mixpanel_data._internal.services.fetch.staging import (
     WriterSession,
     clean_stale_staging,
     download_ahead,
     is_loopback,
 )
-from mixpanel_data._internal.windows import (
+from mixpanel_data._internal.services.fetch.windows import (
     DateWindow,
     auto_window_days,
     project_today,
     split_windows,
     validate_range,
 )
+from mixpanel_data._internal.storage import engine as st
+from mixpanel_data._internal.storage.lake import ParquetDaySink
 from mixpanel_data.exceptions import (
     AuthenticationError,
     MixpanelDataError,
@@ -77,7 +77,7 @@ from mixpanel_data.exceptions import (
 if TYPE_CHECKING:
     import duckdb
 
-    from mixpanel_data._internal.api_client import MixpanelAPIClient
+    from mixpanel_data._internal.http.client import MixpanelAPIClient
 
 __all__ = ["FetcherService", "ProgressCallback"]
 
@@ -559,7 +559,7 @@ class FetcherService(ProfileFetching):
     def _window_lines(
         self, window: DateWindow, params: Mapping[str, Any], *, gzip: bool
     ) -> Iterator[bytes]:
-        from mixpanel_data._internal.api_client import iter_body, translate_transport_errors
+        from mixpanel_data._internal.http.client import iter_body, translate_transport_errors
 
         query = {**params, "from_date": window.start.isoformat(), "to_date": window.end.isoformat()}
         headers = {"Accept-Encoding": "gzip" if gzip else "identity"}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mixpanel_data._internal.notebook import NotebookRepr
+from mixpanel_data._internal.results.notebook import NotebookRepr
 
 if TYPE_CHECKING:
     import pandas as pd

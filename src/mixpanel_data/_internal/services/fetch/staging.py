@@ -21,21 +21,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from mixpanel_data._internal.ingest import (
+from mixpanel_data._internal.services.fetch.ingest import (
     HEAVY_STEP,
     INGEST_MEMORY_LIMIT,
     StagedFile,
     download_window,
     scan_duplicates,
 )
-from mixpanel_data._internal.windows import DateWindow
+from mixpanel_data._internal.services.fetch.windows import DateWindow
 from mixpanel_data.exceptions import MixpanelDataError, Retryable
 
 if TYPE_CHECKING:
     import duckdb
 
-    from mixpanel_data._internal.api_client import MixpanelAPIClient
-    from mixpanel_data._internal.storage import StorageEngine
+    from mixpanel_data._internal.http.client import MixpanelAPIClient
+    from mixpanel_data._internal.storage.engine import StorageEngine
 
 __all__ = ["WriterSession", "clean_stale_staging", "download_ahead", "is_loopback"]
 

@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
-from mixpanel_data._internal.storage import EVENTS_COLUMNS, quote_ident, validate_table_name
+from mixpanel_data._internal.storage.engine import EVENTS_COLUMNS, quote_ident, validate_table_name
 from mixpanel_data.exceptions import StorageError, TableNotFoundError, ValidationError
 
 if TYPE_CHECKING:
     import duckdb
 
-    from mixpanel_data._internal.storage import StorageEngine
-    from mixpanel_data.types import ParquetExport
+    from mixpanel_data._internal.results.tables import ParquetExport
+    from mixpanel_data._internal.storage.engine import StorageEngine
 
 __all__ = ["PARTITION_KEYS", "ParquetDaySink", "PartitionBy", "export_table"]
 
@@ -178,7 +178,7 @@ def export_table(
     Tables with an ``event_time`` column are partitioned by its UTC day or month;
     others (profiles) are written as one unpartitioned file.
     """
-    from mixpanel_data.types import ParquetExport
+    from mixpanel_data._internal.results.tables import ParquetExport
 
     validate_table_name(table)
     key, fmt = PARTITION_KEYS[_check_partition_by(partition_by)]

@@ -42,7 +42,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mixpanel_data._internal.crashpoints import crash_point
-from mixpanel_data._internal.db_safety import (
+from mixpanel_data._internal.storage.locks import (
+    PID_IN_TEXT,
+    READER_GRACE,
+    ReaderQueue,
+    lock_holder_pid,
+)
+from mixpanel_data._internal.storage.meta_tables import EVENTS_COLUMNS as EVENTS_COLUMNS
+from mixpanel_data._internal.storage.meta_tables import INTERNAL_PREFIX as INTERNAL_PREFIX
+from mixpanel_data._internal.storage.meta_tables import META_TABLE as META_TABLE
+from mixpanel_data._internal.storage.meta_tables import PROFILES_COLUMNS as PROFILES_COLUMNS
+from mixpanel_data._internal.storage.meta_tables import WINDOWS_TABLE as WINDOWS_TABLE
+from mixpanel_data._internal.storage.meta_tables import _all_meta as _all_meta
+from mixpanel_data._internal.storage.meta_tables import _table_exists as _table_exists
+from mixpanel_data._internal.storage.meta_tables import committed_windows as committed_windows
+from mixpanel_data._internal.storage.meta_tables import create_table_sql as create_table_sql
+from mixpanel_data._internal.storage.meta_tables import ensure_meta as ensure_meta
+from mixpanel_data._internal.storage.meta_tables import quote_ident as quote_ident
+from mixpanel_data._internal.storage.meta_tables import record_window as record_window
+from mixpanel_data._internal.storage.meta_tables import rename_meta as rename_meta
+from mixpanel_data._internal.storage.meta_tables import write_meta as write_meta
+from mixpanel_data._internal.storage.safety import (
     disk_full_error,
     fetch_lock,
     is_bad_wal,
@@ -50,26 +70,6 @@ from mixpanel_data._internal.db_safety import (
     remove_unborn,
     set_aside_wal,
 )
-from mixpanel_data._internal.locks import (
-    PID_IN_TEXT,
-    READER_GRACE,
-    ReaderQueue,
-    lock_holder_pid,
-)
-from mixpanel_data._internal.meta_tables import EVENTS_COLUMNS as EVENTS_COLUMNS
-from mixpanel_data._internal.meta_tables import INTERNAL_PREFIX as INTERNAL_PREFIX
-from mixpanel_data._internal.meta_tables import META_TABLE as META_TABLE
-from mixpanel_data._internal.meta_tables import PROFILES_COLUMNS as PROFILES_COLUMNS
-from mixpanel_data._internal.meta_tables import WINDOWS_TABLE as WINDOWS_TABLE
-from mixpanel_data._internal.meta_tables import _all_meta as _all_meta
-from mixpanel_data._internal.meta_tables import _table_exists as _table_exists
-from mixpanel_data._internal.meta_tables import committed_windows as committed_windows
-from mixpanel_data._internal.meta_tables import create_table_sql as create_table_sql
-from mixpanel_data._internal.meta_tables import ensure_meta as ensure_meta
-from mixpanel_data._internal.meta_tables import quote_ident as quote_ident
-from mixpanel_data._internal.meta_tables import record_window as record_window
-from mixpanel_data._internal.meta_tables import rename_meta as rename_meta
-from mixpanel_data._internal.meta_tables import write_meta as write_meta
 from mixpanel_data.exceptions import (
     DatabaseLockedError,
     DatabaseNotFoundError,
@@ -82,7 +82,7 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
-    from mixpanel_data.types import TableInfo
+    from mixpanel_data._internal.results.tables import TableInfo
 
 __all__ = [
     "EVENTS_COLUMNS",
@@ -464,7 +464,7 @@ class StorageEngine:
 
     def list_tables(self) -> list[TableInfo]:
         """Describe every user table (internal ``_mp_*`` tables are hidden), by name."""
-        from mixpanel_data.types import TableInfo
+        from mixpanel_data._internal.results.tables import TableInfo
 
         if not self.exists():
             return []

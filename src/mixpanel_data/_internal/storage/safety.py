@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from mixpanel_data._internal.locks import lock_holder_pid
+from mixpanel_data._internal.storage.locks import lock_holder_pid
 from mixpanel_data.exceptions import DatabaseLockedError, StorageError
 
 __all__ = [
