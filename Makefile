@@ -11,10 +11,14 @@ STAMP := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The first run installs about 780 MB (issue 15): say so first, and let pip show its progress
+# when stdout is a terminal (quiet in pipes and CI logs).
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@echo "Installing mixpanel_data[dev] (every extra and the test tools) into $(VENV); first run only, a minute or two..."
+	@q=--quiet; if [ -t 1 ]; then q=; fi; \
+	$(BIN)/python -m pip install $$q --upgrade pip && \
+	$(BIN)/python -m pip install $$q -e '.[dev]'
+	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/mp demo

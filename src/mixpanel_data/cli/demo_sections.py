@@ -14,9 +14,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from mixpanel_data.emulator.project import ProjectSpec
-
 if TYPE_CHECKING:
+    from mixpanel_data.emulator.project import ProjectSpec
     from mixpanel_data.workspace import Workspace
 
 __all__ = [
@@ -39,6 +38,8 @@ FUNNEL_STEPS = ("View Item", "Add To Cart", "Purchase")
 
 def demo_spec(*, users: int = DEMO_USERS, days: int = DEMO_DAYS) -> ProjectSpec:
     """The demo shop: a month of events by `users` users, in America/Los_Angeles."""
+    from mixpanel_data.emulator.project import ProjectSpec  # the emulator extra
+
     return ProjectSpec(seed=DEMO_SEED, users=users, days=days, project_name="Demo Shop")
 
 

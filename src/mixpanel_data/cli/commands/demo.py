@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from mixpanel_data.cli.commands.emulator import require_extra
 from mixpanel_data.cli.context import get_context
 from mixpanel_data.cli.formatters import message, render, write_stdout
 from mixpanel_data.cli.options import Format
@@ -111,6 +112,7 @@ def demo(
 
     Example: mp demo --keep
     """
+    require_extra("emulator", command="mp demo")
     from mixpanel_data.cli.demo_sections import DemoRun, demo_spec, sections
     from mixpanel_data.emulator.server import Emulator
 

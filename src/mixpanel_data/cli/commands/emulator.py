@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from mixpanel_data.exceptions import ValidationError
+from mixpanel_data.exceptions import MixpanelDataError, ValidationError
+
+# The top-level modules each optional extra brings (pyproject.toml, issue 15): a core
+# `pip install mixpanel_data` has none of them, so these commands check before importing.
+EXTRA_MODULES = {"emulator": ("cheroot", "quickjs", "numpy"), "mcp": ("mcp",)}
 
 FAULTS_HELP = (
     "Inject failures: ENDPOINT:KIND[:key=value...] joined by ';'. "
@@ -20,6 +25,16 @@ FAULTS_HELP = (
 )
 
 app = typer.Typer(help="Run a local Mixpanel API emulator.", no_args_is_help=True)
+
+
+def require_extra(extra: str, *, command: str) -> None:
+    """Fail in one line (exit 1) naming the extra to install, instead of an ImportError."""
+    missing = [name for name in EXTRA_MODULES[extra] if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MixpanelDataError(
+            f"`{command}` needs the {extra} extra ({', '.join(missing)} not installed); "
+            f"install it with: pip install 'mixpanel_data[{extra}]'"
+        )
 
 
 @app.callback()
@@ -71,6 +86,7 @@ def serve(
     import signal
     import threading
 
+    require_extra("emulator", command="mp emulator serve")
     from mixpanel_data.emulator.faults import FaultSpecError
     from mixpanel_data.emulator.project import ProjectSpec
     from mixpanel_data.emulator.server import DEFAULT_SECRET, DEFAULT_USERNAME, Emulator

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from mixpanel_data.cli.commands.emulator import require_extra
 from mixpanel_data.cli.context import get_context
 
 
@@ -28,6 +29,7 @@ def mcp(
 
     Example: mp mcp   # in the agent's MCP config: {"command": "mp", "args": ["mcp"]}
     """
+    require_extra("mcp", command="mp mcp")
     from mixpanel_data.mcp.server import MixpanelTools, serve_stdio
     from mixpanel_data.types import SandboxLimits
 
