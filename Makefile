@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck pytest bench bench-scaling clean
+.PHONY: demo test test-spark check lint typecheck pytest bench bench-scaling clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,13 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy --strict src
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto -m 'not spark'
+
+# The lake read by Spark (local mode): needs Java 17+ on PATH (Debian: apt-get install openjdk-17-jre-headless).
+test-spark: $(STAMP)
+	@command -v java >/dev/null || { echo "make test-spark needs Java 17+ on PATH: apt-get install openjdk-17-jre-headless" >&2; exit 1; }
+	$(BIN)/python -m pip install --quiet pyspark
+	$(BIN)/python -m pytest -q -m spark tests/lake
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/fetch_benchmark.py

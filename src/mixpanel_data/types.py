@@ -6,6 +6,7 @@ Sections are grouped by the feature that returns them.
 from __future__ import annotations
 
 from mixpanel_data._internal.config import AccountInfo, Credentials
+from mixpanel_data._internal.results.charts import save_chart
 
 # -- Discovery and live queries (ws.events(), ws.segmentation(), ws.funnel(), ...) --
 from mixpanel_data._internal.results.discovery import (
@@ -84,6 +85,7 @@ __all__ = [
     "TableSchema",
     "TopEvent",
     "WorkspaceInfo",
+    "save_chart",
 ]
 
 

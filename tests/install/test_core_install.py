@@ -275,7 +275,7 @@ def _extra(name: str, seen: frozenset[str] = frozenset()) -> set[str]:
 
 def test_all_is_every_extra_and_dev_installs_it() -> None:
     extras = set(PYPROJECT["project"]["optional-dependencies"]) - {"all", "dev"}
-    assert extras == {"emulator", "mcp", "polars"}
+    assert extras == {"emulator", "mcp", "polars", "charts"}
     assert _extra("all") == set().union(*(_extra(e) for e in extras))
     assert _extra("all") <= _extra("dev")
     # And `make test` really has them: this venv was installed with `.[dev]`.

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -79,3 +80,25 @@ def local_data(tmp_path: Path) -> LocalData:
     with StorageEngine(path) as engine:
         fill(engine, events, profiles)
     return LocalData(path=path, events=events, profiles=profiles)
+
+
+@pytest.fixture(scope="session")
+def dask_client() -> Any:
+    """A ``dask.distributed`` local cluster: a real scheduler and two worker processes.
+
+    Workers talk to the scheduler over loopback; while the client is open every Dask
+    computation in the process runs on the cluster, not the threaded scheduler.
+    """
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

@@ -1,4 +1,7 @@
-"""A distributed engine (Dask) reads the lake with the same counts as DuckDB.
+"""A distributed engine (Dask on a local cluster) reads the lake with the same counts as DuckDB.
+
+Every computation here runs on ``dask.distributed``: a real scheduler and two worker
+processes over loopback (the ``dask_client`` fixture), as a user's cluster would.
 
 Both writers are covered: `export_table` (`mp export`) and the per-day sink behind
 `mp fetch events --to-parquet`; re-writing a day replaces it without duplicates.
@@ -16,7 +19,10 @@ from mixpanel_data._internal.storage.engine import StorageEngine
 from mixpanel_data._internal.storage.lake import ParquetDaySink, export_table
 
 # dask 2026.8 calls a pandas API that pandas 3.1 deprecates; not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning"),
+    pytest.mark.usefixtures("dask_client"),
+]
 
 DUCKDB_PER_DAY = """
     SELECT strftime(timezone('UTC', event_time), '%Y-%m-%d') AS day, event_name, count(*)
@@ -51,6 +57,24 @@ def test_dask_reads_the_exported_lake(local_data, tmp_path: Path) -> None:
     table_dir = tmp_path / "lake" / "events"
     assert _dask_rows(table_dir) == len(local_data.events)
     assert _dask_per_day(table_dir) == in_duckdb
+
+
+def test_dask_cluster_counts_users_and_days_like_duckdb(
+    local_data, tmp_path: Path, dask_client
+) -> None:
+    import dask.dataframe as dd
+
+    assert len(dask_client.scheduler_info()["workers"]) == 2  # worker processes, not threads
+    with StorageEngine(local_data.path, read_only=True) as engine:
+        export_table(engine, "events", tmp_path / "lake")
+        _, [(rows, users)] = engine.execute_rows(
+            "SELECT count(*), count(DISTINCT distinct_id) FROM events"
+        )
+        in_duckdb = _duckdb_per_day(engine)
+    frame = dd.read_parquet(str(tmp_path / "lake" / "events"))
+    assert int(frame.shape[0].compute()) == rows == len(local_data.events)
+    assert int(frame["distinct_id"].nunique().compute()) == users
+    assert _dask_per_day(tmp_path / "lake" / "events") == in_duckdb
 
 
 def _write_days(engine: StorageEngine, sink: ParquetDaySink, days: list[date], where: str = ""):

@@ -7,7 +7,7 @@ compared with the rows the test generated in Python.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -227,3 +227,28 @@ def test_partition_is_the_utc_day_of_event_time(stamps, monthly, tmp_path_factor
         export_table(engine, "events", tmp, partition_by="month" if monthly else "day")
     want = Counter(t.astimezone(UTC).strftime(fmt) for t in stamps)
     assert _partition_counts(tmp / "events", "month" if monthly else "date") == want
+
+
+def test_both_lake_writers_give_one_schema_with_text_properties(local_data, tmp_path: Path) -> None:
+    """`mp export` and `--to-parquet`'s day writer: same columns, types and nullability."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mixpanel_data._internal.storage.lake import ParquetDaySink
+
+    with StorageEngine(local_data.path, read_only=True) as engine:
+        export_table(engine, "events", tmp_path / "exported")
+        with engine.reader() as conn:
+            ParquetDaySink(tmp_path / "sunk").write_window(
+                conn, "events", start=date(2024, 2, 27), end=date(2024, 3, 3)
+            )
+    schemas = {
+        (root, p.parent.name): pq.read_schema(p)
+        for root in ("exported", "sunk")
+        for p in (tmp_path / root / "events").rglob("*.parquet")
+    }
+    assert len(schemas) == 5 + 6  # five days with events; the day writer adds an empty day
+    first = next(iter(schemas.values()))
+    assert all(s.equals(first) for s in schemas.values())
+    assert first.field("properties").type == pa.string()  # text, not binary JSON
+    assert all(f.nullable for f in first)  # the table's columns are nullable, so are the files

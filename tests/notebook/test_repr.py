@@ -30,8 +30,8 @@ class NotebookSegmentation(SegmentationResult):
 
 
 @dataclass(frozen=True, repr=False)
-class NotebookRows(NotebookRepr, SQLRows):
-    """SQLRows with the mixin (columns + row tuples)."""
+class NotebookRows(SQLRows):
+    """A subclass of SQLRows (which carries the mixin: columns + row tuples)."""
 
 
 def _segmentation() -> NotebookSegmentation:
@@ -50,7 +50,7 @@ def _segmentation() -> NotebookSegmentation:
 
 def _cells(markup: str) -> list[list[str]]:
     rows = re.findall(r"<tr>(.*?)</tr>", markup)
-    return [re.findall(r"<t[dh]>(.*?)</t[dh]>", r) for r in rows]
+    return [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", r) for r in rows]
 
 
 def test_live_result_renders_an_html_table() -> None:
@@ -114,7 +114,7 @@ def test_to_arrow_keeps_duplicate_column_names() -> None:
     assert [c.to_pylist() for c in table.columns] == [[1, 3], [2, 4]]
 
 
-def test_rows_of_falls_back_to_scalar_fields() -> None:
+def test_rows_of_falls_back_to_field_value_rows() -> None:
     @dataclass(frozen=True)
     class Info:
         name: str
@@ -124,7 +124,11 @@ def test_rows_of_falls_back_to_scalar_fields() -> None:
         def to_dict(self) -> dict[str, Any]:
             return {"name": self.name, "count": self.count, "tags": self.tags}
 
-    assert rows_of(Info("x", 3, ["a"])) == (["field", "value"], [("name", "x"), ("count", 3)])
+    info = Info("x", 3, ["a", "b"])
+    assert rows_of(info) == (
+        ["field", "value"],
+        [("name", "x"), ("count", 3), ("tags", ["a", "b"])],
+    )
 
 
 class Handle:
@@ -198,7 +202,7 @@ def test_records_inside_to_dict_become_the_table() -> None:
     from mixpanel_data.types import EventBreakdown, EventStats
 
     @dataclass(frozen=True, repr=False)
-    class NotebookBreakdown(NotebookRepr, EventBreakdown):
+    class NotebookBreakdown(EventBreakdown):
         pass
 
     seen = datetime(2024, 1, 1, tzinfo=UTC)
@@ -217,4 +221,5 @@ def test_records_inside_to_dict_become_the_table() -> None:
     assert columns[:3] == ["event_name", "count", "unique_users"]
     assert [r[:3] for r in rows] == [("Login", 20, 4), ("Purchase", 10, 2)]
     assert repr(breakdown).startswith("NotebookBreakdown(table='events', total_events=30")
-    assert "<td>Purchase</td><td>10</td><td>2</td>" in breakdown._repr_html_()
+    right = '<td style="text-align:right">'
+    assert f"<td>Purchase</td>{right}10</td>{right}2</td>" in breakdown._repr_html_()

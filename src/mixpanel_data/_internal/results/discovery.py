@@ -7,7 +7,9 @@ ignored, and ids that may exceed a float's precision stay ints or strings.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from mixpanel_data._internal.results.notebook import NotebookRepr
 
 __all__ = ["BookmarkInfo", "FunnelInfo", "SavedCohort", "TopEvent"]
 
@@ -36,8 +38,10 @@ def _opt_str(value: Any) -> str | None:
 
 
 @dataclass(frozen=True)
-class FunnelInfo:
+class FunnelInfo(NotebookRepr):
     """A saved funnel, as `/funnels/list` lists it (contract §7.1)."""
+
+    notebook_table: ClassVar[str | None] = None
 
     funnel_id: int
     name: str
@@ -53,12 +57,14 @@ class FunnelInfo:
 
 
 @dataclass(frozen=True)
-class SavedCohort:
+class SavedCohort(NotebookRepr):
     """A saved cohort, as `/cohorts/list` lists it (contract §8).
 
     ``created`` stays Mixpanel's ``YYYY-MM-DD HH:MM:SS`` text (no timezone is given);
     ``data_group_id`` is a string because group ids can be large negative 64-bit numbers.
     """
+
+    notebook_table: ClassVar[str | None] = None
 
     id: int
     name: str
@@ -90,8 +96,10 @@ class SavedCohort:
 
 
 @dataclass(frozen=True)
-class TopEvent:
+class TopEvent(NotebookRepr):
     """One of today's top events (contract §6.2); ``percent_change`` is against yesterday."""
+
+    notebook_table: ClassVar[str | None] = None
 
     event: str
     amount: int
@@ -112,12 +120,14 @@ class TopEvent:
 
 
 @dataclass(frozen=True)
-class BookmarkInfo:
+class BookmarkInfo(NotebookRepr):
     """A saved report (bookmark) from the App API (contract §12.1).
 
     ``type`` is ``insights``, ``funnels``, ``retention``, ``flows`` or ``launch-analysis``;
     pass ``id`` to `Workspace.saved_report` or `Workspace.flows`.
     """
+
+    notebook_table: ClassVar[str | None] = None
 
     id: int
     name: str

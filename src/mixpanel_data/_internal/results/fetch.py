@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, ClassVar
+
+from mixpanel_data._internal.results.notebook import NotebookRepr
 
 __all__ = ["FetchProgress", "FetchResult"]
 
 
 @dataclass(frozen=True)
-class FetchProgress:
+class FetchProgress(NotebookRepr):
     """A snapshot of a running fetch, passed to ``progress=`` callbacks.
 
     ``rows`` counts committed rows; ``bytes`` counts downloaded bytes.
     """
+
+    notebook_table: ClassVar[str | None] = None
 
     table: str
     kind: str
@@ -51,7 +55,7 @@ class FetchProgress:
 
 
 @dataclass(frozen=True)
-class FetchResult:
+class FetchResult(NotebookRepr):
     """What a fetch stored: rows, what it dropped and why, and how long it took.
 
     ``windows_resumed`` counts windows a previous, interrupted run had already
@@ -60,6 +64,8 @@ class FetchResult:
     re-running the same fetch fetches only those); ``warnings`` says what else
     went wrong without stopping the fetch (malformed lines, short engage pages).
     """
+
+    notebook_table: ClassVar[str | None] = None
 
     table: str
     kind: str

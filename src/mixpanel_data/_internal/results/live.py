@@ -19,6 +19,8 @@ from mixpanel_data._internal.results.notebook import NotebookRepr
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "ActivityEvent",
@@ -185,6 +187,18 @@ class SegmentationResult(Tidy):
         """One row per date x segment."""
         return _series_rows(self.series, self.values, "segment")
 
+    def plot(self, *, ax: Axes | None = None) -> Figure:
+        """Draw one line per segment over time, as Insights does (matplotlib, ``charts`` extra)."""
+        from mixpanel_data._internal.results.charts import line_chart
+
+        return line_chart(
+            self.rows,
+            series="segment",
+            title=f"{self.event} ({self.type}, per {self.unit})",
+            ylabel="events" if self.type == "general" else "users",
+            ax=ax,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Describe the result as JSON-ready data."""
         return {
@@ -249,6 +263,18 @@ class NumericAggregateResult(Tidy):
         """One row per date."""
         return [{"date": d, "value": v} for d, v in self.results.items()]
 
+    def plot(self, *, ax: Axes | None = None) -> Figure:
+        """Draw the aggregate over time (matplotlib, the ``charts`` extra)."""
+        from mixpanel_data._internal.results.charts import line_chart
+
+        return line_chart(
+            self.rows,
+            series="segment",
+            title=f"{self.aggregate} of {self.on} on {self.event} (per {self.unit})",
+            ylabel=self.aggregate,
+            ax=ax,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Describe the result as JSON-ready data."""
         return {
@@ -303,6 +329,18 @@ class EventCountsResult(Tidy):
     def rows(self) -> list[dict[str, Any]]:
         """One row per date x event."""
         return _series_rows(self.series, self.values, "event")
+
+    def plot(self, *, ax: Axes | None = None) -> Figure:
+        """Draw one line per event over time (matplotlib, the ``charts`` extra)."""
+        from mixpanel_data._internal.results.charts import line_chart
+
+        return line_chart(
+            self.rows,
+            series="event",
+            title=f"events ({self.type}, per {self.unit})",
+            ylabel="events" if self.type == "general" else "users",
+            ax=ax,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Describe the result as JSON-ready data."""
@@ -370,6 +408,18 @@ class PropertyCountsResult(Tidy):
     def rows(self) -> list[dict[str, Any]]:
         """One row per date x property value."""
         return _series_rows(self.series, self.values, "segment")
+
+    def plot(self, *, ax: Axes | None = None) -> Figure:
+        """Draw one line per property value over time (matplotlib, the ``charts`` extra)."""
+        from mixpanel_data._internal.results.charts import line_chart
+
+        return line_chart(
+            self.rows,
+            series="segment",
+            title=f"{self.event} by {self.property_name} (per {self.unit})",
+            ylabel="events" if self.type == "general" else "users",
+            ax=ax,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Describe the result as JSON-ready data."""
@@ -472,6 +522,16 @@ class FrequencyResult(Tidy):
                         {"date": date, "segment": segment, "at_least": i + 1, "users": users}
                     )
         return out
+
+    def plot(self, *, ax: Axes | None = None) -> Figure:
+        """Draw users active in at least N periods, one line per N (matplotlib)."""
+        from mixpanel_data._internal.results.charts import line_chart, top_levels
+
+        what = self.event or "any event"
+        title = f"{what}: users active in ≥ N {self.addiction_unit}s per {self.unit}"
+        return line_chart(
+            top_levels(self.rows), series="level", value="users", title=title, ylabel="users", ax=ax
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Describe the result as JSON-ready data."""

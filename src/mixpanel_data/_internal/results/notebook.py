@@ -21,7 +21,7 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from mixpanel_data.exceptions import ConfigError
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
-__all__ = ["NotebookProgress", "NotebookRepr", "import_polars", "rows_of"]
+__all__ = ["NotebookProgress", "NotebookRepr", "ResultList", "import_polars", "rows_of"]
 
 POLARS_HINT = "pip install 'mixpanel_data[polars]'"
 
@@ -43,9 +43,46 @@ def import_polars() -> Any:
     return polars
 
 
-def _cell(value: Any, limit: int = 80) -> str:
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+def is_ratio(column: str) -> bool:
+    """Columns holding shares of 1 (shown as percentages): conversion ratios, rates, shares."""
+    name = column.lower()
+    return name.endswith(("ratio", "rate", "share"))
+
+
+def _cell(value: Any, *, column: str = "", limit: int = 80) -> str:
+    """Readable text of one value: blanks for missing, percentages for ratios, 1,234 for counts."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float) and is_ratio(column) and 0 <= value <= 1.5:
+        return f"{value:.1%}"
+    if isinstance(value, int):
+        return str(value) if _is_id(column) else f"{value:,}"
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return ""
+        if value.is_integer() and abs(value) < 1e15:
+            return f"{int(value):,}"
+        return f"{value:,.4g}" if abs(value) >= 1 else f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        text = ", ".join(_cell(v, limit=limit) for v in value)
+    elif isinstance(value, dict):
+        import json
+
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    else:
+        text = value.isoformat() if hasattr(value, "isoformat") else str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_id(column: str) -> bool:
+    name = column.lower()
+    return name == "id" or name.endswith(("_id", "id_"))
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def rows_of(result: Any) -> tuple[list[str], list[Sequence[Any]]]:
@@ -56,6 +93,13 @@ def rows_of(result: Any) -> tuple[list[str], list[Sequence[Any]]]:
     order; otherwise the first list of records in ``to_dict()`` is the table, and
     failing that its scalar fields show as key/value rows.
     """
+    table = getattr(type(result), "notebook_table", "auto")
+    if table is None:
+        return _pairs(result.to_dict())
+    if table != "auto":
+        records = result.to_dict().get(table) or []
+        keys = list(dict.fromkeys(k for r in records for k in r))
+        return keys, [tuple(r.get(k) for k in keys) for r in records]
     columns = getattr(result, "columns", None)
     rows = getattr(result, "rows", None)
     if isinstance(rows, list | tuple) and all(isinstance(r, Mapping) for r in rows):
@@ -71,8 +115,12 @@ def rows_of(result: Any) -> tuple[list[str], list[Sequence[Any]]]:
         if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
             keys = list(dict.fromkeys(k for r in value for k in r))
             return keys, [tuple(r.get(k) for k in keys) for r in value]
-    pairs: list[Sequence[Any]] = [(k, v) for k, v in data.items() if not isinstance(v, list | dict)]
-    return ["field", "value"], pairs
+    return _pairs(data)
+
+
+def _pairs(data: Mapping[str, Any]) -> tuple[list[str], list[Sequence[Any]]]:
+    """A record as field/value rows (lists and objects shown as text)."""
+    return ["field", "value"], [(k, v) for k, v in data.items()]
 
 
 class NotebookRepr:
@@ -99,27 +147,27 @@ class NotebookRepr:
 
     def _repr_html_(self) -> str:
         columns, rows = rows_of(self)
-        shown = rows[: self.repr_rows]
-        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
-            for row in shown
-        )
-        title = html.escape(f"{type(self).__name__}: {len(rows)} rows")
-        more = (
-            f"<p>… {len(rows) - len(shown)} more rows (use .df or .to_arrow())</p>"
-            if len(rows) > len(shown)
-            else ""
-        )
-        return (
-            f"<div><p><b>{title}</b></p><table><thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table>{more}</div>"
-        )
+        title = type(self).__name__
+        if getattr(type(self), "notebook_table", "auto") not in ("auto", None):
+            scalars = [
+                f"{k}={_cell(v, column=k)}"
+                for k, v in self.to_dict().items()  # type: ignore[attr-defined]
+                if not isinstance(v, list | dict)
+            ]
+            title += " (" + ", ".join(scalars) + ")"
+        return html_table(title, columns, rows, max_rows=self.repr_rows)
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """The Arrow PyCapsule stream of ``to_arrow()``: polars.DataFrame(r), duckdb.sql(...)."""
+        return self.to_arrow().__arrow_c_stream__(requested_schema)
 
     def to_arrow(self) -> pa.Table:
         """Return the result's rows as a ``pyarrow.Table`` (no pandas in between)."""
         import pyarrow as pa
 
+        if getattr(type(self), "notebook_table", "auto") is None:  # a record: one row
+            record = {k: _plain_value(v) for k, v in self.to_dict().items()}  # type: ignore[attr-defined]
+            return pa.Table.from_pylist([record])
         columns, rows = rows_of(self)
         if not columns:
             return pa.table({})
@@ -131,6 +179,89 @@ class NotebookRepr:
         polars = import_polars()
         frame: pl.DataFrame = polars.from_arrow(self.to_arrow())
         return frame
+
+
+def html_table(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_rows: int = 20
+) -> str:
+    """An HTML table for Jupyter: numbers right-aligned, ratios in percent, blanks for missing."""
+    shown = rows[:max_rows]
+    right = ' style="text-align:right"'
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+
+    def cell(i: int, v: Any, row: Sequence[Any]) -> str:
+        text = html.escape(_cell(v, column=_col(columns, i, row)))
+        return f"<td{right if _numeric(v) else ''}>{text}</td>"
+
+    body = "".join(
+        "<tr>" + "".join(cell(i, v, row) for i, v in enumerate(row)) + "</tr>" for row in shown
+    )
+    record = list(columns) == ["field", "value"]
+    caption = html.escape(title if record else f"{title}: {len(rows):,} rows")
+    more = (
+        f"<p>… {len(rows) - len(shown):,} more rows (use .df or .to_arrow())</p>"
+        if len(rows) > len(shown)
+        else ""
+    )
+    return (
+        f"<div><p><b>{caption}</b></p><table><thead><tr>{head}</tr></thead>"
+        f"<tbody>{body}</tbody></table>{more}</div>"
+    )
+
+
+def _col(columns: Sequence[str], i: int, row: Sequence[Any]) -> str:
+    """The column name a cell is formatted by; a field/value row is named by its field."""
+    if list(columns) == ["field", "value"] and i == 1:
+        return str(row[0])
+    return str(columns[i]) if i < len(columns) else ""
+
+
+T = TypeVar("T")
+
+
+class ResultList(list[T]):
+    """A list of results (tables, funnels, cohorts...) that Jupyter shows as one table."""
+
+    def _rows(self) -> tuple[list[str], list[Sequence[Any]]]:
+        records = [r.to_dict() if hasattr(r, "to_dict") else {"value": r} for r in self]
+        keys = list(
+            dict.fromkeys(k for r in records for k, v in r.items() if not isinstance(v, dict))
+        )
+        return keys, [tuple(r.get(k) for k in keys) for r in records]
+
+    def _repr_html_(self) -> str:
+        kind = type(self[0]).__name__ if self else "results"
+        columns, rows = self._rows()
+        return html_table(f"list of {kind}", columns, rows, max_rows=50)
+
+    def to_arrow(self) -> pa.Table:
+        """The items' fields as a ``pyarrow.Table``, one row per item."""
+        import pyarrow as pa
+
+        columns, rows = self._rows()
+        return pa.table({c: [_plain(row[i]) for row in rows] for i, c in enumerate(columns)})
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """The Arrow PyCapsule stream of ``to_arrow()``."""
+        return self.to_arrow().__arrow_c_stream__(requested_schema)
+
+
+def _plain_value(value: Any) -> Any:
+    """Arrow-friendly field of a record: lists and objects become JSON text."""
+    if isinstance(value, list | dict):
+        import json
+
+        return json.dumps(value, default=str)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """Arrow-friendly: lists of records become JSON text."""
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        import json
+
+        return json.dumps(value, default=str)
+    return value
 
 
 def _dup_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> pa.Table:
@@ -160,7 +291,7 @@ def _ipython_display() -> Display | None:
         return None
 
     def show(obj: Any) -> DisplayHandle | None:
-        handle: DisplayHandle | None = display(obj, display_id=True)
+        handle: DisplayHandle | None = display(obj, display_id=True)  # type: ignore[no-untyped-call, unused-ignore]
         return handle
 
     return show

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mixpanel_data._internal.results.live import (
     OVERALL,
@@ -20,6 +20,10 @@ from mixpanel_data._internal.results.live import (
     num,
     split_segments,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "FlowNode",
@@ -249,6 +253,15 @@ class FunnelResult(Tidy):
                     )
         return out
 
+    def plot(self, *, ax: Axes | None = None) -> Figure:
+        """Draw the funnel: users per step and conversion from the first (matplotlib)."""
+        from mixpanel_data._internal.results.charts import funnel_chart
+
+        steps = [(s.step_label or s.event, s.count) for s in self.steps]
+        span = f"{self.from_date} to {self.to_date}"
+        title = f"funnel {self.funnel_id}, {span}: {self.conversion_rate:.1%} converted"
+        return funnel_chart(steps, title=title, ax=ax)
+
     def to_dict(self) -> dict[str, Any]:
         """Describe the result as JSON-ready data."""
         return {
@@ -371,6 +384,16 @@ class RetentionResult(Tidy):
     def rows(self) -> list[dict[str, Any]]:
         """One row per cohort date x segment x bucket."""
         return list(_cohort_rows([(OVERALL, self.cohorts), *self.segments.items()]))
+
+    def plot(self, *, ax: Axes | None = None) -> Figure:
+        """Draw the retention heat map: cohorts by bucket, in percent (matplotlib)."""
+        from mixpanel_data._internal.results.charts import heatmap_chart
+
+        cohorts = [(c.date, c.size, c.rates) for c in self.cohorts]
+        title = (
+            f"{self.retention_type} retention: {self.born_event or 'any'} → {self.event or 'any'}"
+        )
+        return heatmap_chart(cohorts, title=title, bucket_label="bucket", ax=ax)
 
     def to_dict(self) -> dict[str, Any]:
         """Describe the result as JSON-ready data."""

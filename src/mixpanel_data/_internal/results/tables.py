@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, ClassVar
+
+from mixpanel_data._internal.results.notebook import NotebookRepr
 
 
 def _iso(value: Any) -> Any:
@@ -18,12 +20,14 @@ def _iso(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class SQLRows:
+@dataclass(frozen=True, repr=False)
+class SQLRows(NotebookRepr):
     """A query's column names, DuckDB types and rows as plain Python values (no pandas).
 
     JSON columns hold their text, as DuckDB returns it; ``types`` tells which they are.
     """
+
+    notebook_table: ClassVar[str | None] = "auto"
 
     columns: tuple[str, ...]
     types: tuple[str, ...]
@@ -46,8 +50,10 @@ class SQLRows:
 
 
 @dataclass(frozen=True)
-class ColumnInfo:
+class ColumnInfo(NotebookRepr):
     """One column of a local table."""
+
+    notebook_table: ClassVar[str | None] = None
 
     name: str
     type: str
@@ -59,12 +65,14 @@ class ColumnInfo:
 
 
 @dataclass(frozen=True)
-class TableInfo:
+class TableInfo(NotebookRepr):
     """A local table and what the metadata says about how it was fetched.
 
     ``kind`` is ``events``, ``profiles`` or ``other`` (a table made with SQL);
     ``complete`` and ``fetched_at`` are None for tables without fetch metadata.
     """
+
+    notebook_table: ClassVar[str | None] = None
 
     name: str
     kind: str
@@ -85,9 +93,11 @@ class TableInfo:
         }
 
 
-@dataclass(frozen=True)
-class TableSchema:
+@dataclass(frozen=True, repr=False)
+class TableSchema(NotebookRepr):
     """The columns of one local table."""
+
+    notebook_table: ClassVar[str | None] = "columns"
 
     name: str
     kind: str
@@ -104,9 +114,11 @@ class TableSchema:
         }
 
 
-@dataclass(frozen=True)
-class WorkspaceInfo:
+@dataclass(frozen=True, repr=False)
+class WorkspaceInfo(NotebookRepr):
     """The local database at a glance: where it is, how big, which tables."""
+
+    notebook_table: ClassVar[str | None] = "tables"
 
     path: str
     size_bytes: int
@@ -126,8 +138,10 @@ class WorkspaceInfo:
 
 
 @dataclass(frozen=True)
-class EventStats:
+class EventStats(NotebookRepr):
     """One event's share of an events table."""
+
+    notebook_table: ClassVar[str | None] = None
 
     event_name: str
     count: int
@@ -148,9 +162,11 @@ class EventStats:
         }
 
 
-@dataclass(frozen=True)
-class EventBreakdown:
+@dataclass(frozen=True, repr=False)
+class EventBreakdown(NotebookRepr):
     """Per-event counts of an events table, most frequent first."""
+
+    notebook_table: ClassVar[str | None] = "events"
 
     table: str
     total_events: int
@@ -172,8 +188,10 @@ class EventBreakdown:
 
 
 @dataclass(frozen=True)
-class NumericStats:
+class NumericStats(NotebookRepr):
     """Distribution of the values of a column that read as numbers."""
+
+    notebook_table: ClassVar[str | None] = None
 
     count: int
     min: float
@@ -200,13 +218,15 @@ class NumericStats:
         }
 
 
-@dataclass(frozen=True)
-class ColumnStats:
+@dataclass(frozen=True, repr=False)
+class ColumnStats(NotebookRepr):
     """Statistics of one column or JSON path (``properties->>'$.price'``) of a table.
 
     ``numeric`` covers the values that read as numbers (``"19.99"`` counts too),
     so a property sent sometimes as a string still gets a distribution.
     """
+
+    notebook_table: ClassVar[str | None] = "top_values"
 
     table: str
     expression: str
@@ -245,12 +265,14 @@ class ColumnStats:
 
 
 @dataclass(frozen=True)
-class ParquetExport:
+class ParquetExport(NotebookRepr):
     """What ``ws.export_parquet`` wrote: a Hive-partitioned Parquet folder for other engines.
 
     ``partition_by`` is ``day``, ``month``, or None for unpartitioned tables (profiles);
     ``partitions`` are the folder values written (``2024-01-31`` in ``date=2024-01-31``).
     """
+
+    notebook_table: ClassVar[str | None] = None
 
     table: str
     directory: str

@@ -19,6 +19,7 @@ from mixpanel_data._internal.results.discovery import (
     SavedCohort,
     TopEvent,
 )
+from mixpanel_data._internal.results.notebook import ResultList
 from mixpanel_data._internal.services.params import (
     TYPES,
     check_choice,
@@ -145,7 +146,7 @@ class DiscoveryService:
         events = body.get("events") if isinstance(body, dict) else None
         if not isinstance(events, list):
             raise _unexpected("events/top", body)
-        return [TopEvent.from_api(e) for e in events if isinstance(e, dict)]
+        return ResultList(TopEvent.from_api(e) for e in events if isinstance(e, dict))
 
     # -- saved objects (contract §7.1, §8, §12.1) -----------------------------------------
 
@@ -157,7 +158,7 @@ class DiscoveryService:
             found = [FunnelInfo.from_api(r) for r in rows if isinstance(r, dict)]
             return tuple(sorted(found, key=lambda f: (f.name.lower(), f.funnel_id)))
 
-        return list(self._cached(("funnels",), fetch))
+        return ResultList(self._cached(("funnels",), fetch))
 
     def cohorts(self) -> list[SavedCohort]:
         """The project's saved cohorts, sorted by name."""
@@ -168,7 +169,7 @@ class DiscoveryService:
             found = [SavedCohort.from_api(r) for r in rows if isinstance(r, dict)]
             return tuple(sorted(found, key=lambda c: (c.name.lower(), c.id)))
 
-        return list(self._cached(("cohorts",), fetch))
+        return ResultList(self._cached(("cohorts",), fetch))
 
     def bookmarks(self, type: str | None = None) -> list[BookmarkInfo]:
         """Saved reports from the App API, optionally of one type, sorted by type and name."""
@@ -189,7 +190,7 @@ class DiscoveryService:
             found = [BookmarkInfo.from_api(r) for r in rows if isinstance(r, dict)]
             return tuple(sorted(found, key=lambda b: (b.type, b.name.lower(), b.id)))
 
-        return list(self._cached(("bookmarks", kind), fetch))
+        return ResultList(self._cached(("bookmarks", kind), fetch))
 
 
 def _name_order(name: str) -> tuple[str, str]:

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mixpanel_data._internal.results.notebook import ResultList
 from mixpanel_data._internal.results.tables import (
     ColumnInfo,
     ColumnStats,
@@ -186,10 +187,10 @@ class IntrospectionService:
         from dataclasses import replace
 
         if not self._exists():
-            return []
+            return ResultList()
         tables = self._storage.list_tables()
         if all(t.kind != "other" for t in tables):
-            return tables
+            return ResultList(tables)
         with self._reader() as conn:
             columns: dict[str, list[ColumnInfo]] = {}
             for table, column in conn.execute(
@@ -197,10 +198,10 @@ class IntrospectionService:
                 "WHERE table_schema = 'main' AND table_catalog = current_database()"
             ).fetchall():
                 columns.setdefault(table, []).append(ColumnInfo(name=column, type=""))
-        return [
+        return ResultList(
             replace(t, kind=_kind_of(columns.get(t.name, []))) if t.kind == "other" else t
             for t in tables
-        ]
+        )
 
     def info(self) -> WorkspaceInfo:
         """Path, size on disk, project and tables of the database."""

@@ -82,6 +82,19 @@ def _table_columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str
     return {str(name): str(kind) for name, kind in rows}
 
 
+def _lake_columns(columns: Sequence[tuple[str, str]]) -> str:
+    """The select list of a lake file: JSON columns as UTF-8 text, so every engine reads a string.
+
+    Parquet's JSON logical type reaches Polars (and some Arrow readers) as binary.
+    """
+    return ", ".join(
+        f"CAST({quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}"
+        if t.upper() == "JSON"
+        else quote_ident(c)
+        for c, t in columns
+    )
+
+
 def _partition_expr(column_type: str, fmt: str) -> str:
     col = quote_ident(TIME_COLUMN)
     upper = column_type.upper()
@@ -203,11 +216,12 @@ def export_table(
         try:
             if partitioned:
                 expr = _partition_expr(columns[TIME_COLUMN], fmt)
-                query = f"SELECT *, {expr} AS {quote_ident(key)} FROM {quote_ident(table)}"
+                select = _lake_columns(list(columns.items()))
+                query = f"SELECT {select}, {expr} AS {quote_ident(key)} FROM {quote_ident(table)}"
                 options = f"FORMAT parquet, PARTITION_BY ({quote_ident(key)}), COMPRESSION zstd"
                 target = staging
             else:
-                query = f"SELECT * FROM {quote_ident(table)}"
+                query = f"SELECT {_lake_columns(list(columns.items()))} FROM {quote_ident(table)}"
                 options = "FORMAT parquet, COMPRESSION zstd"
                 staging.mkdir(parents=True)
                 target = staging / DATA_FILE
@@ -279,16 +293,27 @@ class ParquetDaySink:
         """
         part = self.partition_dir(day)
         _mkdir(part)
-        # A dot name without .parquet: no engine reads it while it is being written.
-        tmp = part / f".{DATA_FILE}.{uuid.uuid4().hex}.tmp"
+        # Written through PARTITION_BY, like `mp export`, so both writers give one schema
+        # (DuckDB's single-file writer marks a column NOT NULL when a file has no nulls).
+        # The staging folder is a dot name beside the table: no engine reads it.
+        staging = self.table_dir.parent / f"{_STAGING_PREFIX}{self.table}-{uuid.uuid4().hex}"
+        key = quote_ident("date")
         try:
-            copy = f"COPY ({query}) TO {_sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
+            copy = (
+                f"COPY (SELECT *, {_sql_literal(day.isoformat())} AS {key} FROM ({query})) "
+                f"TO {_sql_literal(str(staging))} "
+                f"(FORMAT parquet, PARTITION_BY ({key}), COMPRESSION zstd)"
+            )
             rows = _copy(conn, copy, params, target=part)
             final = part / DATA_FILE
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+            written = sorted((staging / part.name).glob("*.parquet"))
+            if written:
+                os.replace(written[0], final)
+            else:  # no rows: an empty partition file keeps the day's (empty) state explicit
+                empty = f"COPY (SELECT * FROM ({query}) LIMIT 0) TO {_sql_literal(str(final))} "
+                _copy(conn, empty + "(FORMAT parquet, COMPRESSION zstd)", params, target=part)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         for old in part.glob("*.parquet"):
             if old.name != DATA_FILE:
                 old.unlink(missing_ok=True)
@@ -312,7 +337,7 @@ class ParquetDaySink:
         """
         validate_table_name(table)
         tz = ZoneInfo(zone or "UTC")
-        cols = ", ".join(quote_ident(c) for c, _ in EVENTS_COLUMNS)
+        cols = _lake_columns(EVENTS_COLUMNS)
         query = (
             f"SELECT {cols} FROM {quote_ident(table)} "
             "WHERE event_time >= ? AND event_time < ? ORDER BY event_time, insert_id"

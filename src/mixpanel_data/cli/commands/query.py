@@ -34,9 +34,43 @@ LimitOpt = Annotated[int | None, typer.Option("--limit", "-l", help="Top N segme
 EventArg = Annotated[str, typer.Argument(help="Event name.")]
 
 
-def _emit(result: Any, fmt: Format, jq: str | None) -> None:
+def _chart_path(value: Path | None) -> Path | None:
+    """Check ``--chart`` before the query is spent: a writable .png/.svg/.pdf, matplotlib there."""
+    if value is None:
+        return None
+    if value.suffix.lower() not in {".png", ".svg", ".pdf"}:
+        raise ValidationError(f"--chart {value}: use a .png, .svg or .pdf file name")
+    folder = value.expanduser().absolute().parent
+    if not folder.is_dir():
+        raise ValidationError(f"--chart {value}: folder {folder} does not exist")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        from mixpanel_data.exceptions import ConfigError
+
+        raise ConfigError(
+            "--chart needs matplotlib; install it with pip install 'mixpanel_data[charts]'"
+        ) from None
+    return value
+
+
+ChartOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--chart",
+        help="Also draw the report to this .png/.svg/.pdf file (needs the charts extra).",
+        callback=_chart_path,
+    ),
+]
+
+
+def _emit(result: Any, fmt: Format, jq: str | None, chart: Path | None = None) -> None:
     """JSON formats print the typed result; table, csv and plain print its tidy rows."""
     emit(result, fmt=fmt, jq=jq, rows=result.rows)
+    if chart is not None:
+        from mixpanel_data.types import save_chart
+
+        save_chart(result.plot(), chart)
 
 
 @app.command()
@@ -54,6 +88,7 @@ def segmentation(
     limit: LimitOpt = None,
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
+    chart: ChartOpt = None,
 ) -> None:
     """Count an event over time, optionally split by a property.
 
@@ -73,7 +108,7 @@ def segmentation(
             limit=limit,
         )
     )
-    _emit(result, fmt, jq)
+    _emit(result, fmt, jq, chart)
 
 
 HourDayOpt = Annotated[str, typer.Option("--unit", "-u", help="hour or day.")]
@@ -91,6 +126,7 @@ def segmentation_numeric(
     type: TypeOpt = "general",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
+    chart: ChartOpt = None,
 ) -> None:
     """Count an event in numeric buckets of a property (e.g. "10 - 20").
 
@@ -103,7 +139,7 @@ def segmentation_numeric(
             event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit, type=type
         )
     )
-    _emit(result, fmt, jq)
+    _emit(result, fmt, jq, chart)
 
 
 @app.command("segmentation-sum")
@@ -117,6 +153,7 @@ def segmentation_sum(
     unit: HourDayOpt = "day",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
+    chart: ChartOpt = None,
 ) -> None:
     """Sum a numeric property per day (or hour).
 
@@ -129,7 +166,7 @@ def segmentation_sum(
             event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
         )
     )
-    _emit(result, fmt, jq)
+    _emit(result, fmt, jq, chart)
 
 
 @app.command("segmentation-average")
@@ -143,6 +180,7 @@ def segmentation_average(
     unit: HourDayOpt = "day",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
+    chart: ChartOpt = None,
 ) -> None:
     """Average a numeric property per day (or hour).
 
@@ -155,7 +193,7 @@ def segmentation_average(
             event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
         )
     )
-    _emit(result, fmt, jq)
+    _emit(result, fmt, jq, chart)
 
 
 @app.command()
@@ -179,6 +217,7 @@ def funnel(
     limit: LimitOpt = None,
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
+    chart: ChartOpt = None,
 ) -> None:
     """Compute a saved funnel; totals count each user once over the range.
 
@@ -200,7 +239,7 @@ def funnel(
             limit=limit,
         )
     )
-    _emit(result, fmt, jq)
+    _emit(result, fmt, jq, chart)
 
 
 @app.command()
@@ -233,6 +272,7 @@ def retention(
     limit: LimitOpt = None,
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
+    chart: ChartOpt = None,
 ) -> None:
     """Compute birth or compounded retention by cohort day.
 
@@ -257,7 +297,7 @@ def retention(
             limit=limit,
         )
     )
-    _emit(result, fmt, jq)
+    _emit(result, fmt, jq, chart)
 
 
 @app.command()
@@ -275,6 +315,7 @@ def frequency(
     limit: LimitOpt = None,
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
+    chart: ChartOpt = None,
 ) -> None:
     """Count users by how many hours of each day (or days of each week) they were active.
 
@@ -294,7 +335,7 @@ def frequency(
             limit=limit,
         )
     )
-    _emit(result, fmt, jq)
+    _emit(result, fmt, jq, chart)
 
 
 @app.command("event-counts")
@@ -309,6 +350,7 @@ def event_counts(
     ),
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
+    chart: ChartOpt = None,
 ) -> None:
     """Count several events over time in one query.
 
@@ -319,7 +361,7 @@ def event_counts(
         .workspace()
         .event_counts(events, from_date=from_date, to_date=to_date, type=type, unit=unit)
     )
-    _emit(result, fmt, jq)
+    _emit(result, fmt, jq, chart)
 
 
 @app.command("property-counts")
@@ -339,6 +381,7 @@ def property_counts(
     limit: LimitOpt = None,
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
+    chart: ChartOpt = None,
 ) -> None:
     """Count an event per value of a property over time.
 
@@ -358,7 +401,7 @@ def property_counts(
             limit=limit,
         )
     )
-    _emit(result, fmt, jq)
+    _emit(result, fmt, jq, chart)
 
 
 @app.command("activity-feed")
