@@ -1,11 +1,12 @@
 """JQL (legacy, maintenance mode): ``POST /jql`` runs the script for real (contract §13).
 
 The script runs in QuickJS, a small embedded JavaScript engine, on top of
-``jql_runtime.js`` (Events, People, join, filter/map/groupBy/groupByUser/reduce and
-the ``mixpanel.reducer`` functions). Each ``Events()`` query gets its rows from
-Python once, as one JSON string, already narrowed by dates and ``event_selectors``
-(whose ``selector`` is the segmentation expression language). Each request gets a
-fresh engine with a time and a memory limit. Script errors are HTTP 412
+Underscore.js (the ``_`` global the JQL guide's examples use) and ``jql_runtime.js``
+(Events, People, join, filter/map/groupBy/groupByUser/reduce, the ``mixpanel.reducer``
+functions and the ``mixpanel.*`` helpers the guide documents). Each ``Events()``
+query gets its rows from Python once, as one JSON string, already narrowed by dates
+and ``event_selectors`` (whose ``selector`` is the segmentation expression language).
+Each request gets a fresh engine with a time and a memory limit. Script errors are HTTP 412
 ``UserVisiblePreconditionFailedError: Uncaught exception ...`` as Mixpanel sends them.
 """
 
@@ -30,6 +31,8 @@ TIME_LIMIT_SECONDS: Final = 30.0  # per run of main(); Mixpanel allows 2 minutes
 MAX_QUERIES: Final = 20  # distinct Events()/People() queries one script may make
 MEMORY_LIMIT_BYTES: Final = 1 << 30
 _RUNTIME: Final = resources.files(__package__).joinpath("jql_runtime.js").read_text("utf-8")
+# Underscore.js (MIT, vendored from npm): the ``_`` global JQL scripts use, e.g. ``_.map``.
+_UNDERSCORE: Final = resources.files(__package__).joinpath("underscore.js").read_text("utf-8")
 _INTERNAL: Final = frozenset({"time", "distinct_id"})
 
 
@@ -135,6 +138,7 @@ def run_script(project: Any, script: str, params: Any) -> bytes:
     ctx = quickjs.Context()
     ctx.set_time_limit(TIME_LIMIT_SECONDS)
     ctx.set_memory_limit(MEMORY_LIMIT_BYTES)
+    ctx.eval(_UNDERSCORE)
     ctx.eval(_RUNTIME)
     ctx.set("__mp_params_json", orjson.dumps(params).decode())
     ctx.eval("var params = JSON.parse(__mp_params_json);")
