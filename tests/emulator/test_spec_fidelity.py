@@ -131,6 +131,13 @@ def client(emu: Emulator) -> Iterator[httpx.Client]:
         yield c
 
 
+def jql_example() -> dict[str, str]:
+    _method, op = operation("/jql")
+    media = op["requestBody"]["content"]["application/x-www-form-urlencoded"]
+    example: dict[str, str] = media["schema"]["example"]
+    return example
+
+
 def requests_for(emu: Emulator) -> dict[str, dict[str, Any]]:
     """One request per documented Query endpoint, with every parameter the spec requires."""
     user = str(emu.project.profiles()[0]["$distinct_id"])
@@ -161,9 +168,9 @@ def requests_for(emu: Emulator) -> dict[str, dict[str, Any]]:
         },
         "/events/properties/top": {"event": "Purchase"},
         "/events/properties/values": {"event": "Purchase", "name": "$browser"},
+        # The spec's own example script; its example params are not JSON (unquoted dates).
         "/jql": {
-            "script": "function main() { return Events(params).groupBy(['name'], "
-            "mixpanel.reducer.count()); }",
+            "script": jql_example()["script"],
             "params": json.dumps(dates),
         },
     }
