@@ -258,3 +258,54 @@ def test_group_by_user_hands_the_previous_state_starting_undefined(emu, client, 
     for e in sorted(events, key=lambda e: e["time"]):
         first.setdefault(e["user"], e["time"] * 1000)
     assert {row["key"][0]: row["value"] for row in got} == first
+
+
+# -- mixpanel-utils, a third-party client whose JQL helpers use _.each ------------------
+
+
+@pytest.fixture(scope="module")
+def mputils(emu: Emulator) -> Any:
+    from mixpanel_utils import MixpanelUtils
+
+    client = MixpanelUtils(
+        emu.secret,
+        service_account_username=emu.username,
+        project_id=emu.spec.project_id,
+        pool_size=1,
+        max_retries=1,
+    )
+    client.formatted_api = f"{emu.base_url}/api"  # its https://mixpanel.com/api, on loopback
+    return client
+
+
+def test_mixpanel_utils_query_jql_events(emu, mputils, dates, events, client):
+    rows = mputils.query_jql_events(
+        dates[0], dates[1], event_selectors={"event": "Purchase"}, output_properties=["price"]
+    )
+    assert isinstance(rows, list)
+    got = sorted((r["properties"]["distinct_id"], round(r["properties"]["time"])) for r in rows)
+    expected = sorted((e["user"], e["time"]) for e in events if e["name"] == "Purchase")
+    assert got == expected
+    assert expected
+    assert all(
+        r["event"] == "Purchase" and set(r["properties"]) <= {"distinct_id", "time", "price"}
+        for r in rows
+    )
+    sent = [r for r in emu.requests() if r.endpoint == "jql"]
+    assert "_.each" in sent[-1].params["script"]
+
+
+def test_mixpanel_utils_query_jql_people_with_a_selector(emu, mputils):
+    rows = mputils.query_jql_people(
+        user_selectors='properties["plan"] == "pro"', output_properties=["plan", "$email"]
+    )
+    expected = {
+        str(p["$distinct_id"]): {k: p["$properties"].get(k) for k in ("plan", "$email")}
+        for p in emu.project.profiles()
+        if p["$properties"].get("plan") == "pro"
+    }
+    got = {
+        r["$distinct_id"]: {k: r["$properties"].get(k) for k in ("plan", "$email")} for r in rows
+    }
+    assert got == expected
+    assert 0 < len(expected) < len(emu.project.profiles())

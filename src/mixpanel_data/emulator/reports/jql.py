@@ -89,9 +89,33 @@ def _events(data: Dataset, project: Any, query: dict[str, Any]) -> list[dict[str
     return rows
 
 
-def _people(data: Dataset) -> list[dict[str, Any]]:
+def _user_selectors(query: dict[str, Any]) -> list[Any] | None:
+    """``People({user_selectors: [{selector: '...'}]})``: a profile matching any selector."""
+    selectors = query.get("user_selectors")
+    if not selectors:
+        return None
+    if not isinstance(selectors, list):
+        raise ValueError("People() user_selectors must be an array")
+    compiled = []
+    for sel in selectors:
+        if not isinstance(sel, dict):
+            raise ValueError("each user selector must be an object like {selector: '...'}")
+        text = sel.get("selector")
+        if not isinstance(text, str) or not text.strip():
+            return None  # a selector without an expression selects everyone
+        try:
+            compiled.append(compile_filter(text))
+        except ExpressionError as exc:
+            raise ValueError(f"invalid selector {text!r}: {exc}") from None
+    return compiled
+
+
+def _people(data: Dataset, query: dict[str, Any]) -> list[dict[str, Any]]:
+    keep = _user_selectors(query)
     rows = []
     for distinct_id, props in sorted(data.profiles.items()):
+        if keep is not None and not any(k(props) for k in keep):
+            continue
         seen = props.get("$last_seen")
         try:
             when = datetime.fromisoformat(str(seen)).replace(tzinfo=UTC).timestamp() * 1000
@@ -121,7 +145,7 @@ def _rows(data: Dataset, project: Any, key: str) -> bytes:
     """The rows for one Events()/People() query, or ``{"error"}`` (JS rethrows it)."""
     try:
         source, query = orjson.loads(key)
-        rows = _events(data, project, query) if source == "events" else _people(data)
+        rows = _events(data, project, query) if source == "events" else _people(data, query)
         return orjson.dumps({"rows": rows}, option=orjson.OPT_SERIALIZE_NUMPY, default=_plain)
     except (ValueError, TypeError) as exc:
         return orjson.dumps({"error": str(exc)})
