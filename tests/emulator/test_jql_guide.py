@@ -309,3 +309,26 @@ def test_mixpanel_utils_query_jql_people_with_a_selector(emu, mputils):
     }
     assert got == expected
     assert 0 < len(expected) < len(emu.project.profiles())
+
+
+def test_guide_apply_group_limits_keeps_the_top_per_group(emu, client, dates, events):
+    script = """
+    function main() {
+      return Events({from_date: params.from, to_date: params.to})
+        .groupBy(["name", "distinct_id"], mixpanel.reducer.count())
+        .sortDesc('value')
+        .applyGroupLimits([3, 2], 5);
+    }
+    """
+    got = run(emu, client, script, {"from": dates[0], "to": dates[1]})
+    counts = Counter((e["name"], e["user"]) for e in events)
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    assert len(got) == 5
+    names = list(dict.fromkeys(row["key"][0] for row in got))
+    assert len(names) <= 3
+    for name in names:
+        rows = [row for row in got if row["key"][0] == name]
+        assert len(rows) <= 2
+        best = sorted((n for (ev, _u), n in counts.items() if ev == name), reverse=True)
+        assert [row["value"] for row in rows] == best[: len(rows)]
+    assert got[0]["value"] == ranked[0][1]

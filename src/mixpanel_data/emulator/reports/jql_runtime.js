@@ -140,6 +140,30 @@ Collection.prototype.reduce = function (reducer) {
   return new Collection([__mp_reduce(reducer, this._items)]);
 };
 Collection.prototype.toArray = function () { return this._items; };
+// groupBy rows in their current order, keeping at most limits[i] distinct values at key
+// level i under each parent key, and at most `global` rows in all (the guide's example
+// sorts by value first, so "top N" per group).
+Collection.prototype.applyGroupLimits = function (limits, global) {
+  var admitted = {};
+  var children = {};
+  var out = [];
+  this._items.forEach(function (row) {
+    if (global !== undefined && out.length >= global) return;
+    var key = Array.isArray(row.key) ? row.key : [row.key];
+    var fresh = [];
+    for (var i = 0; i < key.length && i < limits.length; i++) {
+      var id = JSON.stringify(key.slice(0, i + 1));
+      if (admitted[id]) continue;
+      var parent = JSON.stringify(key.slice(0, i));
+      var taken = (children[parent] || 0) + fresh.filter(function (f) { return f.parent === parent; }).length;
+      if (taken >= limits[i]) return;
+      fresh.push({ id: id, parent: parent });
+    }
+    fresh.forEach(function (f) { admitted[f.id] = true; children[f.parent] = (children[f.parent] || 0) + 1; });
+    out.push(row);
+  });
+  return new Collection(out);
+};
 
 function Events(query) {
   if (!query || !query.from_date || !query.to_date) {
