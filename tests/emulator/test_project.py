@@ -340,8 +340,16 @@ def test_saved_funnels_and_bookmarks_refer_to_the_data(
     names = {r["event"] for day in records.values() for r in day}
     funnels = project.funnels()
     assert {"Sign Up", "View Item", "Add To Cart", "Purchase"} == set(funnels[0]["steps"])
+    custom = {c["custom_event_id"]: c for c in project.custom_events()}
+    for c in custom.values():
+        assert set(c["alternatives"]) <= names
+    custom_steps = [s for f in funnels for s in f["steps"] if s.startswith("$custom_event:")]
+    assert custom_steps  # one saved funnel has a custom-event step (funnels spec example)
     for f in funnels:
-        assert set(f["steps"]) <= names
+        plain = {s for s in f["steps"] if not s.startswith("$custom_event:")}
+        assert plain <= names
+        for step in set(f["steps"]) - plain:
+            assert int(step.removeprefix("$custom_event:")) in custom
         assert f["length_unit"] == "day"
         assert f["length"] > 0
     bookmarks = project.bookmarks()

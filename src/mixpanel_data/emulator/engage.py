@@ -6,26 +6,48 @@ session sees one consistent result even if it fetches pages in parallel. A page 
 without a live session is a 400 (contract §5, docs since Jul 2025). ``total`` is sent
 on page 0 only: Airbyte notes it may be absent later, so clients must not rely on it.
 Sessions expire after ``ttl`` seconds (unconfirmed upstream; default one hour).
+
+``behaviors`` (contract §5; typed "integer" in the spec, a JSON array in practice) selects
+profiles by what they did: each ``{"name", "window", "event_selectors"}`` counts a user's
+events matching any selector (``{"event", "selector"}``, the selector in the expression
+language) in the window ending at ``as_of_timestamp`` (epoch seconds; default: the end of
+the project's today). ``where`` then filters on ``behaviors["name"]`` (and profile
+properties); without a ``where`` a profile is kept if any behavior counted at least one
+event. Paging such a query past page 0 needs ``as_of_timestamp``, else the documented
+``request for page in uncached query for params``.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
-from mixpanel_data.emulator.expressions import ExpressionError, compile_filter
+from mixpanel_data.emulator.expression_values import truthy
+from mixpanel_data.emulator.expressions import (
+    BEHAVIOR_PREFIX,
+    ExpressionError,
+    compile_filter,
+    evaluate,
+    parse,
+)
 from mixpanel_data.emulator.responses import now_iso
 from mixpanel_data.emulator.routing import ApiRequest, EmulatorError
 
-__all__ = ["PAGE_SIZE", "EngageSessions", "engage"]
+__all__ = ["PAGE_SIZE", "Behavior", "EngageSessions", "behavior_counts", "engage"]
 
 PAGE_SIZE = 1000
+BEHAVIORS_WITH_COHORT = "behaviors and filter_by_cohort are mutually exclusive"
+_WINDOW_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
 # The documented text for a page request whose cached query is gone (contract §3.4).
 UNCACHED_PAGE = "request for page in uncached query for params"
 
@@ -79,6 +101,9 @@ def engage(
     session_id = params.get("session_id") or None
     if expire_session and session_id:
         sessions.expire(session_id)
+    if page > 0 and params.get("behaviors") and not params.get("as_of_timestamp"):
+        # Paging a behaviors query needs as_of_timestamp (the engage spec, as_of_timestamp).
+        raise EmulatorError(400, UNCACHED_PAGE)
     results = sessions.get(session_id) if session_id else None
     if results is None:
         if page > 0:
@@ -101,8 +126,9 @@ def engage(
 def _query(request: ApiRequest) -> list[dict[str, Any]]:
     params = request.params
     project = request.project
-    if params.get("behaviors"):
-        raise EmulatorError(400, "the emulator does not support 'behaviors'; use filter_by_cohort")
+    behaviors = _behaviors(params)
+    if behaviors is not None and params.get("filter_by_cohort"):
+        raise EmulatorError(400, BEHAVIORS_WITH_COHORT)
     if params.get("data_group_id"):
         return []  # the synthetic project has no group profiles
     profiles: list[dict[str, Any]] = project.profiles()
@@ -122,7 +148,10 @@ def _query(request: ApiRequest) -> list[dict[str, Any]]:
         profiles = [p for p in profiles if str(p["$distinct_id"]) in wanted]
 
     where = params.get("where")
-    if where:
+    if behaviors is not None:
+        counts = behavior_counts(project, behaviors, as_of=_as_of(params, project))
+        profiles = _select_by_behaviors(profiles, behaviors, counts, where)
+    elif where:
         try:
             keep = compile_filter(where)
         except ExpressionError as exc:
@@ -210,3 +239,124 @@ def _safe(keep: Any, properties: Mapping[str, Any]) -> bool:
         return bool(keep(properties))
     except ExpressionError:
         return False  # a record the expression cannot judge is not kept
+
+
+# -- behaviors ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Behavior:
+    """One named ``behaviors`` entry: a window and the events it counts."""
+
+    name: str
+    window_seconds: int
+    selectors: tuple[tuple[str | None, Callable[[Mapping[str, Any]], bool] | None], ...]
+
+
+def _behaviors(params: Mapping[str, str]) -> list[Behavior] | None:
+    raw = params.get("behaviors")
+    if not raw:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise EmulatorError(400, f"behaviors must be a JSON array; {_BEHAVIOR_FORM}") from None
+    items = [value] if isinstance(value, dict) else value
+    if not isinstance(items, list) or not items:
+        raise EmulatorError(400, f"behaviors must be a JSON array; {_BEHAVIOR_FORM}")
+    return [_behavior(item) for item in items]
+
+
+_BEHAVIOR_FORM = 'e.g. [{"name":"b","window":"30d","event_selectors":[{"event":"Purchase"}]}]'
+_WINDOW_RE = re.compile(r"(\d+)\s*([hdw])")
+
+
+def _behavior(item: Any) -> Behavior:
+    if not isinstance(item, dict):
+        raise EmulatorError(400, f"each behavior must be an object, {_BEHAVIOR_FORM}")
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise EmulatorError(400, f"each behavior needs a name, {_BEHAVIOR_FORM}")
+    window = item.get("window")
+    match = _WINDOW_RE.fullmatch(window.strip()) if isinstance(window, str) else None
+    if match is None:
+        raise EmulatorError(
+            400, f"behavior {name!r}: window must be like '30d', '12h' or '2w', got {window!r}"
+        )
+    seconds = int(match.group(1)) * _WINDOW_UNITS[match.group(2)]
+    raw_selectors = item.get("event_selectors")
+    if not isinstance(raw_selectors, list) or not raw_selectors:
+        raise EmulatorError(400, f"behavior {name!r} needs event_selectors, {_BEHAVIOR_FORM}")
+    selectors = []
+    for sel in raw_selectors:
+        if not isinstance(sel, dict):
+            raise EmulatorError(400, f"behavior {name!r}: each event selector must be an object")
+        event = sel.get("event")
+        text = sel.get("selector")
+        try:
+            keep = compile_filter(text) if isinstance(text, str) and text.strip() else None
+        except ExpressionError as exc:
+            raise EmulatorError(400, f"behavior {name!r}: invalid selector: {exc}") from None
+        selectors.append((event if isinstance(event, str) else None, keep))
+    return Behavior(name=name, window_seconds=seconds, selectors=tuple(selectors))
+
+
+def _as_of(params: Mapping[str, str], project: Any) -> float:
+    raw = params.get("as_of_timestamp")
+    if raw:
+        try:
+            return float(int(raw))
+        except ValueError:
+            raise EmulatorError(
+                400, f"as_of_timestamp must be epoch seconds (an integer), got '{raw}'"
+            ) from None
+    today = project.today() if callable(project.today) else project.today
+    tz = ZoneInfo(project.spec.timezone)
+    end = datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+    return end.timestamp()
+
+
+def behavior_counts(
+    project: Any, behaviors: Sequence[Behavior], *, as_of: float
+) -> dict[str, dict[str, int]]:
+    """For each distinct_id, how many events each behavior counted in its window."""
+    from mixpanel_data.emulator.reports.dataset import dataset_for
+
+    data = dataset_for(project)
+    counts: dict[str, dict[str, int]] = {}
+    for behavior in behaviors:
+        start = as_of - behavior.window_seconds
+        for event in data.events:
+            if not start < event.ts <= as_of:
+                continue
+            for name, keep in behavior.selectors:
+                if (name is None or name == event.name) and (keep is None or keep(event.props)):
+                    per_user = counts.setdefault(event.distinct_id, {})
+                    per_user[behavior.name] = per_user.get(behavior.name, 0) + 1
+                    break
+    return counts
+
+
+def _select_by_behaviors(
+    profiles: list[dict[str, Any]],
+    behaviors: Sequence[Behavior],
+    counts: Mapping[str, Mapping[str, int]],
+    where: str | None,
+) -> list[dict[str, Any]]:
+    names = [b.name for b in behaviors]
+    if not where:
+        return [p for p in profiles if any(counts.get(str(p["$distinct_id"]), {}).values())]
+    try:
+        expr = parse(where)
+    except ExpressionError as exc:
+        raise EmulatorError(400, f"invalid 'where' expression: {exc}") from None
+    kept = []
+    for p in profiles:
+        done = counts.get(str(p["$distinct_id"]), {})
+        user = {BEHAVIOR_PREFIX + n: done.get(n, 0) for n in names}
+        try:
+            if truthy(evaluate(expr, properties=p["$properties"], user=user)):
+                kept.append(p)
+        except ExpressionError:
+            continue
+    return kept

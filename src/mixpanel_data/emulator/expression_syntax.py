@@ -66,7 +66,7 @@ class ListLiteral:
 
 @dataclass(frozen=True)
 class Prop:
-    """``properties["x"]``, ``event["x"]`` or ``user["x"]``."""
+    """``properties["x"]``, ``event["x"]``, ``user["x"]`` or ``behaviors["x"]``."""
 
     namespace: str
     name: str
@@ -112,7 +112,8 @@ class Call:
 
 Expr = Literal | ListLiteral | Prop | Index | Unary | Binary | Call
 
-NAMESPACES: Final = frozenset({"properties", "event", "user"})
+# ``behaviors["name"]`` is engage's count of a named ``behaviors`` selector (contract §3.6).
+NAMESPACES: Final = frozenset({"properties", "event", "user", "behaviors"})
 FUNCTIONS: Final = frozenset(
     {"defined", "floor", "round", "ceil", "boolean", "number", "string", "datetime"}
 )

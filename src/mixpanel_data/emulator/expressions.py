@@ -67,6 +67,7 @@ from mixpanel_data.emulator.expression_values import (
 )
 
 __all__ = [
+    "BEHAVIOR_PREFIX",
     "UNDEFINED",
     "DateTime",
     "Expr",
@@ -81,6 +82,8 @@ _COMPARISONS: Final = ("==", "!=", ">=", "<=", ">", "<")
 
 _Fn = Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], Any]
 _EMPTY: Final[Mapping[str, Any]] = {}
+# ``behaviors["x"]`` reads ``user[BEHAVIOR_PREFIX + "x"]``: engage puts the counts there.
+BEHAVIOR_PREFIX: Final = "\x00behaviors:"
 
 
 def _lookup(mapping: Mapping[str, Any], name: str) -> Any:
@@ -135,6 +138,9 @@ def _compile_node(node: Expr) -> _Fn:
         return lambda p, e, u: [f(p, e, u) for f in items]
     if isinstance(node, Prop):
         name = node.name
+        if node.namespace == "behaviors":  # read from the user mapping under a reserved key
+            key = BEHAVIOR_PREFIX + name
+            return lambda p, e, u: _lookup(u, key)
         slot = ("properties", "event", "user").index(node.namespace)
         if name == "$time" and slot != 2:
             if slot == 0:

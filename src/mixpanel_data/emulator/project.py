@@ -47,6 +47,7 @@ __all__ = ["HARD_CASE_RATES", "ProjectSpec", "SyntheticProject", "hard_case_coun
 CACHE_ROOT_NAME: Final = "mixpanel-emulator-cache"
 CACHE_MAX_AGE_SECONDS: Final = 2 * 86_400  # other specs' caches unused this long are removed
 _ORG_ID: Final = 880_001
+ENGAGED_CUSTOM_EVENT: Final = 4001  # the custom event "Engaged" (Add To Cart or Share Item)
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,24 @@ class SyntheticProject:
                 "length": 7,
                 "length_unit": "day",
             },
+            {
+                # A custom-event step: its goal is "$custom_event:<id>" (the funnels spec example).
+                "funnel_id": 7004,
+                "name": "View to engaged",
+                "steps": ["View Item", f"$custom_event:{ENGAGED_CUSTOM_EVENT}"],
+                "length": 3,
+                "length_unit": "day",
+            },
+        ]
+
+    def custom_events(self) -> list[dict[str, Any]]:
+        """Custom events (a named union of events), as funnel steps refer to them by id."""
+        return [
+            {
+                "custom_event_id": ENGAGED_CUSTOM_EVENT,
+                "name": "Engaged",
+                "alternatives": ["Add To Cart", "Share Item"],
+            }
         ]
 
     _COHORTS: Final = (

@@ -4,6 +4,10 @@ Names, property names and values are ranked by volume over the window (the last
 31 days unless ``from_date``/``to_date`` say otherwise, contract §6.1).
 ``/events/top`` is "today's" top events against yesterday; the synthetic data stops
 at yesterday, so "today" is the latest day that has data (an emulator choice).
+``type`` is required on both ``/events/top`` and ``/events/names`` (the spec's shared
+``type`` parameter is ``required: true``). ``/events/properties/values`` keeps ``event``
+optional, although the spec marks it required: without it the values span all events
+(our client's ``property_values(prop)`` sends none).
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ def _amounts(events: list[Event], kind: str) -> dict[str, float]:
 @query_route("events/names")
 def event_names(req: ApiRequest) -> list[str]:
     """The most common event names in the window, most frequent first."""
-    kind = unit_param(req, TYPES, default="general", name="type")
+    kind = unit_param(req, TYPES, default=None, name="type")  # required (spec)
     limit = min(opt_int(req, "limit", default=NAMES_LIMIT, minimum=1) or NAMES_LIMIT, NAMES_MAX)
     first, last = date_range(req, default_days=WINDOW_DAYS)
     check_history(req, first)
@@ -72,7 +76,7 @@ def _latest_day(req: ApiRequest) -> date:
 @query_route("events/top")
 def top_events(req: ApiRequest) -> dict[str, Any]:
     """Today's top events with the relative change from yesterday (contract §6.2)."""
-    kind = unit_param(req, TYPES, default="general", name="type")
+    kind = unit_param(req, TYPES, default=None, name="type")  # required (spec)
     limit = opt_int(req, "limit", default=TOP_LIMIT, minimum=1) or TOP_LIMIT
     data, day = dataset_for(req.project), _latest_day(req)
     now = _amounts(data.between(day, day), kind)

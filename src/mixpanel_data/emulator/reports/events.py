@@ -26,6 +26,8 @@ from mixpanel_data.emulator.reports.params import (
     unit_param,
 )
 from mixpanel_data.emulator.reports.segmentation import aggregate, top_segments
+from mixpanel_data.emulator.reports.tabular import series_reply, wants_csv
+from mixpanel_data.emulator.responses import Reply
 from mixpanel_data.emulator.routing import ApiRequest, query_route
 
 __all__: list[str] = []
@@ -63,9 +65,10 @@ def _kind_and_unit(req: ApiRequest) -> tuple[str, str]:
 
 
 @query_route("events")
-def events(req: ApiRequest) -> dict[str, Any]:
+def events(req: ApiRequest) -> dict[str, Any] | Reply:
     """Counts per bucket for each event of the ``event`` JSON array."""
     names = [str(n) for n in json_list(req, "event", required=True) or []]
+    csv = wants_csv(req)
     if not names:
         raise bad("Error in event: the JSON array must name at least one event")
     kind, unit = _kind_and_unit(req)
@@ -79,14 +82,16 @@ def events(req: ApiRequest) -> dict[str, Any]:
         type=kind,
     )
     values = {name: counted.get(name, {}) for name in dict.fromkeys(names)}
-    return {"data": {"series": buckets.series, "values": values}, "legend_size": len(values)}
+    body = {"data": {"series": buckets.series, "values": values}, "legend_size": len(values)}
+    return series_reply(body) if csv else body
 
 
 @query_route("events/properties")
-def event_properties(req: ApiRequest) -> dict[str, Any]:
+def event_properties(req: ApiRequest) -> dict[str, Any] | Reply:
     """Counts per bucket for each value of one property of one event."""
     event = req_str(req, "event", what="a single event name")
     name = req_str(req, "name", what="a property name")
+    csv = wants_csv(req)
     wanted = json_list(req, "values", required=False)
     kind, unit = _kind_and_unit(req)
     first, last = _range(req, unit)
@@ -107,4 +112,5 @@ def event_properties(req: ApiRequest) -> dict[str, Any]:
         type=kind,
     )
     values = top_segments(counted, limit)
-    return {"data": {"series": buckets.series, "values": values}, "legend_size": len(values)}
+    body = {"data": {"series": buckets.series, "values": values}, "legend_size": len(values)}
+    return series_reply(body) if csv else body

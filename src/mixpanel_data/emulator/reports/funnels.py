@@ -8,6 +8,7 @@ completions after ``to_date`` still count. ``where`` filters every step's events
 ``{"$overall": [steps], "<segment>": [steps]}`` (the form JMF found, contract §7.2).
 Ratios are JSON integers when whole; ``avg_time`` and ``avg_time_from_start`` are
 whole seconds, ``null`` for step 0 and when nobody reached the step.
+A step ``$custom_event:<id>`` matches any of the project's custom event's events.
 """
 
 from __future__ import annotations
@@ -34,7 +35,15 @@ from mixpanel_data.emulator.reports.params import (
 )
 from mixpanel_data.emulator.routing import ApiRequest, EmulatorError, query_route
 
-__all__ = ["FunnelStats", "compute_funnel", "find_funnel", "step_rows"]
+__all__ = [
+    "FunnelStats",
+    "compute_funnel",
+    "custom_event_id",
+    "find_funnel",
+    "step_events",
+    "step_labels",
+    "step_rows",
+]
 
 LENGTH_UNITS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 MAX_WINDOW_SECONDS: Final = 90 * 86400  # "May not be greater than 90 days"
@@ -67,8 +76,43 @@ def find_funnel(project: Any, raw_id: str) -> dict[str, Any]:
     raise EmulatorError(404, f"Funnel {funnel_id} not found in this project; see /funnels/list")
 
 
+CUSTOM_EVENT_PREFIX: Final = "$custom_event:"
+
+
+def custom_event_id(step: str) -> int | None:
+    """The id in a ``$custom_event:<id>`` step, else None."""
+    rest = step.removeprefix(CUSTOM_EVENT_PREFIX)
+    return int(rest) if rest != step and rest.isdigit() else None
+
+
+def step_events(project: Any, steps: Sequence[str]) -> list[frozenset[str]]:
+    """The event names each step matches: its own name, or a custom event's alternatives."""
+    by_id = {int(c["custom_event_id"]): c for c in getattr(project, "custom_events", list)()}
+    out = []
+    for step in steps:
+        cid = custom_event_id(step)
+        if cid is None:
+            out.append(frozenset({step}))
+        elif cid in by_id:
+            out.append(frozenset(str(a) for a in by_id[cid]["alternatives"]))
+        else:
+            raise bad(f"custom event {cid} of this funnel does not exist in this project")
+    return out
+
+
+def step_labels(project: Any, steps: Sequence[str]) -> list[str]:
+    """``step_label``: the event name, or the custom event's name (funnels spec)."""
+    names = {
+        int(c["custom_event_id"]): c["name"] for c in getattr(project, "custom_events", list)()
+    }
+    return [
+        str(names.get(cid, step)) if (cid := custom_event_id(step)) is not None else step
+        for step in steps
+    ]
+
+
 def _convert(
-    entry: Event, later: Sequence[Event], steps: Sequence[str], window: float
+    entry: Event, later: Sequence[Event], steps: Sequence[frozenset[str]], window: float
 ) -> list[Event]:
     """The events reaching each step after ``entry`` (greedy earliest match is optimal)."""
     path = [entry]
@@ -77,7 +121,7 @@ def _convert(
     for e in later:
         if want == len(steps) or e.ts > deadline:
             break
-        if e.name == steps[want]:
+        if e.name in steps[want]:
             path.append(e)
             want += 1
     return path
@@ -93,27 +137,34 @@ def compute_funnel(
     buckets: Buckets,
     keep: EventFilter | None = None,
     seg: Segmenter | None = None,
+    matches: Sequence[frozenset[str]] | None = None,
 ) -> dict[str, dict[str | None, FunnelStats]]:
-    """``{bucket: {segment or None for overall: FunnelStats}}`` for every bucket of the range."""
+    """``{bucket: {segment or None for overall: FunnelStats}}`` for every bucket of the range.
+
+    ``matches`` gives each step's event names (``step_events``); by default a step
+    matches the event of its own name.
+    """
+    names = list(matches) if matches is not None else [frozenset({s}) for s in steps]
     out: dict[str, dict[str | None, FunnelStats]] = {
         b: {None: FunnelStats.empty(len(steps))} for b in buckets.series
     }
     horizon = last + timedelta(days=int(window // 86400) + 2)  # completions after to_date count
     per_user: dict[str, list[Event]] = {}
-    for e in data.named(dict.fromkeys(steps), first, horizon):
+    wanted = dict.fromkeys(n for step in names for n in sorted(step))
+    for e in data.named(wanted, first, horizon):
         if keep is None or keep(e):
             per_user.setdefault(e.distinct_id, []).append(e)
     for events in per_user.values():
         events.sort(key=lambda e: e.seq)
         entered: set[str] = set()
         for i, e in enumerate(events):
-            if e.name != steps[0] or e.day > last:
+            if e.name not in names[0] or e.day > last:
                 continue
             b = buckets.key(e.local)
             if b in entered:
                 continue
             entered.add(b)
-            path = _convert(e, events[i + 1 :], steps, window)
+            path = _convert(e, events[i + 1 :], names, window)
             targets: list[str | None] = [None]
             if seg is not None:
                 targets += seg(e)
@@ -137,23 +188,33 @@ def _avg(total: float, count: int, step: int) -> int | None:
     return None if step == 0 or count == 0 else round(total / count)
 
 
-def step_rows(stats: FunnelStats, steps: Sequence[str]) -> list[dict[str, Any]]:
-    """The documented step objects, in the doc example's key order (contract §7.2)."""
+def step_rows(
+    stats: FunnelStats, steps: Sequence[str], labels: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """The documented step objects, in the doc example's key order (contract §7.2).
+
+    A custom-event step (``$custom_event:<id>``) carries ``custom_event: true`` and
+    ``custom_event_id``, and its ``step_label`` is the custom event's name, as in the
+    funnels spec example; other steps have neither key.
+    """
     c = stats.counts
     rows = []
     for n, name in enumerate(steps):
-        rows.append(
-            {
-                "count": c[n],
-                "avg_time": _avg(stats.from_prev[n], c[n], n),
-                "avg_time_from_start": _avg(stats.from_start[n], c[n], n),
-                "step_conv_ratio": 1 if n == 0 else _ratio(c[n], c[n - 1]),
-                "goal": name,
-                "step_label": name,
-                "overall_conv_ratio": 1 if n == 0 else _ratio(c[n], c[0]),
-                "event": name,
-            }
-        )
+        row: dict[str, Any] = {
+            "count": c[n],
+            "avg_time": _avg(stats.from_prev[n], c[n], n),
+            "avg_time_from_start": _avg(stats.from_start[n], c[n], n),
+            "step_conv_ratio": 1 if n == 0 else _ratio(c[n], c[n - 1]),
+            "goal": name,
+            "step_label": labels[n] if labels is not None else name,
+        }
+        cid = custom_event_id(name)
+        if cid is not None:
+            row["custom_event"] = True
+            row["custom_event_id"] = cid
+        row["overall_conv_ratio"] = 1 if n == 0 else _ratio(c[n], c[0])
+        row["event"] = name
+        rows.append(row)
     return rows
 
 
@@ -197,14 +258,23 @@ def funnels(req: ApiRequest) -> dict[str, Any]:
     limit = opt_int(req, "limit", default=DEFAULT_LIMIT, minimum=1) or DEFAULT_LIMIT
     if limit > MAX_LIMIT:
         raise bad(f"Error in limit: must be at most {MAX_LIMIT}, got {limit}")
+    matches, labels = step_events(req.project, steps), step_labels(req.project, steps)
     result = compute_funnel(
-        data, steps, first=first, last=last, window=window, buckets=buckets, keep=keep, seg=seg
+        data,
+        steps,
+        first=first,
+        last=last,
+        window=window,
+        buckets=buckets,
+        keep=keep,
+        seg=seg,
+        matches=matches,
     )
     body: dict[str, Any] = {}
     if seg is None:
         for b, by_seg in result.items():
             overall = by_seg[None]
-            body[b] = {"steps": step_rows(overall, steps), "analysis": analysis(overall)}
+            body[b] = {"steps": step_rows(overall, steps, labels), "analysis": analysis(overall)}
         return {"meta": {"dates": buckets.series}, "data": body}
     totals: dict[str, int] = {}
     for by_seg in result.values():
@@ -213,8 +283,9 @@ def funnels(req: ApiRequest) -> dict[str, Any]:
                 totals[target] = totals.get(target, 0) + stats.counts[0]
     top = sorted(totals, key=lambda s: (-totals[s], s))[:limit]
     for b, by_seg in result.items():
-        entry: dict[str, Any] = {"$overall": step_rows(by_seg[None], steps)}
+        entry: dict[str, Any] = {"$overall": step_rows(by_seg[None], steps, labels)}
         for target in top:
-            entry[target] = step_rows(by_seg.get(target) or FunnelStats.empty(len(steps)), steps)
+            stats = by_seg.get(target) or FunnelStats.empty(len(steps))
+            entry[target] = step_rows(stats, steps, labels)
         body[b] = entry
     return {"meta": {"dates": buckets.series}, "data": body}

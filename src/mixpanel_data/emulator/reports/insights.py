@@ -21,7 +21,12 @@ from zoneinfo import ZoneInfo
 
 from mixpanel_data.emulator.reports.buckets import day_buckets, unit_buckets
 from mixpanel_data.emulator.reports.dataset import dataset_for
-from mixpanel_data.emulator.reports.funnels import compute_funnel, find_funnel, window_seconds
+from mixpanel_data.emulator.reports.funnels import (
+    compute_funnel,
+    find_funnel,
+    step_events,
+    window_seconds,
+)
 from mixpanel_data.emulator.reports.params import (
     bad,
     date_range,
@@ -121,7 +126,13 @@ def _funnel(req: ApiRequest, params: dict[str, Any], first: date, last: date) ->
     window = window_seconds(_sub_request(req, {}), {**funnel, **params})
     buckets = day_buckets((last - first).days + 1, first, last)  # one bucket: each user once
     stats = compute_funnel(
-        dataset_for(req.project), steps, first=first, last=last, window=window, buckets=buckets
+        dataset_for(req.project),
+        steps,
+        first=first,
+        last=last,
+        window=window,
+        buckets=buckets,
+        matches=step_events(req.project, steps),
     )[buckets.series[0]][None]
     labels = [f"{n + 1}. {name}" for n, name in enumerate(steps)]
     c = stats.counts

@@ -1,11 +1,12 @@
 """JQL (legacy, maintenance mode): ``POST /jql`` runs the script for real (contract §13).
 
 The script runs in QuickJS, a small embedded JavaScript engine, on top of
-``jql_runtime.js`` (Events, People, join, filter/map/groupBy/groupByUser/reduce and
-the ``mixpanel.reducer`` functions). Each ``Events()`` query gets its rows from
-Python once, as one JSON string, already narrowed by dates and ``event_selectors``
-(whose ``selector`` is the segmentation expression language). Each request gets a
-fresh engine with a time and a memory limit. Script errors are HTTP 412
+Underscore.js (the ``_`` global the JQL guide's examples use) and ``jql_runtime.js``
+(Events, People, join, filter/map/groupBy/groupByUser/reduce, the ``mixpanel.reducer``
+functions and the ``mixpanel.*`` helpers the guide documents). Each ``Events()``
+query gets its rows from Python once, as one JSON string, already narrowed by dates
+and ``event_selectors`` (whose ``selector`` is the segmentation expression language).
+Each request gets a fresh engine with a time and a memory limit. Script errors are HTTP 412
 ``UserVisiblePreconditionFailedError: Uncaught exception ...`` as Mixpanel sends them.
 """
 
@@ -30,6 +31,8 @@ TIME_LIMIT_SECONDS: Final = 30.0  # per run of main(); Mixpanel allows 2 minutes
 MAX_QUERIES: Final = 20  # distinct Events()/People() queries one script may make
 MEMORY_LIMIT_BYTES: Final = 1 << 30
 _RUNTIME: Final = resources.files(__package__).joinpath("jql_runtime.js").read_text("utf-8")
+# Underscore.js (MIT, vendored from npm): the ``_`` global JQL scripts use, e.g. ``_.map``.
+_UNDERSCORE: Final = resources.files(__package__).joinpath("underscore.js").read_text("utf-8")
 _INTERNAL: Final = frozenset({"time", "distinct_id"})
 
 
@@ -86,9 +89,33 @@ def _events(data: Dataset, project: Any, query: dict[str, Any]) -> list[dict[str
     return rows
 
 
-def _people(data: Dataset) -> list[dict[str, Any]]:
+def _user_selectors(query: dict[str, Any]) -> list[Any] | None:
+    """``People({user_selectors: [{selector: '...'}]})``: a profile matching any selector."""
+    selectors = query.get("user_selectors")
+    if not selectors:
+        return None
+    if not isinstance(selectors, list):
+        raise ValueError("People() user_selectors must be an array")
+    compiled = []
+    for sel in selectors:
+        if not isinstance(sel, dict):
+            raise ValueError("each user selector must be an object like {selector: '...'}")
+        text = sel.get("selector")
+        if not isinstance(text, str) or not text.strip():
+            return None  # a selector without an expression selects everyone
+        try:
+            compiled.append(compile_filter(text))
+        except ExpressionError as exc:
+            raise ValueError(f"invalid selector {text!r}: {exc}") from None
+    return compiled
+
+
+def _people(data: Dataset, query: dict[str, Any]) -> list[dict[str, Any]]:
+    keep = _user_selectors(query)
     rows = []
     for distinct_id, props in sorted(data.profiles.items()):
+        if keep is not None and not any(k(props) for k in keep):
+            continue
         seen = props.get("$last_seen")
         try:
             when = datetime.fromisoformat(str(seen)).replace(tzinfo=UTC).timestamp() * 1000
@@ -118,7 +145,7 @@ def _rows(data: Dataset, project: Any, key: str) -> bytes:
     """The rows for one Events()/People() query, or ``{"error"}`` (JS rethrows it)."""
     try:
         source, query = orjson.loads(key)
-        rows = _events(data, project, query) if source == "events" else _people(data)
+        rows = _events(data, project, query) if source == "events" else _people(data, query)
         return orjson.dumps({"rows": rows}, option=orjson.OPT_SERIALIZE_NUMPY, default=_plain)
     except (ValueError, TypeError) as exc:
         return orjson.dumps({"error": str(exc)})
@@ -135,6 +162,7 @@ def run_script(project: Any, script: str, params: Any) -> bytes:
     ctx = quickjs.Context()
     ctx.set_time_limit(TIME_LIMIT_SECONDS)
     ctx.set_memory_limit(MEMORY_LIMIT_BYTES)
+    ctx.eval(_UNDERSCORE)
     ctx.eval(_RUNTIME)
     ctx.set("__mp_params_json", orjson.dumps(params).decode())
     ctx.eval("var params = JSON.parse(__mp_params_json);")

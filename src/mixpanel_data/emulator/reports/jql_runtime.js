@@ -42,22 +42,33 @@ function __mp_store(key, text) {
   __mp_cache[key] = JSON.parse(text);
 }
 
-function __mp_reduce(reducer, items) {
+function __mp_reduce(reducer, items, state) {
   if (Array.isArray(reducer)) {
-    return reducer.map(function (r) { return __mp_reduce(r, items); });
+    return reducer.map(function (r) { return __mp_reduce(r, items, state); });
   }
   if (typeof reducer !== "function") throw new TypeError("reducer must be a function");
-  return reducer([], items);
+  // groupBy/reduce hand a list of earlier results (none here); groupByUser hands the
+  // user's previous state, undefined at the start (as the JQL guide's examples assume).
+  return reducer(state === undefined ? [] : state.initial, items);
 }
 
+// Built-in reducers read earlier results from a list; groupByUser passes undefined.
+function __mp_accs(accs) { return Array.isArray(accs) ? accs : []; }
+
 function __mp_key_values(keys, item) {
-  // One key tuple per combination: a key returning an array puts the item in each group.
+  // One key tuple per combination. A key marked by mixpanel.multiple_keys() that returns a
+  // list puts the item in one group per element; other list values are the key as they are
+  // (the JQL guide, groupBy); mixpanel.slice() keys are spliced into the tuple.
   var tuples = [[]];
   for (var i = 0; i < keys.length; i++) {
     var v = keys[i](item);
-    var options = Array.isArray(v) ? v : [v];
     var next = [];
     for (var t = 0; t < tuples.length; t++) {
+      if (keys[i].__mp_splice) {
+        next.push(tuples[t].concat(Array.isArray(v) ? v : [v]));
+        continue;
+      }
+      var options = keys[i].__mp_multiple && Array.isArray(v) ? v : [v];
       for (var o = 0; o < options.length; o++) next.push(tuples[t].concat([options[o]]));
     }
     tuples = next;
@@ -94,8 +105,16 @@ Collection.prototype.sortDesc = function (key) {
   var get = __mp_accessor(key);
   return new Collection(this._items.slice().sort(function (a, b) { return __mp_compare(get(b), get(a)); }));
 };
-Collection.prototype.groupBy = function (keys, reducer) {
-  var getters = (Array.isArray(keys) ? keys : [keys]).map(__mp_accessor);
+function __mp_getters(keys) {
+  var flat = [];
+  (Array.isArray(keys) ? keys : [keys]).forEach(function (k) {
+    if (Array.isArray(k)) flat.push.apply(flat, k); else flat.push(k);
+  });
+  return flat.map(__mp_accessor);
+}
+
+Collection.prototype.groupBy = function (keys, reducer, state) {
+  var getters = __mp_getters(keys);
   var groups = {};
   var order = [];
   this._items.forEach(function (item) {
@@ -108,19 +127,43 @@ Collection.prototype.groupBy = function (keys, reducer) {
   order.sort();
   return new Collection(order.map(function (id) {
     var g = groups[id];
-    return { key: g.key.map(function (k) { return k === undefined ? null : k; }), value: __mp_reduce(reducer, g.items) };
+    return { key: g.key.map(function (k) { return k === undefined ? null : k; }), value: __mp_reduce(reducer, g.items, state) };
   }));
 };
 Collection.prototype.groupByUser = function (keys, reducer) {
   if (reducer === undefined) { reducer = keys; keys = []; }
-  var getters = [function (x) { return x.distinct_id; }].concat(
-    (Array.isArray(keys) ? keys : [keys]).map(__mp_accessor));
-  return this.groupBy(getters, reducer);
+  var getters = [function (x) { return x.distinct_id; }].concat(__mp_getters(keys));
+  var byTime = this._items.slice().sort(function (a, b) { return (a.time || 0) - (b.time || 0); });
+  return new Collection(byTime).groupBy(getters, reducer, { initial: undefined });
 };
 Collection.prototype.reduce = function (reducer) {
   return new Collection([__mp_reduce(reducer, this._items)]);
 };
 Collection.prototype.toArray = function () { return this._items; };
+// groupBy rows in their current order, keeping at most limits[i] distinct values at key
+// level i under each parent key, and at most `global` rows in all (the guide's example
+// sorts by value first, so "top N" per group).
+Collection.prototype.applyGroupLimits = function (limits, global) {
+  var admitted = {};
+  var children = {};
+  var out = [];
+  this._items.forEach(function (row) {
+    if (global !== undefined && out.length >= global) return;
+    var key = Array.isArray(row.key) ? row.key : [row.key];
+    var fresh = [];
+    for (var i = 0; i < key.length && i < limits.length; i++) {
+      var id = JSON.stringify(key.slice(0, i + 1));
+      if (admitted[id]) continue;
+      var parent = JSON.stringify(key.slice(0, i));
+      var taken = (children[parent] || 0) + fresh.filter(function (f) { return f.parent === parent; }).length;
+      if (taken >= limits[i]) return;
+      fresh.push({ id: id, parent: parent });
+    }
+    fresh.forEach(function (f) { admitted[f.id] = true; children[f.parent] = (children[f.parent] || 0) + 1; });
+    out.push(row);
+  });
+  return new Collection(out);
+};
 
 function Events(query) {
   if (!query || !query.from_date || !query.to_date) {
@@ -174,13 +217,13 @@ var mixpanel = {
   reducer: {
     count: function () {
       return function (accs, items) {
-        return accs.reduce(function (a, b) { return a + b; }, 0) + items.length;
+        return __mp_accs(accs).reduce(function (a, b) { return a + b; }, 0) + items.length;
       };
     },
     sum: function (accessor) {
       return function (accs, items) {
         return __mp_numbers(accessor, items).reduce(function (a, b) { return a + b; },
-          accs.reduce(function (a, b) { return a + b; }, 0));
+          __mp_accs(accs).reduce(function (a, b) { return a + b; }, 0));
       };
     },
     avg: function (accessor) {
@@ -217,8 +260,132 @@ var mixpanel = {
     null: function () {
       return function () { return null; };
     },
+    min_by: function (accessor) {
+      return function (accs, items) { return __mp_pick(accessor, items, -1); };
+    },
+    max_by: function (accessor) {
+      return function (accs, items) { return __mp_pick(accessor, items, 1); };
+    },
+    top: function (limit) {
+      return function (accs, items) {
+        var sorted = items.slice().sort(function (a, b) { return __mp_compare(b.value, a.value); });
+        return sorted.slice(0, limit);
+      };
+    },
+    numeric_percentiles: function (accessor, percentiles) {
+      return function (accs, items) {
+        var xs = __mp_numbers(accessor, items).sort(function (a, b) { return a - b; });
+        var at = function (p) {
+          if (!xs.length) return null;
+          var rank = (p / 100) * (xs.length - 1);
+          var lo = Math.floor(rank), hi = Math.ceil(rank);
+          return xs[lo] + (xs[hi] - xs[lo]) * (rank - lo);
+        };
+        if (!Array.isArray(percentiles)) return at(percentiles);
+        return percentiles.map(function (p) { return { percentile: p, value: at(p) }; });
+      };
+    },
+    object_merge: function (accessor) {
+      var get = __mp_accessor(accessor);
+      return function (accs, items) {
+        var out = {};
+        items.forEach(function (x) { __mp_merge_into(out, get(x)); });
+        return out;
+      };
+    },
   },
+  // Key and accessor helpers from the guide's "JQL Builtins".
+  multiple_keys: function (keys) {
+    return (Array.isArray(keys) ? keys : [keys]).map(function (k) {
+      var get = __mp_accessor(k);
+      var marked = function (x) { return get(x); };
+      marked.__mp_multiple = true;
+      return marked;
+    });
+  },
+  slice: function (accessor, start, limit) {
+    var get = __mp_accessor(accessor);
+    var sliced = function (x) {
+      var v = get(x);
+      return Array.isArray(v) ? v.slice(start, limit) : v;
+    };
+    sliced.__mp_splice = true;
+    return sliced;
+  },
+  to_number: function (accessor) {
+    var get = __mp_accessor(accessor);
+    return function (x) {
+      var v = get(x);
+      if (typeof v === "number") return isFinite(v) ? v : undefined;
+      if (typeof v === "boolean") return v ? 1 : 0;
+      if (typeof v === "string" && v.trim() !== "") {
+        var n = Number(v);
+        return isFinite(n) ? n : undefined;
+      }
+      return undefined;
+    };
+  },
+  numeric_bucket: function (accessor, spec) {
+    var get = __mp_accessor(accessor);
+    return function (x) {
+      var v = get(x);
+      if (typeof v !== "number" || !isFinite(v)) return undefined;
+      return __mp_bucket(v, spec);
+    };
+  },
+  daily_time_buckets: { __mp_calendar: "day" },
+  weekly_time_buckets: { __mp_calendar: "week" },
+  monthly_time_buckets: { __mp_calendar: "month" },
+  quarterly_time_buckets: { __mp_calendar: "quarter" },
+  annual_time_buckets: { __mp_calendar: "year" },
 };
+
+function __mp_pick(accessor, items, sign) {
+  var get = __mp_accessor(accessor);
+  var best = null, bestValue;
+  items.forEach(function (x) {
+    var v = get(x);
+    if (typeof v !== "number" || !isFinite(v)) return;
+    if (best === null || (sign < 0 ? v < bestValue : v > bestValue)) { best = x; bestValue = v; }
+  });
+  return best;
+}
+
+function __mp_merge_into(out, value) {
+  if (value === null || typeof value !== "object") return;
+  Object.keys(value).forEach(function (k) {
+    var v = value[k];
+    if (typeof v === "number" && typeof out[k] === "number") out[k] += v;
+    else if (v !== null && typeof v === "object" && !Array.isArray(v)) {
+      if (out[k] === null || typeof out[k] !== "object") out[k] = {};
+      __mp_merge_into(out[k], v);
+    } else out[k] = v;
+  });
+}
+
+// The lower bound of the bucket holding v: a list of boundaries, {bucket_size, offset},
+// or a calendar spec (UTC days, Monday weeks, months, quarters, years; epoch ms).
+function __mp_bucket(v, spec) {
+  if (Array.isArray(spec)) {
+    var lower = undefined;
+    for (var i = 0; i < spec.length; i++) if (v >= spec[i]) lower = spec[i];
+    return lower;
+  }
+  if (spec && spec.__mp_calendar) {
+    var d = new Date(v);
+    var y = d.getUTCFullYear(), m = d.getUTCMonth();
+    switch (spec.__mp_calendar) {
+      case "day": return Date.UTC(y, m, d.getUTCDate());
+      case "week": return Date.UTC(y, m, d.getUTCDate() - ((d.getUTCDay() + 6) % 7));
+      case "month": return Date.UTC(y, m, 1);
+      case "quarter": return Date.UTC(y, m - (m % 3), 1);
+      default: return Date.UTC(y, 0, 1);
+    }
+  }
+  var size = spec && spec.bucket_size, offset = (spec && spec.offset) || 0;
+  if (typeof size !== "number" || !(size > 0)) throw new Error("numeric_bucket needs bucket_size > 0");
+  return offset + Math.floor((v - offset) / size) * size;
+}
 
 // One attempt at main(): the JSON result, or null when a query's rows are missing.
 function __mp_run() {

@@ -29,7 +29,8 @@ from mixpanel_data.emulator.reports.params import (
     unit_param,
     value_fn,
 )
-from mixpanel_data.emulator.responses import now_iso
+from mixpanel_data.emulator.reports.tabular import series_reply, wants_csv
+from mixpanel_data.emulator.responses import Reply, now_iso
 from mixpanel_data.emulator.routing import ApiRequest, query_route
 
 __all__ = ["aggregate", "numeric_label", "numeric_width", "top_segments"]
@@ -95,9 +96,10 @@ def _buckets(req: ApiRequest, units: tuple[str, ...], first: Any, last: Any) -> 
 
 
 @query_route("segmentation")
-def segmentation(req: ApiRequest) -> dict[str, Any]:
+def segmentation(req: ApiRequest) -> dict[str, Any] | Reply:
     """Event counts per bucket, optionally segmented by ``on`` and filtered by ``where``."""
     event = req_str(req, "event", what="a single event name")
+    csv = wants_csv(req)
     first, last = date_range(req)
     data = dataset_for(req.project)
     keep, seg = event_filter(req, data), segmenter(req, data)
@@ -112,7 +114,8 @@ def segmentation(req: ApiRequest) -> dict[str, Any]:
     )
     values = {event: values.get(event, {})} if seg is None else top_segments(values, limit)
     filled = {k: {b: row.get(b, 0) for b in buckets.series} for k, row in values.items()}
-    return {"data": {"series": buckets.series, "values": filled}, "legend_size": len(filled)}
+    body = {"data": {"series": buckets.series, "values": filled}, "legend_size": len(filled)}
+    return series_reply(body) if csv else body
 
 
 def numeric_width(lo: float, hi: float, *, buckets: int = NUMERIC_BUCKETS) -> float:
