@@ -381,6 +381,13 @@ class MixpanelAPIClient:
                 "check the account with `mp auth test`",
                 **kw,
             )
+        if status == 403 and "workspace" in lowered and self.credentials.workspace_id:
+            raise AuthenticationError(
+                f"the account cannot use data view (workspace) {self.credentials.workspace_id} "
+                f"of project {self.credentials.project_id} ({message}); check workspace_id "
+                "(`mp auth show`) or ask an admin to add the account to that data view",
+                **kw,
+            )
         if status == 403 and "not a member" in lowered:
             raise AuthenticationError(
                 f"the service account cannot access project {self.credentials.project_id} "
