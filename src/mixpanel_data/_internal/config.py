@@ -131,6 +131,12 @@ class Credentials:
         object.__setattr__(self, "kind", normalize_kind(self.kind))
         if self.kind == PROJECT_SECRET:
             object.__setattr__(self, "username", "")
+            if ":" in self.secret.get_secret_value():
+                # Basic auth sends it as the user name, which cannot hold a colon (RFC 7617).
+                raise ValidationError(
+                    "a project secret cannot contain ':'; check that you pasted the "
+                    "project's API secret (Project Settings > Access Keys)"
+                )
 
     @property
     def basic_auth(self) -> tuple[str, str]:
