@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 from wsgiref.simple_server import make_server
 
+import httpx
 import pytest
 from tests.reliability.body_server import _Quiet, _Server
 
@@ -247,3 +248,37 @@ def test_an_error_body_echoing_the_project_secret_token_is_redacted() -> None:
     assert creds.username == ""
     assert "bad request Basic ***" in str(info.value)
     assert_clean(texts)
+
+
+def test_fetch_with_a_project_secret_survives_me_refusing_it(emu: Emulator, tmp_path: Path) -> None:
+    """``/api/app/me`` is a service-account call: a 401 there must not stop a fetch."""
+    refused: list[str] = []
+
+    def me_refuses_project_secrets(environ: dict[str, Any], start_response: Any) -> Any:
+        auth = environ.get("HTTP_AUTHORIZATION", "").split(" ", 1)[-1]
+        if environ["PATH_INFO"] == "/api/app/me" and base64.b64decode(auth).endswith(b":"):
+            refused.append(environ["PATH_INFO"])
+            start_response("401 Unauthorized", [("Content-Type", "application/json")])
+            return [b'{"status": "error", "error": "Unable to authenticate request"}']
+        return emu.app(environ, start_response)
+
+    pid = str(emu.spec.project_id)
+    day = emu.project.data_dates[-2]
+    legacy = Credentials(
+        username="",
+        secret=PROJECT_SECRET,
+        project_id=pid,
+        base_url="http://mp",
+        kind="project_secret",
+    )
+    transport = httpx.WSGITransport(app=me_refuses_project_secrets)
+    with Workspace(credentials=legacy, path=tmp_path / "ps.duckdb", transport=transport) as ws:
+        got = ws.fetch_events(from_date=day, to_date=day)
+    service_account = Credentials(
+        username=emu.username, secret=emu.secret, project_id=pid, base_url=emu.base_url
+    )
+    with Workspace(credentials=service_account, path=tmp_path / "sa.duckdb") as ws:
+        want = ws.fetch_events(from_date=day, to_date=day)
+    assert refused == ["/api/app/me"]
+    assert got.table_rows == want.table_rows
+    assert got.table_rows > 0
