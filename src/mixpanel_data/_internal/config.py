@@ -391,7 +391,7 @@ class ConfigManager:
         self,
         name: str,
         *,
-        username: str,
+        username: str = "",
         secret: str,
         project_id: str,
         region: str = "us",
