@@ -316,8 +316,12 @@ class ConfigManager:
 
     def _credentials(self, name: str, acc: dict[str, Any]) -> Credentials:
         kind = str(acc.get("kind") or SERVICE_ACCOUNT)
-        needed = ("secret", "project_id") if kind == PROJECT_SECRET else None
-        missing = [k for k in needed or ("username", "secret", "project_id") if not acc.get(k)]
+        needed = (
+            ["secret", "project_id"]
+            if kind == PROJECT_SECRET
+            else ["username", "secret", "project_id"]
+        )
+        missing = [k for k in needed if not acc.get(k)]
         if missing:
             raise ConfigError(
                 f"account '{name}' in {self.path} lacks {', '.join(missing)}; "

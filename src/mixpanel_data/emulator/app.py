@@ -214,12 +214,13 @@ class EmulatorApp:
             )
 
         # Query API paths answer in the data view `workspace_id` names (export has none).
-        project = scoped(self.project, params.get("workspace_id")) if family == "query" else None
+        workspace_id = params.get("workspace_id")
+        project = scoped(self.project, workspace_id) if family == "query" else self.project
         request = ApiRequest(
             method=str(environ.get("REQUEST_METHOD", "GET")).upper(),
             endpoint=endpoint,
             params=params,
-            project=self.project if project is None else project,
+            project=project,
             request_line=request_line,
         )
         if family == "export":
