@@ -44,16 +44,22 @@ def list_accounts(*, path: Path | None = None) -> list[AccountInfo]:
 def add_account(
     name: str,
     *,
-    username: str,
+    username: str = "",
     secret: str,
     project_id: str,
     region: str = "us",
     base_url: str | None = None,
     timezone: str | None = None,
     make_default: bool = False,
+    workspace_id: str | None = None,
+    kind: str = "service_account",
     path: Path | None = None,
 ) -> AccountInfo:
-    """Add an account (the first one becomes the default)."""
+    """Add an account (the first one becomes the default).
+
+    ``kind="project_secret"`` stores a legacy project secret (no username); service
+    accounts are preferred. ``workspace_id`` is the data view sent on every Query API call.
+    """
     return _manager(path).add_account(
         name,
         username=username,
@@ -63,6 +69,8 @@ def add_account(
         base_url=base_url,
         timezone=timezone,
         make_default=make_default,
+        workspace_id=workspace_id,
+        kind=kind,
     )
 
 
@@ -81,14 +89,31 @@ def resolve(account: str | None = None, *, path: Path | None = None) -> Credenti
     return _manager(path).resolve(account)
 
 
-def show_account(account: str | None = None, *, path: Path | None = None) -> dict[str, Any]:
-    """Describe the resolved credentials with the secret masked."""
-    return resolve(account, path=path).to_dict()
+def _resolved(account: str | None, path: Path | None, workspace_id: str | None) -> Credentials:
+    creds = resolve(account, path=path)
+    if workspace_id is None:
+        return creds
+    from dataclasses import replace
+
+    return replace(creds, workspace_id=workspace_id)
 
 
-def test_account(account: str | None = None, *, path: Path | None = None) -> dict[str, Any]:
-    """Check credentials against Mixpanel (``/api/app/me``) and describe the project."""
+def show_account(
+    account: str | None = None, *, path: Path | None = None, workspace_id: str | None = None
+) -> dict[str, Any]:
+    """Describe the resolved credentials with the secret masked (``workspace_id`` overrides)."""
+    return _resolved(account, path, workspace_id).to_dict()
+
+
+def test_account(
+    account: str | None = None, *, path: Path | None = None, workspace_id: str | None = None
+) -> dict[str, Any]:
+    """Check credentials against Mixpanel and describe the project (and data view).
+
+    A service account is checked with ``/api/app/me``; a project secret with one
+    Query API call (``/events/names``).
+    """
     from mixpanel_data.workspace import Workspace
 
-    with Workspace(credentials=resolve(account, path=path)) as ws:
+    with Workspace(credentials=_resolved(account, path, workspace_id)) as ws:
         return ws.test_credentials()

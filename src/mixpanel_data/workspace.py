@@ -74,6 +74,7 @@ class Workspace:
         *,
         project_id: str | None = None,
         region: str | None = None,
+        workspace_id: str | int | None = None,
         path: str | Path | None = None,
         read_only: bool = False,
         credentials: Credentials | None = None,
@@ -84,13 +85,14 @@ class Workspace:
     ) -> None:
         self._config = config or ConfigManager()
         creds = credentials or self._config.resolve(account)
-        if project_id is not None or region is not None:
+        if project_id is not None or region is not None or workspace_id is not None:
             from dataclasses import replace
 
             creds = replace(
                 creds,
                 project_id=project_id if project_id is not None else creds.project_id,
                 region=region if region is not None else creds.region,
+                workspace_id=str(workspace_id) if workspace_id is not None else creds.workspace_id,
             )
         self._credentials: Credentials | None = creds
         self._path = Path(path).expanduser() if path is not None else None
@@ -388,31 +390,14 @@ class Workspace:
     # -- credentials -------------------------------------------------------------------
 
     def test_credentials(self) -> dict[str, Any]:
-        """Check the credentials with ``/api/app/me`` and describe the project.
+        """Check the credentials with Mixpanel and describe the project (and data view).
 
-        Raises AuthenticationError when the account cannot see the project.
+        Raises AuthenticationError when the account cannot see the project or the
+        configured data view (``workspace_id``).
         """
-        from mixpanel_data.exceptions import AuthenticationError
+        from mixpanel_data._internal.services.credentials_check import check_credentials
 
-        me = self.api.me()
-        projects = me.get("projects") or {}
-        project = projects.get(self.credentials.project_id)
-        if not isinstance(project, dict):
-            raise AuthenticationError(
-                f"the credentials are valid but cannot access project "
-                f"{self.credentials.project_id} (it has {len(projects)} project(s)); "
-                "check the project id or grant the service account access",
-            )
-        return {
-            "ok": True,
-            "account": self.credentials.account,
-            "project_id": self.credentials.project_id,
-            "project_name": project.get("name"),
-            "timezone": project.get("timezone"),
-            "domain": project.get("domain"),
-            "region": self.credentials.region,
-            "user_email": me.get("user_email"),
-        }
+        return check_credentials(self.api)
 
     # -- discovery (DiscoveryService; cached for the life of the Workspace) -------------
 

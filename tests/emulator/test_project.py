@@ -377,9 +377,11 @@ def test_me_lists_the_project_with_timezone_and_domain(project: SyntheticProject
     assert proj["timezone"] == "America/Los_Angeles"
     assert proj["domain"] == "mixpanel.com"
     assert str(proj["organization_id"]) in me["organizations"]
-    (workspace,) = me["workspaces"].values()
+    # The global data view first, then the two filtered ones (emulator/data_views.py).
+    workspace, *filtered = me["workspaces"].values()
     assert workspace["is_default"] is True
     assert workspace["project_id"] == 1000001
+    assert [w["is_default"] for w in filtered] == [False, False]
 
 
 # -- filters over real data agree with plain Python -----------------------------------------

@@ -62,12 +62,14 @@ def test_add_list_show_switch_remove(config_path: Path) -> None:
     assert rows == [
         {
             "name": "prod",
+            "kind": "service_account",
             "username": "sa.x",
             "project_id": "123",
             "region": "eu",
             "is_default": True,
             "base_url": None,
             "timezone": None,
+            "workspace_id": None,
         }
     ]
     assert SECRET not in listed.stdout + listed.stderr

@@ -214,3 +214,31 @@ def test_awkward_secrets_roundtrip(tmp_path: Path, secret: str) -> None:
     cm = manager(tmp_path)
     cm.add_account("prod", username="u", secret=secret, project_id="1")
     assert cm.get_account("prod").secret.get_secret_value() == secret
+
+
+@given(st.text(min_size=1, max_size=12))
+def test_workspace_id_is_digits_or_refused(text: str) -> None:
+    """A data view id is an integer (spec: ``workspace_id`` type integer); nothing else passes."""
+    from mixpanel_data._internal.config import normalize_workspace_id
+
+    stripped = text.strip()
+    if not stripped:
+        assert normalize_workspace_id(text) is None
+    elif stripped.isascii() and stripped.isdigit():
+        assert normalize_workspace_id(text) == stripped
+    else:
+        with pytest.raises(ValidationError, match="invalid workspace id"):
+            normalize_workspace_id(text)
+
+
+def test_workspace_id_and_kind_round_trip_through_the_config_file(tmp_path: Path) -> None:
+    manager = ConfigManager(tmp_path / "c.toml", environ={})
+    manager.add_account("sa", username="u", secret="s", project_id="1", workspace_id=" 42 ")
+    manager.add_account("ps", secret="legacy", project_id="2", kind="PROJECT_SECRET")
+    sa, ps = manager.get_account("sa"), manager.get_account("ps")
+    assert (sa.kind, sa.workspace_id, sa.basic_auth) == ("service_account", "42", ("u", "s"))
+    assert (ps.kind, ps.workspace_id, ps.basic_auth) == ("project_secret", None, ("legacy", ""))
+    listed = {a.name: (a.kind, a.username, a.workspace_id) for a in manager.list_accounts()}
+    assert listed == {"ps": ("project_secret", "", None), "sa": ("service_account", "u", "42")}
+    with pytest.raises(ValidationError, match="unknown account kind 'oauth'"):
+        manager.add_account("x", username="u", secret="s", project_id="1", kind="oauth")

@@ -11,6 +11,12 @@ The config file (``~/.mp/config.toml``, or ``MP_CONFIG_PATH``) looks like::
     region = "eu"
     base_url = "http://127.0.0.1:8080"   # optional: a proxy or the emulator
     timezone = "Europe/Berlin"           # optional
+    workspace_id = "3000001"             # optional: the data view every Query API call uses
+
+    [accounts.legacy]                    # a project secret instead of a service account
+    kind = "project_secret"
+    secret = "..."
+    project_id = "12345"
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ from mixpanel_data.exceptions import (
 
 REGIONS: tuple[str, ...] = ("us", "eu", "in")
 DEFAULT_CONFIG_PATH = Path("~/.mp/config.toml")
+SERVICE_ACCOUNT = "service_account"
+PROJECT_SECRET = "project_secret"  # noqa: S105 (a kind name; legacy Basic ``<secret>:``)
+KINDS: tuple[str, ...] = (SERVICE_ACCOUNT, PROJECT_SECRET)
 
 
 def normalize_region(value: str) -> str:
@@ -69,9 +78,36 @@ def normalize_base_url(value: str) -> str:
     return text
 
 
+def normalize_workspace_id(value: str | int | None) -> str | None:
+    """Return a data view id (digits) or None; anything else raises a ValidationError."""
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    if not text.isdigit() or not text.isascii():
+        raise ValidationError(
+            f"invalid workspace id '{text}'; it is the number after /view/ in your "
+            "Mixpanel URL (the data view)",
+            workspace_id=text,
+        )
+    return text
+
+
+def normalize_kind(value: str | None) -> str:
+    """Return the account kind (``service_account`` or ``project_secret``)."""
+    kind = (value or SERVICE_ACCOUNT).strip().lower()
+    if kind not in KINDS:
+        raise ValidationError(f"unknown account kind '{value}'; use one of: {', '.join(KINDS)}")
+    return kind
+
+
 @dataclass(frozen=True)
 class Credentials:
-    """Resolved credentials for one project; the secret never appears in repr or str."""
+    """Resolved credentials for one project; the secret never appears in repr or str.
+
+    ``kind`` is ``service_account`` (Basic ``username:secret``) or ``project_secret``
+    (Basic ``secret:``, no username; deprecated by Mixpanel, contract §2).
+    ``workspace_id`` is the data view sent with every Query API call.
+    """
 
     username: str
     secret: SecretStr = field(repr=False)
@@ -81,6 +117,8 @@ class Credentials:
     timezone: str | None = None
     account: str | None = None
     source: str = "config"
+    workspace_id: str | None = None
+    kind: str = SERVICE_ACCOUNT
 
     def __post_init__(self) -> None:
         if not isinstance(self.secret, SecretStr):
@@ -89,6 +127,22 @@ class Credentials:
         object.__setattr__(self, "project_id", normalize_project_id(self.project_id))
         if self.base_url is not None:
             object.__setattr__(self, "base_url", normalize_base_url(self.base_url))
+        object.__setattr__(self, "workspace_id", normalize_workspace_id(self.workspace_id))
+        object.__setattr__(self, "kind", normalize_kind(self.kind))
+        if self.kind == PROJECT_SECRET:
+            object.__setattr__(self, "username", "")
+            if ":" in self.secret.get_secret_value():
+                # Basic auth sends it as the user name, which cannot hold a colon (RFC 7617).
+                raise ValidationError(
+                    "a project secret cannot contain ':'; check that you pasted the "
+                    "project's API secret (Project Settings > Access Keys)"
+                )
+
+    @property
+    def basic_auth(self) -> tuple[str, str]:
+        """The Basic auth pair: ``(username, secret)``, or ``(secret, "")`` for a project secret."""
+        secret = self.secret.get_secret_value()
+        return (secret, "") if self.kind == PROJECT_SECRET else (self.username, secret)
 
     def __str__(self) -> str:
         return repr(self)
@@ -103,6 +157,8 @@ class Credentials:
             "region": self.region,
             "base_url": self.base_url,
             "timezone": self.timezone,
+            "workspace_id": self.workspace_id,
+            "kind": self.kind,
             "source": self.source,
         }
 
@@ -125,17 +181,21 @@ class AccountInfo:
     is_default: bool
     base_url: str | None = None
     timezone: str | None = None
+    workspace_id: str | None = None
+    kind: str = SERVICE_ACCOUNT
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return {
             "name": self.name,
+            "kind": self.kind,
             "username": self.username,
             "project_id": self.project_id,
             "region": self.region,
             "is_default": self.is_default,
             "base_url": self.base_url,
             "timezone": self.timezone,
+            "workspace_id": self.workspace_id,
         }
 
 
@@ -235,6 +295,8 @@ class ConfigManager:
                 is_default=name == default,
                 base_url=acc.get("base_url"),
                 timezone=acc.get("timezone"),
+                workspace_id=str(acc["workspace_id"]) if acc.get("workspace_id") else None,
+                kind=str(acc.get("kind") or SERVICE_ACCOUNT),
             )
             for name, acc in sorted(self._accounts(doc).items())
         ]
@@ -253,7 +315,13 @@ class ConfigManager:
         return str(default) if default else None
 
     def _credentials(self, name: str, acc: dict[str, Any]) -> Credentials:
-        missing = [k for k in ("username", "secret", "project_id") if not acc.get(k)]
+        kind = str(acc.get("kind") or SERVICE_ACCOUNT)
+        needed = (
+            ["secret", "project_id"]
+            if kind == PROJECT_SECRET
+            else ["username", "secret", "project_id"]
+        )
+        missing = [k for k in needed if not acc.get(k)]
         if missing:
             raise ConfigError(
                 f"account '{name}' in {self.path} lacks {', '.join(missing)}; "
@@ -261,7 +329,7 @@ class ConfigManager:
                 account=name,
             )
         return Credentials(
-            username=str(acc["username"]),
+            username=str(acc.get("username", "")),
             secret=SecretStr(str(acc["secret"])),
             project_id=str(acc["project_id"]),
             region=str(acc.get("region", "us")),
@@ -269,6 +337,8 @@ class ConfigManager:
             timezone=acc.get("timezone") or None,
             account=name,
             source="config",
+            workspace_id=str(acc["workspace_id"]) if acc.get("workspace_id") else None,
+            kind=kind,
         )
 
     # -- resolution --------------------------------------------------------------
@@ -294,12 +364,18 @@ class ConfigManager:
         )
 
     def _from_env(self) -> Credentials | None:
+        """``MP_USERNAME``+``MP_SECRET``+``MP_PROJECT_ID`` (a service account), else
+        ``MP_PROJECT_SECRET``+``MP_PROJECT_ID``; ``MP_WORKSPACE_ID`` and the rest apply to both."""
         env = self._environ
         username = env.get("MP_USERNAME", "").strip()
         secret = env.get("MP_SECRET", "").strip("\r\n")
         project_id = env.get("MP_PROJECT_ID", "").strip()
+        kind = SERVICE_ACCOUNT
         if not (username and secret.strip() and project_id):
-            return None
+            secret = env.get("MP_PROJECT_SECRET", "").strip("\r\n")
+            if not (secret.strip() and project_id):
+                return None
+            username, kind = "", PROJECT_SECRET
         return Credentials(
             username=username,
             secret=SecretStr(secret),
@@ -309,6 +385,8 @@ class ConfigManager:
             timezone=env.get("MP_TIMEZONE", "").strip() or None,
             account=None,
             source="env",
+            workspace_id=env.get("MP_WORKSPACE_ID", "").strip() or None,
+            kind=kind,
         )
 
     # -- writing -----------------------------------------------------------------
@@ -317,20 +395,29 @@ class ConfigManager:
         self,
         name: str,
         *,
-        username: str,
+        username: str = "",
         secret: str,
         project_id: str,
         region: str = "us",
         base_url: str | None = None,
         timezone: str | None = None,
         make_default: bool = False,
+        workspace_id: str | None = None,
+        kind: str = SERVICE_ACCOUNT,
     ) -> AccountInfo:
         """Add an account; the first account becomes the default."""
         validate_account_name(name)
-        if not username.strip():
+        kind = normalize_kind(kind)
+        if kind == PROJECT_SECRET and username.strip():
+            raise ValidationError(
+                "a project-secret account has no username; drop --username "
+                "(or add a service account without --project-secret-stdin)"
+            )
+        if kind == SERVICE_ACCOUNT and not username.strip():
             raise ValidationError("username is empty; pass --username with the service account")
         if not secret.strip():
-            raise ValidationError("secret is empty; provide it at the prompt or via --secret-stdin")
+            where = "--project-secret-stdin" if kind == PROJECT_SECRET else "--secret-stdin"
+            raise ValidationError(f"secret is empty; provide it at the prompt or via {where}")
         creds = Credentials(
             username=username.strip(),
             secret=SecretStr(secret),
@@ -339,6 +426,8 @@ class ConfigManager:
             base_url=base_url,
             timezone=timezone,
             account=name,
+            workspace_id=workspace_id,
+            kind=kind,
         )
         doc = self._load()
         accounts = doc.setdefault("accounts", {})
@@ -350,10 +439,15 @@ class ConfigManager:
             "project_id": creds.project_id,
             "region": creds.region,
         }
+        if creds.kind == PROJECT_SECRET:
+            del entry["username"]
+            entry = {"kind": creds.kind, **entry}
         if creds.base_url:
             entry["base_url"] = creds.base_url
         if creds.timezone:
             entry["timezone"] = creds.timezone
+        if creds.workspace_id:
+            entry["workspace_id"] = creds.workspace_id
         accounts[name] = entry
         if make_default or not doc.get("default"):
             doc["default"] = name

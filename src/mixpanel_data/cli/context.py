@@ -19,6 +19,7 @@ class CliContext:
     quiet: bool = False
     verbose: bool = False
     db_path: str | None = None
+    workspace_id: str | None = None
     _workspaces: dict[tuple[Any, ...], Workspace] = field(default_factory=dict)
 
     def workspace(self, *, read_only: bool = False, credentials: bool = True) -> Workspace:
@@ -31,7 +32,12 @@ class CliContext:
         key = (read_only, credentials)
         if key not in self._workspaces:
             if credentials:
-                ws = Workspace(self.account, path=self.db_path, read_only=read_only)
+                ws = Workspace(
+                    self.account,
+                    path=self.db_path,
+                    read_only=read_only,
+                    workspace_id=self.workspace_id,
+                )
             else:
                 ws = Workspace.open(self.db_path, read_only=read_only)
             self._workspaces[key] = ws

@@ -61,6 +61,13 @@ def root(
         str | None,
         typer.Option("--db", help="Local DuckDB file (default ~/.mp/data/<project>.duckdb)."),
     ] = None,
+    workspace_id: Annotated[
+        str | None,
+        typer.Option(
+            "--workspace-id",
+            help="Data view id for every Query API call (overrides the account's workspace_id).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages.")] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks on stderr.")
@@ -88,7 +95,9 @@ def root(
         from mixpanel_data.workspace import Workspace
 
         Workspace.set_wal_recovery(True)
-    state = CliContext(account=account, quiet=quiet, verbose=verbose, db_path=db)
+    state = CliContext(
+        account=account, quiet=quiet, verbose=verbose, db_path=db, workspace_id=workspace_id
+    )
     ctx.obj = state
     ctx.call_on_close(state.close)
     if verbose:

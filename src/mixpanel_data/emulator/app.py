@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from mixpanel_data.emulator.data_views import scoped
 from mixpanel_data.emulator.engage import EngageSessions, engage
 from mixpanel_data.emulator.export import export
 from mixpanel_data.emulator.faults import (
@@ -212,11 +213,14 @@ class EmulatorApp:
                 lambda: self.limiter.release(family, project_id) if self.limiter else None
             )
 
+        # Query API paths answer in the data view `workspace_id` names (export has none).
+        workspace_id = params.get("workspace_id")
+        project = scoped(self.project, workspace_id) if family == "query" else self.project
         request = ApiRequest(
             method=str(environ.get("REQUEST_METHOD", "GET")).upper(),
             endpoint=endpoint,
             params=params,
-            project=self.project,
+            project=project,
             request_line=request_line,
         )
         if family == "export":

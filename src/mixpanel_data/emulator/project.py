@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from mixpanel_data.emulator import export_days, population
+from mixpanel_data.emulator.data_views import data_views
 from mixpanel_data.emulator.export_days import (
     HARD_CASE_RATES,
     count_hard_cases,
@@ -432,15 +433,7 @@ class SyntheticProject:
                     "has_workspaces": True,
                 }
             },
-            "workspaces": {
-                str(self.workspace_id): {
-                    "id": self.workspace_id,
-                    "name": "All Project Data",
-                    "project_id": pid,
-                    "is_default": True,
-                    "is_global": True,
-                }
-            },
+            "workspaces": {str(v.id): v.me_row(pid) for v in data_views(self.workspace_id)},
         }
 
 

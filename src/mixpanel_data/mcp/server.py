@@ -256,7 +256,7 @@ class MixpanelTools:
         to_date: DateArg,
         on: Annotated[str | None, Field(description="property name or expression")] = None,
         where: Annotated[str | None, Field(description="Mixpanel expression filter")] = None,
-        unit: Unit = "day",
+        unit: Literal["minute", "hour", "day", "month"] = "day",
         type: Annotated[
             Literal["general", "unique", "average"],
             Field(description="general=events, unique=users, average=events per user"),

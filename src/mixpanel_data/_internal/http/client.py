@@ -131,14 +131,19 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def secret_forms(username: str, secret: str) -> list[str]:
-    """The secret as it could appear in text: raw, URL-encoded, inside the Basic token."""
+    """The secret as it could appear in text: raw, URL-encoded, inside the Basic token.
+
+    Both token forms are covered: ``username:secret`` (service account) and
+    ``secret:`` (project secret, contract §2), whichever kind the account is.
+    """
     import base64
     from urllib.parse import quote, quote_plus
 
     if not secret:
         return []
-    token = base64.b64encode(f"{username}:{secret}".encode()).decode()
-    forms = {token, secret, quote(secret, safe=""), quote_plus(secret)}
+    tokens = {base64.b64encode(f"{user}:{secret}".encode()).decode() for user in (username, "")}
+    tokens.add(base64.b64encode(f"{secret}:".encode()).decode())
+    forms = {*tokens, secret, quote(secret, safe=""), quote_plus(secret)}
     return sorted(forms, key=len, reverse=True)  # longest first: the token contains none
 
 
@@ -168,7 +173,7 @@ class MixpanelAPIClient:
         self.sleep = sleep  # backoff waits (window retries use it too); a test seam
         self._http = httpx.Client(
             transport=transport,
-            auth=httpx.BasicAuth(credentials.username, self._secret),
+            auth=httpx.BasicAuth(*credentials.basic_auth),
             headers={"User-Agent": USER_AGENT},
             follow_redirects=False,
         )
@@ -212,10 +217,16 @@ class MixpanelAPIClient:
                 text = text.replace(form, "***")
         return text
 
-    def _params(self, params: Mapping[str, Any] | None, project_scoped: bool) -> dict[str, str]:
+    def _params(
+        self, params: Mapping[str, Any] | None, project_scoped: bool, family: Family = "query"
+    ) -> dict[str, str]:
         encoded = encode_params(params)
         if project_scoped:
             encoded.setdefault("project_id", self.credentials.project_id)
+            # Every Query API path (engage included) takes the data view's workspace_id;
+            # the export spec has no such parameter, so the Raw Export never gets it.
+            if family == "query" and self.credentials.workspace_id:
+                encoded.setdefault("workspace_id", self.credentials.workspace_id)
         return encoded
 
     def _summary(self, method: str, url: str, params: Mapping[str, str]) -> str:
@@ -241,7 +252,7 @@ class MixpanelAPIClient:
         every other failure raises at once as a typed APIError.
         """
         url = build_url(self.credentials, family, endpoint)
-        qs = self._params(params, project_scoped)
+        qs = self._params(params, project_scoped, family)
         form = encode_params(data) if data is not None else None
         started = time.monotonic()
         attempt = 0
@@ -292,7 +303,7 @@ class MixpanelAPIClient:
         `translate_transport_errors` so a cut stream becomes a NetworkError.
         """
         url = build_url(self.credentials, family, endpoint)
-        qs = self._params(params, project_scoped=True)
+        qs = self._params(params, project_scoped=True, family=family)
         with (
             self.budget(family).slot(),
             translate_transport_errors(self, method, url),
@@ -368,6 +379,13 @@ class MixpanelAPIClient:
             raise AuthenticationError(
                 f"Mixpanel refused the credentials ({status}: {message}); "
                 "check the account with `mp auth test`",
+                **kw,
+            )
+        if status == 403 and "workspace" in lowered and self.credentials.workspace_id:
+            raise AuthenticationError(
+                f"the account cannot use data view (workspace) {self.credentials.workspace_id} "
+                f"of project {self.credentials.project_id} ({message}); check workspace_id "
+                "(`mp auth show`) or ask an admin to add the account to that data view",
                 **kw,
             )
         if status == 403 and "not a member" in lowered:

@@ -147,6 +147,7 @@ class SegmentationResult(Tidy):
     values: dict[str, dict[str, float]]
     legend_size: int
     raw: Any = field(default=None, repr=False, compare=False)
+    interval: int | None = None  # days per bucket (segmentation) or units back (events)
 
     columns: ClassVar[tuple[str, ...]] = ("date", "segment", "value")
 
@@ -161,6 +162,7 @@ class SegmentationResult(Tidy):
         unit: str,
         type: str,
         on: str | None,
+        interval: int | None = None,
     ) -> SegmentationResult:
         """Parse a `/segmentation` or `/segmentation/numeric` body."""
         series, values, legend = parse_series(body)
@@ -175,6 +177,7 @@ class SegmentationResult(Tidy):
             values=values,
             legend_size=legend,
             raw=body,
+            interval=interval,
         )
 
     @property
@@ -212,6 +215,7 @@ class SegmentationResult(Tidy):
             "values": self.values,
             "legend_size": self.legend_size,
             "total": self.total,
+            **({"interval": self.interval} if self.interval is not None else {}),
         }
 
 
@@ -302,12 +306,21 @@ class EventCountsResult(Tidy):
     values: dict[str, dict[str, float]]
     legend_size: int
     raw: Any = field(default=None, repr=False, compare=False)
+    interval: int | None = None  # days per bucket (segmentation) or units back (events)
 
     columns: ClassVar[tuple[str, ...]] = ("date", "event", "value")
 
     @classmethod
     def from_api(
-        cls, body: Any, *, events: Iterable[str], from_date: str, to_date: str, type: str, unit: str
+        cls,
+        body: Any,
+        *,
+        events: Iterable[str],
+        from_date: str,
+        to_date: str,
+        type: str,
+        unit: str,
+        interval: int | None = None,
     ) -> EventCountsResult:
         """Parse an `/events` body; asked-for events with no data get all-zero series."""
         series, values, legend = parse_series(body)
@@ -323,6 +336,7 @@ class EventCountsResult(Tidy):
             values=values,
             legend_size=legend,
             raw=body,
+            interval=interval,
         )
 
     @property
@@ -353,6 +367,7 @@ class EventCountsResult(Tidy):
             "series": list(self.series),
             "values": self.values,
             "legend_size": self.legend_size,
+            **({"interval": self.interval} if self.interval is not None else {}),
         }
 
 
@@ -374,6 +389,7 @@ class PropertyCountsResult(Tidy):
     values: dict[str, dict[str, float]]
     legend_size: int
     raw: Any = field(default=None, repr=False, compare=False)
+    interval: int | None = None  # days per bucket (segmentation) or units back (events)
 
     columns: ClassVar[tuple[str, ...]] = ("date", "segment", "value")
 
@@ -388,6 +404,7 @@ class PropertyCountsResult(Tidy):
         to_date: str,
         type: str,
         unit: str,
+        interval: int | None = None,
     ) -> PropertyCountsResult:
         """Parse an `/events/properties` body."""
         series, values, legend = parse_series(body)
@@ -402,6 +419,7 @@ class PropertyCountsResult(Tidy):
             values=values,
             legend_size=legend,
             raw=body,
+            interval=interval,
         )
 
     @property
@@ -433,6 +451,7 @@ class PropertyCountsResult(Tidy):
             "series": list(self.series),
             "values": self.values,
             "legend_size": self.legend_size,
+            **({"interval": self.interval} if self.interval is not None else {}),
         }
 
 

@@ -33,6 +33,7 @@ from mixpanel_data._internal.services.params import (
     LENGTH_UNITS,
     MAX_LIMIT,
     RETENTION_TYPES,
+    SEGMENTATION_ONLY_UNITS,
     SEGMENTATION_UNITS,
     TYPES,
     check_choice,
@@ -85,14 +86,37 @@ class LiveQueryService:
         to_date: str | date,
         on: str | None = None,
         where: str | None = None,
-        unit: str = "day",
+        unit: str | None = None,
         type: str = "general",
         limit: int | None = None,
+        interval: int | None = None,
     ) -> SegmentationResult:
-        """Count an event over time, optionally split by a property or expression."""
+        """Count an event over time, optionally split by a property or expression.
+
+        ``unit`` is minute, hour, day (the default) or month: the spec's /segmentation
+        lists no week (use ``event_counts(unit="week")``, whose /events does).
+        ``interval`` buckets by that many days instead of ``unit``; the spec offers it
+        only for ``type`` unique or average, and the dates stay required.
+        """
         start, end = check_range(from_date, to_date)
-        unit = check_choice(unit, SEGMENTATION_UNITS, name="unit")
         type = check_choice(type, TYPES, name="type")
+        if interval is not None:
+            if unit is not None:
+                raise ValidationError("give either unit or interval for segmentation, not both")
+            if type == "general":
+                raise ValidationError(
+                    "segmentation's interval (days per bucket) is only for type unique or "
+                    "average (Mixpanel's /segmentation spec); use unit for general counts"
+                )
+            check_positive(interval, name="interval")
+        elif unit is not None and str(unit).strip().lower() == "week":
+            raise ValidationError(
+                "unit 'week' is not offered by Mixpanel's /segmentation (minute, hour, day or "
+                "month); for weekly counts use `mp query event-counts --unit week` "
+                "(Workspace.event_counts), or interval=7 with type unique or average"
+            )
+        else:
+            unit = check_choice(unit or "day", SEGMENTATION_ONLY_UNITS, name="unit")
         expr = to_expression(on)
         body = self._get(
             "segmentation",
@@ -103,6 +127,7 @@ class LiveQueryService:
                 "on": expr,
                 "where": where,
                 "unit": unit,
+                "interval": interval,
                 "type": type,
                 "limit": check_positive(limit, name="limit", maximum=MAX_LIMIT),
             },
@@ -112,9 +137,10 @@ class LiveQueryService:
             event=event,
             from_date=start.isoformat(),
             to_date=end.isoformat(),
-            unit=unit,
+            unit=unit or "day",
             type=type,
             on=expr,
+            interval=interval,
         )
 
     def segmentation_numeric(
@@ -423,41 +449,59 @@ class LiveQueryService:
 
     # -- event and property counts (contract §6.5–6.6) ----------------------------------
 
+    def _dates_or_interval(
+        self,
+        from_date: str | date | None,
+        to_date: str | date | None,
+        interval: int | None,
+    ) -> dict[str, Any]:
+        """The spec's two ways to give /events a range: both dates, or ``interval``.
+
+        ``interval`` is the number of units back from now, the current one included
+        (openapi/query.openapi.yaml, ``components.parameters.interval``).
+        """
+        if interval is not None:
+            if from_date is not None or to_date is not None:
+                raise ValidationError("give either interval or from_date/to_date, not both")
+            return {"interval": check_positive(interval, name="interval")}
+        if from_date is None or to_date is None:
+            raise ValidationError("give from_date and to_date, or interval (units back from now)")
+        start, end = check_range(from_date, to_date)
+        return {"from_date": start.isoformat(), "to_date": end.isoformat()}
+
     def event_counts(
         self,
         events: Iterable[str],
         *,
-        from_date: str | date,
-        to_date: str | date,
+        from_date: str | date | None = None,
+        to_date: str | date | None = None,
         type: str = "general",
         unit: str = "day",
+        interval: int | None = None,
     ) -> EventCountsResult:
-        """Count several events over time in one query."""
+        """Count several events over time in one query.
+
+        Give the dates, or ``interval``: the last N units up to now (then the result's
+        dates are its first and last bucket).
+        """
         names = [check_name(e, name="event") for e in events]
         if not names:
             raise ValidationError("give at least one event")
-        start, end = check_range(from_date, to_date)
+        span = self._dates_or_interval(from_date, to_date, interval)
         type = check_choice(type, TYPES, name="type")
         unit = check_choice(unit, SEGMENTATION_UNITS, name="unit")
         if type == "unique" and unit in ("minute", "hour"):
             raise ValidationError("Mixpanel has no hourly uniques; use unit day, week or month")
-        body = self._get(
-            "events",
-            {
-                "event": names,
-                "from_date": start.isoformat(),
-                "to_date": end.isoformat(),
-                "type": type,
-                "unit": unit,
-            },
-        )
+        body = self._get("events", {"event": names, **span, "type": type, "unit": unit})
+        first, last = _span_dates(span, body)
         return EventCountsResult.from_api(
             body,
             events=names,
-            from_date=start.isoformat(),
-            to_date=end.isoformat(),
+            from_date=first,
+            to_date=last,
             type=type,
             unit=unit,
+            interval=interval,
         )
 
     def property_counts(
@@ -465,15 +509,16 @@ class LiveQueryService:
         event: str,
         property: str,
         *,
-        from_date: str | date,
-        to_date: str | date,
+        from_date: str | date | None = None,
+        to_date: str | date | None = None,
         type: str = "general",
         unit: str = "day",
         values: Sequence[str] | None = None,
         limit: int | None = None,
+        interval: int | None = None,
     ) -> PropertyCountsResult:
-        """Count one event per value of one property over time."""
-        start, end = check_range(from_date, to_date)
+        """Count one event per value of one property over time (dates, or ``interval``)."""
+        span = self._dates_or_interval(from_date, to_date, interval)
         type = check_choice(type, TYPES, name="type")
         unit = check_choice(unit, SEGMENTATION_UNITS, name="unit")
         body = self._get(
@@ -482,21 +527,22 @@ class LiveQueryService:
                 "event": check_name(event, name="event"),
                 "name": check_name(property, name="property"),
                 "values": list(values) if values is not None else None,
-                "from_date": start.isoformat(),
-                "to_date": end.isoformat(),
+                **span,
                 "type": type,
                 "unit": unit,
                 "limit": check_positive(limit, name="limit", maximum=MAX_LIMIT),
             },
         )
+        first, last = _span_dates(span, body)
         return PropertyCountsResult.from_api(
             body,
             event=event,
             property=property,
-            from_date=start.isoformat(),
-            to_date=end.isoformat(),
+            from_date=first,
+            to_date=last,
             type=type,
             unit=unit,
+            interval=interval,
         )
 
     # -- activity stream (contract §11) ---------------------------------------------------
@@ -591,6 +637,15 @@ class LiveQueryService:
             data={"script": script, "params": dict(params) if params is not None else None},
         )
         return JQLResult.from_api(body)
+
+
+def _span_dates(span: Mapping[str, Any], body: Any) -> tuple[str, str]:
+    """The dates asked for, or (with ``interval``) the first and last bucket answered."""
+    if "from_date" in span:
+        return str(span["from_date"]), str(span["to_date"])
+    data = body.get("data") if isinstance(body, dict) else None
+    series = sorted(str(d) for d in (data.get("series") or [])) if isinstance(data, dict) else []
+    return (series[0], series[-1]) if series else ("", "")
 
 
 _LIST_HINT = {

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from mixpanel_data._internal.config import Credentials
 
 TYPES = ("general", "unique", "average")
-SEGMENTATION_UNITS = ("minute", "hour", "day", "week", "month")
+SEGMENTATION_UNITS = ("minute", "hour", "day", "week", "month")  # /events, /events/properties
+# /segmentation's own `unit` enum lists no week (openapi/query.openapi.yaml, GET /segmentation).
+SEGMENTATION_ONLY_UNITS = ("minute", "hour", "day", "month")
 HOUR_DAY = ("hour", "day")
 DAY_WEEK_MONTH = ("day", "week", "month")
 LENGTH_UNITS = ("second", "minute", "hour", "day")

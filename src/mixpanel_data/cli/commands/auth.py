@@ -50,8 +50,10 @@ def _read_secret(secret_stdin: bool) -> str:
 def add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Name for the account, e.g. prod.")],
-    username: Annotated[str, typer.Option("--username", "-u", help="Service account username.")],
     project: Annotated[str, typer.Option("--project", "-p", help="Project id.")],
+    username: Annotated[
+        str | None, typer.Option("--username", "-u", help="Service account username.")
+    ] = None,
     region: Annotated[str, typer.Option("--region", "-r", help="us, eu or in.")] = "us",
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="Custom API origin (proxy or emulator).")
@@ -60,13 +62,27 @@ def add(
         str | None, typer.Option("--timezone", help="Project timezone, e.g. Europe/Berlin.")
     ] = None,
     default: Annotated[bool, typer.Option("--default", help="Make it the default.")] = False,
+    workspace_id: Annotated[
+        str | None,
+        typer.Option("--workspace-id", help="Data view id sent on every Query API call."),
+    ] = None,
     secret_stdin: Annotated[
         bool, typer.Option("--secret-stdin", help="Read the secret from standard input.")
+    ] = False,
+    project_secret_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--project-secret-stdin",
+            help="Read a legacy project secret (no username) from standard input.",
+        ),
     ] = False,
     secret: Annotated[str | None, typer.Option("--secret", hidden=True)] = None,
     fmt: FormatOpt = Format.json,
 ) -> None:
     """Add an account; the secret comes from a hidden prompt, --secret-stdin or MP_SECRET.
+
+    A project secret (legacy; service accounts are preferred) is read from standard
+    input only, with --project-secret-stdin and no --username.
 
     Example: printf '%s\\n' "$SECRET" | mp auth add prod -u sa.x -p 123 -r eu --secret-stdin
     """
@@ -75,16 +91,31 @@ def add(
             "--secret on the command line is refused (argv is visible to other users and "
             "shell history); use --secret-stdin, MP_SECRET or the prompt"
         )
-    value = _read_secret(secret_stdin)
+    if project_secret_stdin:
+        if secret_stdin or username:
+            raise ValidationError(
+                "--project-secret-stdin takes no --username or --secret-stdin; "
+                "give either a project secret or a service account"
+            )
+        value, kind = _read_secret(True), "project_secret"
+    else:
+        if not username:
+            raise ValidationError(
+                "missing --username; give the service account's username, "
+                "or use --project-secret-stdin for a project secret"
+            )
+        value, kind = _read_secret(secret_stdin), "service_account"
     info = auth_api.add_account(
         name,
-        username=username,
+        username=username or "",
         secret=value,
         project_id=project,
         region=region,
         base_url=base_url,
         timezone=timezone,
         make_default=default,
+        workspace_id=workspace_id,
+        kind=kind,
     )
     message(f"Added account '{name}' to {auth_api.config_path()}", quiet=get_context(ctx).quiet)
     emit(info.to_dict(), fmt=fmt)
@@ -125,7 +156,9 @@ def show(
 
     Example: mp auth show prod
     """
-    emit(auth_api.show_account(name or get_context(ctx).account), fmt=fmt, jq=jq)
+    state = get_context(ctx)
+    shown = auth_api.show_account(name or state.account, workspace_id=state.workspace_id)
+    emit(shown, fmt=fmt, jq=jq)
 
 
 @app.command()
@@ -139,4 +172,6 @@ def test(
 
     Example: mp auth test prod
     """
-    emit(auth_api.test_account(name or get_context(ctx).account), fmt=fmt, jq=jq)
+    state = get_context(ctx)
+    tested = auth_api.test_account(name or state.account, workspace_id=state.workspace_id)
+    emit(tested, fmt=fmt, jq=jq)

@@ -32,6 +32,16 @@ WhereOpt = Annotated[
 TypeOpt = Annotated[str, typer.Option("--type", "-t", help="general, unique or average.")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", "-l", help="Top N segments.")]
 EventArg = Annotated[str, typer.Argument(help="Event name.")]
+OptFromOpt = Annotated[
+    str | None, typer.Option("--from", help="First day, YYYY-MM-DD (inclusive; or --interval).")
+]
+OptToOpt = Annotated[
+    str | None, typer.Option("--to", help="Last day, YYYY-MM-DD (inclusive; or --interval).")
+]
+IntervalOpt = Annotated[
+    int | None,
+    typer.Option("--interval", help="The last N units up to now, instead of --from/--to."),
+]
 
 
 def _chart_path(value: Path | None) -> Path | None:
@@ -81,16 +91,25 @@ def segmentation(
     to_date: ToOpt,
     on: OnOpt = None,
     where: WhereOpt = None,
-    unit: Annotated[str, typer.Option("--unit", "-u", help="minute, hour, day, week or month.")] = (
-        "day"
-    ),
+    unit: Annotated[
+        str | None,
+        typer.Option("--unit", "-u", help="minute, hour, day (default) or month (no week)."),
+    ] = None,
     type: TypeOpt = "general",
     limit: LimitOpt = None,
+    interval: Annotated[
+        int | None,
+        typer.Option(
+            "--interval", help="Days per bucket instead of --unit (type unique or average only)."
+        ),
+    ] = None,
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
 ) -> None:
     """Count an event over time, optionally split by a property.
+
+    Mixpanel's /segmentation has no weekly unit: use `mp query event-counts --unit week`.
 
     Example: mp query segmentation Purchase --from 2024-01-01 --to 2024-01-31 --on country -f table
     """
@@ -106,6 +125,7 @@ def segmentation(
             unit=unit,
             type=type,
             limit=limit,
+            interval=interval,
         )
     )
     _emit(result, fmt, jq, chart)
@@ -342,24 +362,27 @@ def frequency(
 def event_counts(
     ctx: typer.Context,
     events: Annotated[list[str], typer.Option("--event", "-e", help="Event name (repeatable).")],
-    from_date: FromOpt,
-    to_date: ToOpt,
+    from_date: OptFromOpt = None,
+    to_date: OptToOpt = None,
     type: TypeOpt = "general",
     unit: Annotated[str, typer.Option("--unit", "-u", help="minute, hour, day, week or month.")] = (
         "day"
     ),
+    interval: IntervalOpt = None,
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
 ) -> None:
-    """Count several events over time in one query.
+    """Count several events over time in one query (give --from/--to or --interval).
 
     Example: mp query event-counts -e Login -e Purchase --from 2024-01-01 --to 2024-01-31
     """
     result = (
         get_context(ctx)
         .workspace()
-        .event_counts(events, from_date=from_date, to_date=to_date, type=type, unit=unit)
+        .event_counts(
+            events, from_date=from_date, to_date=to_date, type=type, unit=unit, interval=interval
+        )
     )
     _emit(result, fmt, jq, chart)
 
@@ -369,8 +392,8 @@ def property_counts(
     ctx: typer.Context,
     event: Annotated[str, typer.Option("--event", "-e", help="Event name.")],
     prop: Annotated[str, typer.Option("--property", "-p", help="Property name.")],
-    from_date: FromOpt,
-    to_date: ToOpt,
+    from_date: OptFromOpt = None,
+    to_date: OptToOpt = None,
     type: TypeOpt = "general",
     unit: Annotated[str, typer.Option("--unit", "-u", help="minute, hour, day, week or month.")] = (
         "day"
@@ -379,11 +402,12 @@ def property_counts(
         list[str] | None, typer.Option("--value", help="Only this value (repeatable).")
     ] = None,
     limit: LimitOpt = None,
+    interval: IntervalOpt = None,
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
 ) -> None:
-    """Count an event per value of a property over time.
+    """Count an event per value of a property over time (give --from/--to or --interval).
 
     Example: mp query property-counts -e Purchase -p plan --from 2024-01-01 --to 2024-01-31
     """
@@ -399,6 +423,7 @@ def property_counts(
             unit=unit,
             values=values or None,
             limit=limit,
+            interval=interval,
         )
     )
     _emit(result, fmt, jq, chart)

@@ -135,7 +135,10 @@ class FetcherService(ProfileFetching):
             try:
                 projects = self.api.me().get("projects") or {}
             except AuthenticationError:
-                raise
+                if self.api.credentials.kind == "project_secret":
+                    projects = {}  # /me is a service-account call; the timezone stays unknown
+                else:
+                    raise
             except MixpanelDataError:
                 projects = {}
             project = projects.get(self.api.credentials.project_id)
