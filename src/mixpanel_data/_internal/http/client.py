@@ -40,6 +40,7 @@ from mixpanel_data.exceptions import (
     RateLimitError,
     Retryable,
     ServerError,
+    ValidationError,
 )
 
 Family = Literal["query", "export", "app"]
@@ -388,6 +389,12 @@ class MixpanelAPIClient:
             raise ServerError(
                 f"Mixpanel server error {status} on {url} ({message}); retry later", **kw
             )
+        if status == 414:
+            raise QueryError(
+                f"Mixpanel refused the request URL as too long (414) on {url}; "
+                "shorten the --where expression or pass fewer --events/-e names",
+                **kw,
+            )
         if status == 404:
             raise NotFoundError(f"not found: {url} ({message})", **kw)
         if status == 402:
@@ -421,6 +428,12 @@ def translate_transport_errors(client: MixpanelAPIClient, method: str, url: str)
         yield
     except MixpanelDataError:
         raise
+    except httpx.InvalidURL as exc:
+        # Raised before sending: a query string over httpx's 65,536 characters.
+        raise ValidationError(
+            f"cannot send the request to {url} ({exc}); "
+            "shorten the --where expression or pass fewer --events/-e names"
+        ) from None
     except httpx.TimeoutException as exc:
         raise NetworkError(
             f"timed out talking to {url} ({type(exc).__name__}); check the network and retry",

@@ -216,6 +216,13 @@ class StorageEngine:
                 f"{path} is a directory, not a DuckDB database; give a file path with --db",
                 path=str(path),
             )
+        if path.exists() and not path.is_file():
+            # A FIFO or device: DuckDB would block on it forever.
+            raise StorageError(
+                f"{path} is not a regular file (a FIFO, socket or device), not a DuckDB "
+                "database; give a file path with --db",
+                path=str(path),
+            )
         if path.is_file() and path.stat().st_size >= 12:
             with open(path, "rb") as fh:
                 header = fh.read(12)
