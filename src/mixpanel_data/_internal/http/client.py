@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import re
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -132,15 +133,40 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def secret_forms(username: str, secret: str) -> list[str]:
-    """The secret as it could appear in text: raw, URL-encoded, inside the Basic token."""
+    """The secret as a body could carry it: raw, URL-encoded, HTML- and JSON-escaped,
+    and the same for the Basic token (``base64(username:secret)``).
+
+    URL-encoding's hex digits may come in either case; `redact` matches every form
+    without regard to case (a few extra characters starred out cost nothing).
+    """
     import base64
+    import html
+    import json
     from urllib.parse import quote, quote_plus
 
     if not secret:
         return []
     token = base64.b64encode(f"{username}:{secret}".encode()).decode()
-    forms = {token, secret, quote(secret, safe=""), quote_plus(secret)}
-    return sorted(forms, key=len, reverse=True)  # longest first: the token contains none
+    forms: set[str] = set()
+    for text in (secret, token):
+        forms |= {text, quote(text), quote(text, safe=""), quote_plus(text)}
+        for escaped in {html.escape(text), html.escape(text, quote=False)}:
+            forms |= {
+                escaped,
+                escaped.replace("&#x27;", "&#39;"),
+                escaped.replace("&quot;", "&#34;"),
+            }
+        for dumped in (json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]):
+            forms |= {dumped, dumped.replace("/", "\\/")}
+    return sorted(forms, key=len, reverse=True)  # longest first
+
+
+def _redactor(forms: list[str]) -> re.Pattern[str] | None:
+    """One case-insensitive pattern for every form (longest first, so a form that
+    contains another is removed whole)."""
+    if not forms:
+        return None
+    return re.compile("|".join(re.escape(f) for f in forms), re.IGNORECASE)
 
 
 class MixpanelAPIClient:
@@ -164,6 +190,7 @@ class MixpanelAPIClient:
         self.timeouts = {**TIMEOUTS, **(timeouts or {})}
         self._secret = credentials.secret.get_secret_value()
         self._secret_forms = secret_forms(credentials.username, self._secret)
+        self._secret_pattern = _redactor(self._secret_forms)
         self._budgets = {**DEFAULT_BUDGETS, **(budgets or {})}
         self.retry = retry or RetryPolicy()
         self.sleep = sleep  # backoff waits (window retries use it too); a test seam
@@ -205,13 +232,12 @@ class MixpanelAPIClient:
     def redact(self, text: str) -> str:
         """Remove the secret from any text that may reach users or logs.
 
-        Also its URL-encoded forms and the Basic token (a proxy's error page may
-        echo the Authorization header or a query string back to us).
+        Also every encoded form of it and of the Basic token (`secret_forms`): a
+        proxy's error page may echo the Authorization header or a query string.
         """
-        for form in self._secret_forms:
-            if form in text:
-                text = text.replace(form, "***")
-        return text
+        if self._secret_pattern is None:
+            return text
+        return self._secret_pattern.sub("***", text)
 
     def _params(self, params: Mapping[str, Any] | None, project_scoped: bool) -> dict[str, str]:
         encoded = encode_params(params)
