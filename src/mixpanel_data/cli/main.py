@@ -137,6 +137,9 @@ def _not_utf8(argv: list[str], environ: Mapping[str, str]) -> str | None:
 def main(argv: list[str] | None = None) -> None:
     """Run `mp`, mapping every failure to one stderr line and a documented exit code."""
     verbose = "-v" in (argv or sys.argv) or "--verbose" in (argv or sys.argv)
+    # Everything `mp` writes (database, WAL, spill and staging files, exports) is
+    # as sensitive as the credentials: private unless the umask is stricter already.
+    os.umask(os.umask(0o077) | 0o077)
     problem = _not_utf8(list(sys.argv[1:] if argv is None else argv), os.environ)
     if problem is not None:
         print(f"Error: {problem}", file=sys.stderr)

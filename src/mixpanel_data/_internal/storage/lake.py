@@ -111,8 +111,33 @@ def _layout_of(table_dir: Path) -> str | None:
     return None
 
 
+def lake_modes() -> tuple[int, int]:
+    """(folder mode, file mode) of what the lake writes: private (0700/0600) like the
+    database, as the data is as sensitive as the credentials; ``MP_LAKE_MODE=shared``
+    makes it readable by others (0755/0644)."""
+    mode = os.environ.get("MP_LAKE_MODE", "").strip().lower()
+    if mode == "shared":
+        return 0o755, 0o644
+    if mode in ("", "private"):
+        return 0o700, 0o600
+    raise ValidationError(f"MP_LAKE_MODE must be 'private' or 'shared', got {mode!r}")
+
+
+def _refuse_symlinks(*paths: Path) -> None:
+    """A symlinked table or partition folder would let a write replace (and delete)
+    Parquet files outside the lake: refuse it, as the config file does."""
+    for path in paths:
+        if path.is_symlink():
+            raise StorageError(
+                f"refusing to write under {path}: it is a symbolic link inside the lake; "
+                "replace it with a real folder",
+                path=str(path),
+            )
+
+
 def _check_layout(table_dir: Path, key: str) -> None:
     """Refuse to mix layouts in one table folder (engines could not read it back)."""
+    _refuse_symlinks(table_dir)
     found = _layout_of(table_dir)
     if found is None or found == key:
         return
@@ -130,10 +155,12 @@ def _check_layout(table_dir: Path, key: str) -> None:
 
 def _replace_files(source_dir: Path, target_dir: Path) -> list[Path]:
     """Move every Parquet file of `source_dir` into `target_dir`, replacing its old files."""
-    target_dir.mkdir(parents=True, exist_ok=True)
+    _refuse_symlinks(target_dir.parent, target_dir)
+    _mkdir(target_dir)
     moved = []
     for staged in sorted(source_dir.glob("*.parquet")):
         final = target_dir / staged.name
+        os.chmod(staged, lake_modes()[1])
         os.replace(staged, final)  # atomic on one filesystem: readers see old or new
         moved.append(final)
     keep = {p.name for p in moved}
@@ -158,8 +185,17 @@ def _copy(conn: duckdb.DuckDBPyConnection, sql: str, params: Any, *, target: Pat
 
 
 def _mkdir(path: Path) -> None:
+    """Create `path` and missing parents with the lake's folder mode."""
+    folder_mode = lake_modes()[0]
+    missing = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        for folder in reversed(missing):
+            folder.mkdir(exist_ok=True)
+            os.chmod(folder, folder_mode)
     except OSError as exc:
         raise StorageError(
             f"cannot create {path}: {exc.strerror}; choose another directory", path=str(path)
@@ -278,6 +314,7 @@ class ParquetDaySink:
         `query` must select the table's columns without a ``date`` column.
         """
         part = self.partition_dir(day)
+        _refuse_symlinks(part.parent, part)
         _mkdir(part)
         # A dot name without .parquet: no engine reads it while it is being written.
         tmp = part / f".{DATA_FILE}.{uuid.uuid4().hex}.tmp"
@@ -285,6 +322,7 @@ class ParquetDaySink:
             copy = f"COPY ({query}) TO {_sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
             rows = _copy(conn, copy, params, target=part)
             final = part / DATA_FILE
+            os.chmod(tmp, lake_modes()[1])
             os.replace(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ __all__ = [
     "fetch_lock",
     "is_bad_wal",
     "is_disk_full",
+    "private_mkdir",
     "remove_unborn",
     "set_aside_wal",
     "set_wal_recovery",
@@ -103,6 +104,20 @@ def remove_unborn(db: Path) -> None:
             Path(str(db) + suffix).unlink()
 
 
+def private_mkdir(path: Path) -> None:
+    """Create `path` and its missing parents 0700: fetched data (user ids, emails,
+    purchases) is as sensitive as the credentials. Existing folders are left alone."""
+    missing = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.chmod(folder, 0o700)  # whatever the umask
+
+
 @contextlib.contextmanager
 def fetch_lock(db: Path) -> Iterator[None]:
     """Hold ``<db>.fetch`` (flock, our PID inside) for a whole fetch.
@@ -114,7 +129,7 @@ def fetch_lock(db: Path) -> Iterator[None]:
     """
     import fcntl
 
-    db.parent.mkdir(parents=True, exist_ok=True)
+    private_mkdir(db.parent)
     side = Path(str(db) + ".fetch")
     try:
         fd = os.open(side, os.O_RDWR | os.O_CREAT, 0o600)

@@ -150,7 +150,7 @@ class FetcherService(ProfileFetching):
     def _staging_dir(self) -> Path:
         base = self.storage.path.parent if self.storage.path is not None else None
         if base is not None:
-            base.mkdir(parents=True, exist_ok=True)
+            st.private_mkdir(base)
             clean_stale_staging(base)
         return Path(tempfile.mkdtemp(prefix=f".mp-staging-{os.getpid()}-", dir=base))
 
