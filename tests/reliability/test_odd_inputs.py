@@ -5,6 +5,7 @@ database (and its WAL) byte for byte as it was."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +136,37 @@ def test_six_thousand_event_names_are_refused_before_any_request(
     assert len(sent) == 1
     assert sent[0] is not None
     assert sent[0].count('"') == 3000
+
+
+def _address_space(limit: int) -> Any:
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize("kind", ["events", "profiles"])
+def test_small_address_space_is_refused_with_the_memory_needed(
+    emulator: Any, fetched: tuple[Path, dict[str, str]], kind: str
+) -> None:
+    # Under `ulimit -v 800000` a fetch died in DuckDB (C++ abort, exit 134, or an
+    # "unexpected TransactionException"); now it is refused before any work.
+    db, env = fetched
+    day = str(emulator.project.data_dates[1])
+    argv = fetch_argv([day], table="small") if kind == "events" else [MP, "-q", "fetch", kind]
+    before = db_files(db)
+    proc = subprocess.run(
+        argv,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_address_space(800_000 * 1024),
+    )
+    assert proc.returncode == 1, proc.stderr
+    line = _one_line(proc.stderr)
+    assert "a fetch needs about 1,536 MB of address space" in line
+    assert "limited to 781 MB (ulimit -v)" in line
+    assert db_files(db) == before

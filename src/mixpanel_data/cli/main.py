@@ -20,6 +20,10 @@ from mixpanel_data.exceptions import MixpanelDataError
 
 EXIT_INVALID_ARGS = 3
 EXIT_INTERRUPTED = 130
+_OUT_OF_MEMORY = (
+    "Error: out of memory; a fetch needs about 1.5 GB (more with many cores): free memory "
+    "or raise the limit (ulimit -v), then run the same command again"
+)
 
 app = typer.Typer(
     name="mp",
@@ -179,7 +183,15 @@ def main(argv: list[str] | None = None) -> None:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"Error: {exc.strerror or exc}{where}", file=sys.stderr)
         code = 1
+    except MemoryError:
+        print(_OUT_OF_MEMORY, file=sys.stderr)
+        code = 1
     except Exception as exc:
+        if type(exc).__name__ == "OutOfMemoryException":  # duckdb's, matched by name
+            if verbose:
+                traceback.print_exc(file=sys.stderr)
+            print(_OUT_OF_MEMORY, file=sys.stderr)
+            sys.exit(1)
         # A bug: still one line (the traceback with -v), never a wall of text.
         if verbose:
             traceback.print_exc(file=sys.stderr)

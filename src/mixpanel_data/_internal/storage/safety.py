@@ -14,6 +14,8 @@ from mixpanel_data._internal.storage.locks import lock_holder_pid
 from mixpanel_data.exceptions import DatabaseLockedError, StorageError
 
 __all__ = [
+    "FETCH_ADDRESS_SPACE",
+    "check_address_space",
     "disk_full_error",
     "fetch_lock",
     "is_bad_wal",
@@ -116,6 +118,25 @@ def private_mkdir(path: Path) -> None:
         folder.mkdir(mode=0o700, exist_ok=True)
         with contextlib.suppress(OSError):
             os.chmod(folder, 0o700)  # whatever the umask
+
+
+# Measured with `ulimit -v` on the 2-core CI machine: a one-day fetch needs 1.4 GB of
+# address space (DuckDB reserves per-thread arenas besides its ingest pools); below
+# that it fails mid-commit or aborts in C++ (exit 134).
+FETCH_ADDRESS_SPACE = 1536 << 20
+
+
+def check_address_space(needed: int = FETCH_ADDRESS_SPACE) -> None:
+    """Refuse a fetch up front when the process's address-space limit is too small."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raise StorageError(
+            f"a fetch needs about {needed >> 20:,} MB of address space but this process "
+            f"is limited to {soft >> 20:,} MB (ulimit -v); raise the limit "
+            "(e.g. `ulimit -v unlimited`) and run again"
+        )
 
 
 @contextlib.contextmanager

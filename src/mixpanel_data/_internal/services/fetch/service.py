@@ -62,6 +62,7 @@ from mixpanel_data._internal.services.fetch.windows import (
 )
 from mixpanel_data._internal.storage import engine as st
 from mixpanel_data._internal.storage.lake import ParquetDaySink
+from mixpanel_data._internal.storage.safety import check_address_space
 from mixpanel_data.exceptions import (
     AuthenticationError,
     MixpanelDataError,
@@ -214,6 +215,7 @@ class FetcherService(ProfileFetching):
             raise ValidationError(f"window_days must be at least 1, got {window_days}")
         if lookback_days < 0:
             raise ValidationError(f"lookback days must be 0 or more, got {lookback_days}")
+        check_address_space()
 
         mode = "replace" if replace else "append" if (append or update) else "create"
         tz = self.project_timezone()
