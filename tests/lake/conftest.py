@@ -97,7 +97,10 @@ def dask_client() -> Any:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            scheduler_port=0,
+            # Every HTTP server on a free loopback port: 8787 may be taken by another run.
+            dashboard_address="127.0.0.1:0",
+            worker_dashboard_address="127.0.0.1:0",
         ) as cluster,
         Client(cluster) as client,
     ):

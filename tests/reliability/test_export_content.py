@@ -154,3 +154,19 @@ def test_mp_sql_shows_nan_properties_as_raw_text(
     assert isinstance(raw, str)
     assert '"x":NaN' in raw
     assert '"z":-Infinity' in raw
+
+
+def test_a_line_over_16_mb_is_stored_not_a_failed_day(fetch: Any) -> None:
+    # DuckDB's read_json refuses objects over 16 MB unless told otherwise; such a
+    # day used to fail on every run. The staged window records its longest line.
+    # 17 MB ran out of the commit's memory pool; 40 MB hit `maximum_object_size`.
+    big = event(20, blob="y" * 17_000_000)
+    bigger = event(21, blob="z" * 40_000_000)
+    body = b"\n".join([GOOD[0], big, GOOD[4], bigger]) + b"\n"
+    ws, result = fetch(body)
+    assert (result.rows_inserted, result.malformed_lines) == (4, 0)
+    assert list(result.failed_ranges) == []
+    stored = _stored(ws)
+    assert set(stored) == {"u1", "u20", "u7", "u21"}
+    assert len(stored["u20"][3]["blob"]) == 17_000_000
+    assert stored["u21"][3]["blob"] == "z" * 40_000_000

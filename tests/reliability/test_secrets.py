@@ -15,6 +15,8 @@ from urllib.parse import quote, quote_plus
 from wsgiref.simple_server import make_server
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from mixpanel_data._internal.config import Credentials
@@ -198,3 +200,76 @@ def test_config_is_private_atomic_and_tightened(tmp_path: Path) -> None:
     assert "tightened to 0600" in listed.stderr
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     assert_clean([listed.stdout, listed.stderr, added.stdout, added.stderr])
+
+
+def _escaped_forms(user: str, secret: str) -> list[str]:
+    """Each encoding a hostile body may carry, built independently of the client."""
+    import html
+    import json
+
+    token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+    out = []
+    for text in (secret, token):
+        url = quote(text, safe="")
+        out += [text, url, url.lower(), quote_plus(text).lower(), html.escape(text)]
+        out += [json.dumps(text)[1:-1], json.dumps(text).replace("/", "\\/")[1:-1]]
+    return out
+
+
+def _client(user: str, secret: str) -> Any:
+    from mixpanel_data._internal.http.client import MixpanelAPIClient
+
+    creds = Credentials(username=user, secret=SecretStr(secret), project_id="1", timezone="UTC")
+    return MixpanelAPIClient(creds)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    secret=st.text(
+        alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")),
+        min_size=8,
+        max_size=40,
+    ),
+    which=st.integers(min_value=0, max_value=13),
+)
+def test_redaction_removes_every_encoding_of_random_secrets(secret: str, which: int) -> None:
+    api = _client(USER, secret)
+    try:
+        form = _escaped_forms(USER, secret)[which]
+        text = api.redact(f'{{"error": "echo <{form}> done"}}')
+    finally:
+        api.close()
+    assert form not in text
+    assert form.lower() not in text.lower()
+    assert "echo <" in text
+    assert "> done" in text
+
+
+def test_error_body_with_escaped_credentials_is_redacted(tmp_path: Path) -> None:
+    # A proxy that echoes the Basic token URL-encoded in lower case and the secret
+    # HTML-escaped, in a plain-text body (used to be printed verbatim).
+    import html
+
+    def app(environ: dict[str, Any], start: Any) -> Iterable[bytes]:
+        auth = environ.get("HTTP_AUTHORIZATION", "").split(" ", 1)[-1]
+        secret = base64.b64decode(auth).decode().split(":", 1)[-1]
+        body = f"denied token={quote(auth, safe='').lower()} pw={html.escape(secret)}"
+        start("400 Bad Request", [("Content-Type", "text/plain")])
+        return [body.encode()]
+
+    httpd = make_server("127.0.0.1", 0, app, server_class=_Server, handler_class=_Quiet)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    secret = 'Zq9<s3"cr&t>=='
+    try:
+        url = f"http://127.0.0.1:{httpd.server_port}"
+        env = {**mp_env_for(url, tmp_path / "e.duckdb"), "MP_SECRET": secret}
+        proc = run_mp(
+            [MP, "-v", "fetch", "events", "--from", "2024-01-01", "--to", "2024-01-01"], env
+        )
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert proc.returncode == 3, proc.stderr
+    assert "denied token=*** pw=***" in proc.stderr
+    for form in _escaped_forms(USER, secret):
+        assert form not in proc.stderr + proc.stdout

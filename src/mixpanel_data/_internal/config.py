@@ -238,6 +238,13 @@ class ConfigManager:
                 f"config path {self.path} is a directory; point MP_CONFIG_PATH at a file",
                 path=str(self.path),
             )
+        if not self.path.is_file():
+            # A FIFO or device would block the read forever (or never end).
+            raise ConfigError(
+                f"config path {self.path} is not a regular file; "
+                "point MP_CONFIG_PATH at a regular file",
+                path=str(self.path),
+            )
         self._tighten_permissions()
         try:
             data = self.path.read_bytes()

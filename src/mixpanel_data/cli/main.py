@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Mapping
 from typing import Annotated
 
 import typer
@@ -19,6 +20,10 @@ from mixpanel_data.exceptions import MixpanelDataError
 
 EXIT_INVALID_ARGS = 3
 EXIT_INTERRUPTED = 130
+_OUT_OF_MEMORY = (
+    "Error: out of memory; a fetch needs about 1.5 GB (more with many cores): free memory "
+    "or raise the limit (ulimit -v), then run the same command again"
+)
 
 app = typer.Typer(
     name="mp",
@@ -115,9 +120,43 @@ def _silence_stdout() -> None:
         pass
 
 
+def _not_utf8(argv: list[str], environ: Mapping[str, str]) -> str | None:
+    """Name the first argument or MP_* variable holding bytes that are not UTF-8.
+
+    Python passes such bytes on as lone surrogates, which every layer below (JSON,
+    HTTP, DuckDB paths) rejects in its own way; one check up front gives one line.
+    """
+
+    def bad(text: str) -> bool:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+
+    for i, arg in enumerate(argv):
+        if bad(arg):
+            name = arg.split("=", 1)[0] if arg.startswith("--") and "=" in arg else None
+            if name is None and i > 0 and argv[i - 1].startswith("-"):
+                name = argv[i - 1]
+            what = f"the value of {name}" if name and not bad(name) else f"argument {i + 1}"
+            return f"{what} contains bytes that are not UTF-8; pass it as UTF-8 text"
+    for key in sorted(environ):
+        if key.startswith("MP_") and bad(environ[key]):
+            return f"{key} contains bytes that are not UTF-8; set it to UTF-8 text"
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run `mp`, mapping every failure to one stderr line and a documented exit code."""
     verbose = "-v" in (argv or sys.argv) or "--verbose" in (argv or sys.argv)
+    # Everything `mp` writes (database, WAL, spill and staging files, exports) is
+    # as sensitive as the credentials: private unless the umask is stricter already.
+    os.umask(os.umask(0o077) | 0o077)
+    problem = _not_utf8(list(sys.argv[1:] if argv is None else argv), os.environ)
+    if problem is not None:
+        print(f"Error: {problem}", file=sys.stderr)
+        sys.exit(EXIT_INVALID_ARGS)
     code = 0
     try:
         result = app(args=argv, standalone_mode=False, prog_name="mp")
@@ -153,7 +192,15 @@ def main(argv: list[str] | None = None) -> None:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"Error: {exc.strerror or exc}{where}", file=sys.stderr)
         code = 1
+    except MemoryError:
+        print(_OUT_OF_MEMORY, file=sys.stderr)
+        code = 1
     except Exception as exc:
+        if type(exc).__name__ == "OutOfMemoryException":  # duckdb's, matched by name
+            if verbose:
+                traceback.print_exc(file=sys.stderr)
+            print(_OUT_OF_MEMORY, file=sys.stderr)
+            sys.exit(1)
         # A bug: still one line (the traceback with -v), never a wall of text.
         if verbose:
             traceback.print_exc(file=sys.stderr)

@@ -19,13 +19,26 @@ from uuid import UUID
 
 import orjson
 
-__all__ = ["CELL_CHARS", "dumps", "json_value", "records_table", "result_payload", "table"]
+__all__ = [
+    "ANSWER_BYTES",
+    "CELL_CHARS",
+    "dumps",
+    "json_value",
+    "records_table",
+    "result_payload",
+    "table",
+]
 
 CELL_CHARS = 500  # longer strings (JSON properties) are cut to this many characters
+LIST_ITEMS = 100  # longer lists (and objects) keep this many items, then a note
+# A table answer stops adding rows at this many bytes of JSON (about 50k tokens):
+# one query once returned 194 MB.
+ANSWER_BYTES = 200_000
 
 
-def json_value(value: Any, *, cell_chars: int = CELL_CHARS) -> Any:
-    """Return ``value`` as JSON-ready data, cutting long strings to ``cell_chars``."""
+def json_value(value: Any, *, cell_chars: int = CELL_CHARS, list_items: int = LIST_ITEMS) -> Any:
+    """Return ``value`` as JSON-ready data, cutting long strings to ``cell_chars``
+    and long lists and objects to ``list_items``."""
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
@@ -48,18 +61,31 @@ def json_value(value: Any, *, cell_chars: int = CELL_CHARS) -> Any:
             return "base64:" + base64.b64encode(raw).decode()
         return f"<{len(raw)} bytes>"
     if isinstance(value, Mapping):
-        return {str(k): json_value(v, cell_chars=cell_chars) for k, v in value.items()}
+        items = list(value.items())
+        out = {
+            str(k): json_value(v, cell_chars=cell_chars, list_items=list_items)
+            for k, v in items[:list_items]
+        }
+        if len(items) > list_items:
+            out["…"] = f"object cut at {list_items} keys"
+        return out
     if isinstance(value, list | tuple | set | frozenset):
-        return [json_value(v, cell_chars=cell_chars) for v in value]
+        seq = list(value)
+        cut = [
+            json_value(v, cell_chars=cell_chars, list_items=list_items) for v in seq[:list_items]
+        ]
+        if len(seq) > list_items:
+            cut.append(f"…(list cut at {list_items} items)")
+        return cut
     to_dict = getattr(value, "to_dict", None)
     if callable(to_dict):
-        return json_value(to_dict(), cell_chars=cell_chars)
+        return json_value(to_dict(), cell_chars=cell_chars, list_items=list_items)
     return str(value)
 
 
 def dumps(payload: Any) -> str:
     """Serialize a payload as compact one-line JSON (what the agent reads)."""
-    return orjson.dumps(json_value(payload, cell_chars=10**9)).decode()
+    return orjson.dumps(json_value(payload, cell_chars=10**9, list_items=10**9)).decode()
 
 
 def table(
@@ -69,14 +95,26 @@ def table(
     total_rows: int | None = None,
     max_rows: int,
     hint: str = "aggregate, filter or add LIMIT, or raise max_rows",
+    max_bytes: int = ANSWER_BYTES,
 ) -> dict[str, Any]:
     """Shape rows as a compact table: counts and a truncation note before the data."""
     total = len(rows) if total_rows is None else total_rows
-    shown = [[json_value(v) for v in row] for row in rows[:max_rows]]
+    shown: list[list[Any]] = []
+    size = 0
+    for row in rows[:max_rows]:
+        shaped = [json_value(v) for v in row]
+        try:
+            size += len(orjson.dumps(shaped, default=str)) + 1
+        except TypeError:  # an integer past 64 bits: its text is about as long
+            size += len(repr(shaped)) + 1
+        if size > max_bytes:
+            break
+        shown.append(shaped)
     out: dict[str, Any] = {"row_count": total, "returned": len(shown)}
     if total > len(shown):
         out["truncated"] = True
-        out["note"] = f"showing the first {len(shown)} of {total} rows; {hint}"
+        why = f" (answer capped at {max_bytes:,} bytes)" if size > max_bytes else ""
+        out["note"] = f"showing the first {len(shown)} of {total} rows{why}; {hint}"
     out["columns"] = list(columns)
     out["rows"] = shown
     return out
@@ -121,7 +159,9 @@ def result_payload(result: Any, *, max_rows: int, hint: str | None = None) -> di
             if len(value) > max_rows:
                 out[f"{key}_count"] = len(value)
                 out[f"{key}_note"] = f"showing the first {max_rows} of {len(value)}"
-            out[key] = json_value(value[:max_rows])
+            out[key] = json_value(value[:max_rows], list_items=max(max_rows, LIST_ITEMS))
         elif isinstance(value, Mapping):
-            out[key] = json_value(dict(list(value.items())[:max_rows]))
+            out[key] = json_value(
+                dict(list(value.items())[:max_rows]), list_items=max(max_rows, LIST_ITEMS)
+            )
     return out

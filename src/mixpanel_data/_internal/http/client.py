@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import re
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -40,6 +41,7 @@ from mixpanel_data.exceptions import (
     RateLimitError,
     Retryable,
     ServerError,
+    ValidationError,
 )
 
 Family = Literal["query", "export", "app"]
@@ -131,20 +133,42 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def secret_forms(username: str, secret: str) -> list[str]:
-    """The secret as it could appear in text: raw, URL-encoded, inside the Basic token.
-
-    Both token forms are covered: ``username:secret`` (service account) and
+    """The secret as a body could carry it: raw, URL-encoded, HTML- and JSON-escaped,
+    and the same for the Basic tokens: ``username:secret`` (service account) and
     ``secret:`` (project secret, contract §2), whichever kind the account is.
+
+    URL-encoding's hex digits may come in either case; `redact` matches every form
+    without regard to case (a few extra characters starred out cost nothing).
     """
     import base64
+    import html
+    import json
     from urllib.parse import quote, quote_plus
 
     if not secret:
         return []
     tokens = {base64.b64encode(f"{user}:{secret}".encode()).decode() for user in (username, "")}
     tokens.add(base64.b64encode(f"{secret}:".encode()).decode())
-    forms = {*tokens, secret, quote(secret, safe=""), quote_plus(secret)}
-    return sorted(forms, key=len, reverse=True)  # longest first: the token contains none
+    forms: set[str] = set()
+    for text in (secret, *tokens):
+        forms |= {text, quote(text), quote(text, safe=""), quote_plus(text)}
+        for escaped in {html.escape(text), html.escape(text, quote=False)}:
+            forms |= {
+                escaped,
+                escaped.replace("&#x27;", "&#39;"),
+                escaped.replace("&quot;", "&#34;"),
+            }
+        for dumped in (json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]):
+            forms |= {dumped, dumped.replace("/", "\\/")}
+    return sorted(forms, key=len, reverse=True)  # longest first
+
+
+def _redactor(forms: list[str]) -> re.Pattern[str] | None:
+    """One case-insensitive pattern for every form (longest first, so a form that
+    contains another is removed whole)."""
+    if not forms:
+        return None
+    return re.compile("|".join(re.escape(f) for f in forms), re.IGNORECASE)
 
 
 class MixpanelAPIClient:
@@ -168,6 +192,7 @@ class MixpanelAPIClient:
         self.timeouts = {**TIMEOUTS, **(timeouts or {})}
         self._secret = credentials.secret.get_secret_value()
         self._secret_forms = secret_forms(credentials.username, self._secret)
+        self._secret_pattern = _redactor(self._secret_forms)
         self._budgets = {**DEFAULT_BUDGETS, **(budgets or {})}
         self.retry = retry or RetryPolicy()
         self.sleep = sleep  # backoff waits (window retries use it too); a test seam
@@ -209,13 +234,12 @@ class MixpanelAPIClient:
     def redact(self, text: str) -> str:
         """Remove the secret from any text that may reach users or logs.
 
-        Also its URL-encoded forms and the Basic token (a proxy's error page may
-        echo the Authorization header or a query string back to us).
+        Also every encoded form of it and of the Basic token (`secret_forms`): a
+        proxy's error page may echo the Authorization header or a query string.
         """
-        for form in self._secret_forms:
-            if form in text:
-                text = text.replace(form, "***")
-        return text
+        if self._secret_pattern is None:
+            return text
+        return self._secret_pattern.sub("***", text)
 
     def _params(
         self, params: Mapping[str, Any] | None, project_scoped: bool, family: Family = "query"
@@ -406,6 +430,12 @@ class MixpanelAPIClient:
             raise ServerError(
                 f"Mixpanel server error {status} on {url} ({message}); retry later", **kw
             )
+        if status == 414:
+            raise QueryError(
+                f"Mixpanel refused the request URL as too long (414) on {url}; "
+                "shorten the --where expression or pass fewer --events/-e names",
+                **kw,
+            )
         if status == 404:
             raise NotFoundError(f"not found: {url} ({message})", **kw)
         if status == 402:
@@ -439,6 +469,12 @@ def translate_transport_errors(client: MixpanelAPIClient, method: str, url: str)
         yield
     except MixpanelDataError:
         raise
+    except httpx.InvalidURL as exc:
+        # Raised before sending: a query string over httpx's 65,536 characters.
+        raise ValidationError(
+            f"cannot send the request to {url} ({exc}); "
+            "shorten the --where expression or pass fewer --events/-e names"
+        ) from None
     except httpx.TimeoutException as exc:
         raise NetworkError(
             f"timed out talking to {url} ({type(exc).__name__}); check the network and retry",

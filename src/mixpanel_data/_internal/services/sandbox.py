@@ -37,6 +37,9 @@ __all__ = ["SQLSandbox", "SandboxLimits", "SandboxResult"]
 # LOAD, CREATE, INSERT, ...) is refused before it reaches the engine.
 _ALLOWED = frozenset({"SELECT"})
 _LOCK_RETRY_SECONDS = 5.0
+# Lists are cut to this many items (plus one, so the answer layer sees that more
+# existed) before they become Python objects: one LIST cell can hold millions.
+LIST_ITEMS = 100
 _CONFIGURE = threading.Lock()  # one thread at a time sets up a shared database instance
 
 
@@ -214,6 +217,8 @@ class SQLSandbox:
         cap = self.limits.max_rows if max_rows is None else max_rows
         if cap < 1:
             raise ValidationError("max_rows must be at least 1")
+        import pyarrow.compute  # noqa: F401  (`_shorten` uses it; imported outside the limit)
+
         started = time.monotonic()
         conn = self.connect()
         fired = threading.Event()
@@ -225,6 +230,7 @@ class SQLSandbox:
         timer = threading.Timer(self.limits.timeout, stop)
         timer.daemon = True
         timer.start()
+        deadline = time.monotonic() + self.limits.timeout
         try:
             relation = conn.sql(query)
             if relation is None:  # not a query after all; check() makes this unreachable
@@ -237,7 +243,12 @@ class SQLSandbox:
                 if len(kept) < cap:
                     # Column by column, so duplicate column names keep their own values.
                     head = batch.slice(0, cap - len(kept))
-                    values = [head.column(i).to_pylist() for i in range(head.num_columns)]
+                    values = []
+                    for i in range(head.num_columns):
+                        values.append(_shorten(head.column(i)).to_pylist())
+                        if time.monotonic() > deadline:  # the timer cannot stop Python
+                            fired.set()
+                            raise TimeoutError
                     kept.extend(zip(*values, strict=True))
                 total += batch.num_rows
         except ValidationError:
@@ -256,6 +267,28 @@ class SQLSandbox:
         return SandboxResult(
             columns=columns, types=types, rows=tuple(kept), total_rows=total, elapsed_ms=elapsed
         )
+
+
+def _shorten(array: Any) -> Any:
+    """Cut every list in an Arrow array (nested in lists and structs too) to
+    LIST_ITEMS + 1 items, so converting it to Python costs little whatever its size."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = array.type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        if len(array) == 0:
+            return array
+        lengths = pc.list_value_length(array)
+        longest = pc.max(lengths).as_py() or 0
+        cut = pc.list_slice(array, 0, LIST_ITEMS + 1) if longest > LIST_ITEMS + 1 else array
+        values = _shorten(cut.flatten())
+        offsets = pc.subtract(cut.offsets, cut.offsets[0])
+        return type(cut).from_arrays(offsets, values, mask=cut.is_null())
+    if pa.types.is_struct(kind):
+        fields = [_shorten(array.field(i)) for i in range(kind.num_fields)]
+        return pa.StructArray.from_arrays(fields, fields=list(kind), mask=array.is_null())
+    return array
 
 
 def _translate(exc: Exception, *, memory_limit: str) -> Exception:

@@ -67,6 +67,7 @@ from mixpanel_data._internal.storage.safety import (
     fetch_lock,
     is_bad_wal,
     is_disk_full,
+    private_mkdir,
     remove_unborn,
     set_aside_wal,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "StorageEngine",
     "default_db_path",
     "lock_holder_pid",
+    "private_mkdir",
     "quote_ident",
     "resolve_db_path",
     "validate_table_name",
@@ -216,6 +218,13 @@ class StorageEngine:
                 f"{path} is a directory, not a DuckDB database; give a file path with --db",
                 path=str(path),
             )
+        if path.exists() and not path.is_file():
+            # A FIFO or device: DuckDB would block on it forever.
+            raise StorageError(
+                f"{path} is not a regular file (a FIFO, socket or device), not a DuckDB "
+                "database; give a file path with --db",
+                path=str(path),
+            )
         if path.is_file() and path.stat().st_size >= 12:
             with open(path, "rb") as fh:
                 header = fh.read(12)
@@ -237,7 +246,7 @@ class StorageEngine:
         if not self.path.exists():
             if not write:
                 raise DatabaseNotFoundError(str(self.path))
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_mkdir(self.path.parent)
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.01
         announced = False
@@ -278,6 +287,9 @@ class StorageEngine:
                 delay = min(delay * 2, 0.1)
                 continue
             waiting.leave()
+            if creating:
+                with contextlib.suppress(OSError):
+                    os.chmod(self.path, 0o600)
             self._configure(conn)
             return conn
 

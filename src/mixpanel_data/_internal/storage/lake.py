@@ -124,8 +124,33 @@ def _layout_of(table_dir: Path) -> str | None:
     return None
 
 
+def lake_modes() -> tuple[int, int]:
+    """(folder mode, file mode) of what the lake writes: private (0700/0600) like the
+    database, as the data is as sensitive as the credentials; ``MP_LAKE_MODE=shared``
+    makes it readable by others (0755/0644)."""
+    mode = os.environ.get("MP_LAKE_MODE", "").strip().lower()
+    if mode == "shared":
+        return 0o755, 0o644
+    if mode in ("", "private"):
+        return 0o700, 0o600
+    raise ValidationError(f"MP_LAKE_MODE must be 'private' or 'shared', got {mode!r}")
+
+
+def _refuse_symlinks(*paths: Path) -> None:
+    """A symlinked table or partition folder would let a write replace (and delete)
+    Parquet files outside the lake: refuse it, as the config file does."""
+    for path in paths:
+        if path.is_symlink():
+            raise StorageError(
+                f"refusing to write under {path}: it is a symbolic link inside the lake; "
+                "replace it with a real folder",
+                path=str(path),
+            )
+
+
 def _check_layout(table_dir: Path, key: str) -> None:
     """Refuse to mix layouts in one table folder (engines could not read it back)."""
+    _refuse_symlinks(table_dir)
     found = _layout_of(table_dir)
     if found is None or found == key:
         return
@@ -143,10 +168,12 @@ def _check_layout(table_dir: Path, key: str) -> None:
 
 def _replace_files(source_dir: Path, target_dir: Path) -> list[Path]:
     """Move every Parquet file of `source_dir` into `target_dir`, replacing its old files."""
-    target_dir.mkdir(parents=True, exist_ok=True)
+    _refuse_symlinks(target_dir.parent, target_dir)
+    _mkdir(target_dir)
     moved = []
     for staged in sorted(source_dir.glob("*.parquet")):
         final = target_dir / staged.name
+        os.chmod(staged, lake_modes()[1])
         os.replace(staged, final)  # atomic on one filesystem: readers see old or new
         moved.append(final)
     keep = {p.name for p in moved}
@@ -171,8 +198,17 @@ def _copy(conn: duckdb.DuckDBPyConnection, sql: str, params: Any, *, target: Pat
 
 
 def _mkdir(path: Path) -> None:
+    """Create `path` and missing parents with the lake's folder mode."""
+    folder_mode = lake_modes()[0]
+    missing = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        for folder in reversed(missing):
+            folder.mkdir(exist_ok=True)
+            os.chmod(folder, folder_mode)
     except OSError as exc:
         raise StorageError(
             f"cannot create {path}: {exc.strerror}; choose another directory", path=str(path)
@@ -292,6 +328,7 @@ class ParquetDaySink:
         `query` must select the table's columns without a ``date`` column.
         """
         part = self.partition_dir(day)
+        _refuse_symlinks(part.parent, part)
         _mkdir(part)
         # Written through PARTITION_BY, like `mp export`, so both writers give one schema
         # (DuckDB's single-file writer marks a column NOT NULL when a file has no nulls).
@@ -308,10 +345,12 @@ class ParquetDaySink:
             final = part / DATA_FILE
             written = sorted((staging / part.name).glob("*.parquet"))
             if written:
+                os.chmod(written[0], lake_modes()[1])
                 os.replace(written[0], final)
             else:  # no rows: an empty partition file keeps the day's (empty) state explicit
                 empty = f"COPY (SELECT * FROM ({query}) LIMIT 0) TO {_sql_literal(str(final))} "
                 _copy(conn, empty + "(FORMAT parquet, COMPRESSION zstd)", params, target=part)
+                os.chmod(final, lake_modes()[1])
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         for old in part.glob("*.parquet"):

@@ -14,10 +14,13 @@ from mixpanel_data._internal.storage.locks import lock_holder_pid
 from mixpanel_data.exceptions import DatabaseLockedError, StorageError
 
 __all__ = [
+    "FETCH_ADDRESS_SPACE",
+    "check_address_space",
     "disk_full_error",
     "fetch_lock",
     "is_bad_wal",
     "is_disk_full",
+    "private_mkdir",
     "remove_unborn",
     "set_aside_wal",
     "set_wal_recovery",
@@ -103,6 +106,39 @@ def remove_unborn(db: Path) -> None:
             Path(str(db) + suffix).unlink()
 
 
+def private_mkdir(path: Path) -> None:
+    """Create `path` and its missing parents 0700: fetched data (user ids, emails,
+    purchases) is as sensitive as the credentials. Existing folders are left alone."""
+    missing = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.chmod(folder, 0o700)  # whatever the umask
+
+
+# Measured with `ulimit -v` on the 2-core CI machine: a one-day fetch needs 1.4 GB of
+# address space (DuckDB reserves per-thread arenas besides its ingest pools); below
+# that it fails mid-commit or aborts in C++ (exit 134).
+FETCH_ADDRESS_SPACE = 1536 << 20
+
+
+def check_address_space(needed: int = FETCH_ADDRESS_SPACE) -> None:
+    """Refuse a fetch up front when the process's address-space limit is too small."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raise StorageError(
+            f"a fetch needs about {needed >> 20:,} MB of address space but this process "
+            f"is limited to {soft >> 20:,} MB (ulimit -v); raise the limit "
+            "(e.g. `ulimit -v unlimited`) and run again"
+        )
+
+
 @contextlib.contextmanager
 def fetch_lock(db: Path) -> Iterator[None]:
     """Hold ``<db>.fetch`` (flock, our PID inside) for a whole fetch.
@@ -114,7 +150,7 @@ def fetch_lock(db: Path) -> Iterator[None]:
     """
     import fcntl
 
-    db.parent.mkdir(parents=True, exist_ok=True)
+    private_mkdir(db.parent)
     side = Path(str(db) + ".fetch")
     try:
         fd = os.open(side, os.O_RDWR | os.O_CREAT, 0o600)

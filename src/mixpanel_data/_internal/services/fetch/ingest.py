@@ -57,6 +57,25 @@ __all__ = [
 # DuckDB's buffer pool for ingestion; larger windows spill to disk, so RSS stays flat.
 INGEST_MEMORY_LIMIT = "256MB"
 
+# read_json refuses an object over its `maximum_object_size` (16 MiB by default; lines
+# up to twice that still fit its buffer) and needs a few times a line's size in
+# memory. A window with a line over LONG_LINE gets both raised for its statements.
+LONG_LINE = 8 << 20
+_DEFAULT_OBJECT_SIZE = 16 << 20
+
+
+def long_line_limits(longest: int, pool_mb: int) -> tuple[str, int | None]:
+    """The memory_limit and maximum_object_size (None: default) a window's longest
+    line needs, given the pool used for ordinary windows."""
+    if longest <= LONG_LINE:
+        return f"{pool_mb}MB", None
+    size = max(_DEFAULT_OBJECT_SIZE, (longest >> 20) + 2 << 20)
+    return f"{pool_mb + 16 * (size >> 20)}MB", size
+
+
+def _object_size_option(size: int | None) -> str:
+    return "" if size is None else f", maximum_object_size = {size}"
+
 
 @dataclass(frozen=True)
 class StagedFile:
@@ -70,6 +89,30 @@ class StagedFile:
     # whether some duplicates need the slower fix-up (ties, missing keys).
     losers: Path | None = None
     needs_fix: bool = False
+    # An upper bound on the body's longest line, in bytes (see `long_line_limits`).
+    longest_line: int = 0
+
+
+class _LineMeter:
+    """Track an upper bound of the longest line of a body fed in chunks (two memchr
+    calls per chunk; exact for lines spanning chunks, the chunk's size otherwise)."""
+
+    def __init__(self) -> None:
+        self.run = 0
+        self.longest = 0
+
+    def feed(self, chunk: bytes) -> None:
+        first = chunk.find(b"\n")
+        if first < 0:
+            self.run += len(chunk)
+            return
+        last = chunk.rfind(b"\n")
+        inner = last - first if len(chunk) > LONG_LINE else 0  # only a big chunk matters
+        self.longest = max(self.longest, self.run + first, inner)
+        self.run = len(chunk) - last - 1
+
+    def result(self) -> int:
+        return max(self.longest, self.run)
 
 
 @dataclass(frozen=True)
@@ -87,22 +130,31 @@ def sql_literal(text: str) -> str:
 
 
 def _tail_line(path: Path, size: int) -> bytes:
-    """Return the last non-blank line of a file (reads backwards in blocks)."""
+    """Return the last non-blank line of a file (reads backwards in blocks).
+
+    Blocks are joined once at the end: a last line of many MB stays linear.
+    """
     if size == 0:
         return b""
     block = 1 << 16
+    parts: list[bytes] = []
     with open(path, "rb") as fh:
-        data = b""
         pos = size
         while pos > 0:
             step = min(block, pos)
             pos -= step
             fh.seek(pos)
-            data = fh.read(step) + data
-            stripped = data.rstrip()
-            if b"\n" in stripped or pos == 0:
-                return stripped.rsplit(b"\n", 1)[-1]
-    return b""
+            piece = fh.read(step)
+            if not parts:
+                piece = piece.rstrip()  # trailing blank lines and whitespace
+                if not piece:
+                    continue
+            cut = piece.rfind(b"\n")
+            if cut >= 0:
+                parts.append(piece[cut + 1 :])
+                break
+            parts.append(piece)
+    return b"".join(reversed(parts))
 
 
 def _whole_record(line: bytes) -> bool:
@@ -142,6 +194,7 @@ def download_window(
     while True:
         attempt += 1
         size = 0
+        meter = _LineMeter()
         try:
             with (
                 api.stream("GET", "export", "export", params=query, headers=headers) as response,
@@ -150,6 +203,7 @@ def download_window(
             ):
                 for chunk in iter_body(response):
                     fh.write(chunk)
+                    meter.feed(chunk)
                     size += len(chunk)
                     if on_bytes is not None:
                         on_bytes(len(chunk))
@@ -166,7 +220,7 @@ def download_window(
                         raise NetworkError(
                             f"export of {window} ended in a cut record; retrying the window"
                         ) from None
-            return StagedFile(window, dest, size, attempt)
+            return StagedFile(window, dest, size, attempt, longest_line=meter.result())
         except Exception as exc:
             if not isinstance(exc, Retryable):
                 raise
@@ -197,7 +251,9 @@ def _files(paths: Sequence[Path]) -> str:
     return "[" + ", ".join(sql_literal(str(p)) for p in paths) + "]"
 
 
-def _select_rows(paths: Sequence[Path], *, legacy_tz: str | None) -> str:
+def _select_rows(
+    paths: Sequence[Path], *, legacy_tz: str | None, object_size: int | None = None
+) -> str:
     """SELECT every line of the staged files as a row, plus ``pt`` (processing time).
 
     Malformed lines come back from ``read_json`` as NULL rows; they get a NULL
@@ -205,7 +261,8 @@ def _select_rows(paths: Sequence[Path], *, legacy_tz: str | None) -> str:
     """
     source = (
         f"read_json({_files(paths)}, format = 'newline_delimited', "
-        "columns = {event: 'VARCHAR', properties: 'JSON'}, ignore_errors = true)"
+        "columns = {event: 'VARCHAR', properties: 'JSON'}, ignore_errors = true"
+        f"{_object_size_option(object_size)})"
     )
     return f"""
         SELECT event AS event_name,
@@ -241,7 +298,9 @@ def _check_hash(ev: str, did: str, iid: str) -> str:
     return f"hash({iid}, {did}, {ev}, 'mp-check')"
 
 
-def _select_duplicate_keys(paths: Sequence[Path], *, legacy_tz: str | None) -> str:
+def _select_duplicate_keys(
+    paths: Sequence[Path], *, legacy_tz: str | None, object_size: int | None = None
+) -> str:
     """SELECT the lines whose dedup key occurs more than once, as hashed keys.
 
     Reading only four scalar properties is several times cheaper than the full
@@ -255,7 +314,8 @@ def _select_duplicate_keys(paths: Sequence[Path], *, legacy_tz: str | None) -> s
     )
     source = (
         f"read_json({_files(paths)}, format = 'newline_delimited', "
-        f"columns = {{event: 'VARCHAR', properties: '{struct}'}}, ignore_errors = true)"
+        f"columns = {{event: 'VARCHAR', properties: '{struct}'}}, ignore_errors = true"
+        f"{_object_size_option(object_size)})"
     )
     return f"""
         WITH k AS MATERIALIZED (
@@ -304,6 +364,10 @@ def scan_duplicates(staged: StagedFile, *, legacy_tz: str | None) -> StagedFile:
     import duckdb
 
     with HEAVY_STEP:
+        if staged.longest_line > LONG_LINE:
+            # A huge line: the small shared pool cannot hold it; a private one can.
+            with _big_scanner(staged.path.parent, staged.longest_line) as conn:
+                return _scan(conn, staged, losers, legacy_tz=legacy_tz)
         try:
             return _scan(_scanner(), staged, losers, legacy_tz=legacy_tz)
         except duckdb.OutOfMemoryException:
@@ -340,12 +404,13 @@ def _scanner() -> duckdb.DuckDBPyConnection:
 
 
 @contextlib.contextmanager
-def _big_scanner(spill: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+def _big_scanner(spill: Path, longest: int = 0) -> Iterator[duckdb.DuckDBPyConnection]:
     import duckdb
 
+    limit, _size = long_line_limits(longest, 1024)
     conn = duckdb.connect(
         ":memory:",
-        config={"threads": 1, "memory_limit": "1GB", "temp_directory": str(spill / ".scan-spill")},
+        config={"threads": 1, "memory_limit": limit, "temp_directory": str(spill / ".scan-spill")},
     )
     try:
         conn.execute("SET TimeZone = 'UTC'")
@@ -360,9 +425,10 @@ def _scan(
     from dataclasses import replace
 
     try:
+        _limit, size = long_line_limits(staged.longest_line, 0)
         conn.execute(
             "CREATE OR REPLACE TEMP TABLE dups AS "
-            + _select_duplicate_keys([staged.path], legacy_tz=legacy_tz)
+            + _select_duplicate_keys([staged.path], legacy_tz=legacy_tz, object_size=size)
         )
         # A loser has an older processing time than the newest line of its key.
         # Keys without $insert_id (their key is derived from the content), keys
@@ -423,7 +489,8 @@ def commit_events(
     params: dict[str, Any] = {"start": int(row[0]) if row else 0}
     skipped = 0
     needs_fix = merge
-    select = _select_rows(paths, legacy_tz=legacy_tz)
+    pool, object_size = long_line_limits(max(f.longest_line for f in present), 256)
+    select = _select_rows(paths, legacy_tz=legacy_tz, object_size=object_size)
     if dedup:
         for f in present:
             if f.losers is None:
@@ -450,10 +517,17 @@ def commit_events(
     # The optimizer may build the anti-join's hash table on the export side (its
     # size is unknown to it); keep the build on the small losers table.
     conn.execute("SET disabled_optimizers = 'build_side_probe_side'")
+    restore = None
+    if object_size is not None:  # a huge line: a larger pool for this statement only
+        row = conn.execute("SELECT current_setting('memory_limit')").fetchone()
+        restore = str(row[0]) if row else None
+        conn.execute(f"SET memory_limit = '{pool}'")
     try:
         inserted = _count(conn.execute(f"INSERT INTO {target} SELECT {_COLS} FROM ({select})"))
     finally:
         conn.execute("RESET disabled_optimizers")
+        if restore is not None:
+            conn.execute(f"SET memory_limit = '{restore}'")
         conn.execute("DROP TABLE IF EXISTS _mp_dups")
     malformed = _count(
         conn.execute(f"DELETE FROM {target} WHERE rowid >= $start AND event_time IS NULL", params)

@@ -21,6 +21,7 @@ from mixpanel_data._internal.results.fetch import FetchProgress, FetchResult
 from mixpanel_data._internal.services.fetch.ingest import INGEST_MEMORY_LIMIT, commit_profiles
 from mixpanel_data._internal.services.fetch.records import engage_params
 from mixpanel_data._internal.storage import engine as st
+from mixpanel_data._internal.storage.safety import check_address_space
 from mixpanel_data.exceptions import (
     APIError,
     QueryError,
@@ -82,6 +83,7 @@ class ProfileFetching:
         st.validate_table_name(name)
         if append and replace:
             raise ValidationError("use either --append or --replace, not both")
+        check_address_space()
         params = engage_params(
             where=where,
             cohort_id=cohort_id,

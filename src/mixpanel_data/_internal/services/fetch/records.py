@@ -7,13 +7,24 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import orjson
 
 from mixpanel_data.exceptions import ValidationError
 
-__all__ = ["clean_events", "engage_params", "normalize_event", "normalize_profile"]
+# The `event` parameter, URL-encoded, must leave room in the 65,536-character query
+# string httpx (and common servers' larger limits) accept, for where, dates and id.
+MAX_EVENT_PARAM = 60_000
+
+__all__ = [
+    "MAX_EVENT_PARAM",
+    "clean_events",
+    "engage_params",
+    "normalize_event",
+    "normalize_profile",
+]
 
 
 def clean_events(events: Sequence[str] | None) -> list[str] | None:
@@ -23,7 +34,18 @@ def clean_events(events: Sequence[str] | None) -> list[str] | None:
         raise ValidationError("events must be a list of names, e.g. ['Login', 'Sign Up']")
     cleaned = [e for e in events if e.strip()]
     seen: dict[str, None] = dict.fromkeys(cleaned)
-    return list(seen) or None
+    names = list(seen)
+    if names:
+        sent = len(quote(orjson.dumps(names).decode(), safe=""))
+        if sent > MAX_EVENT_PARAM:
+            # Refused, not split: every extra request spends the export budget
+            # (60/hour, contract §3.3) and the server's URL limit is not documented.
+            raise ValidationError(
+                f"the event filter lists {len(names):,} names ({sent:,} characters in the "
+                f"request URL, at most {MAX_EVENT_PARAM:,} fit); pass fewer --events/-e "
+                "names, or fetch all events and filter with `mp sql`"
+            )
+    return names or None
 
 
 def engage_params(

@@ -62,6 +62,7 @@ from mixpanel_data._internal.services.fetch.windows import (
 )
 from mixpanel_data._internal.storage import engine as st
 from mixpanel_data._internal.storage.lake import ParquetDaySink
+from mixpanel_data._internal.storage.safety import check_address_space
 from mixpanel_data.exceptions import (
     AuthenticationError,
     MixpanelDataError,
@@ -153,7 +154,7 @@ class FetcherService(ProfileFetching):
     def _staging_dir(self) -> Path:
         base = self.storage.path.parent if self.storage.path is not None else None
         if base is not None:
-            base.mkdir(parents=True, exist_ok=True)
+            st.private_mkdir(base)
             clean_stale_staging(base)
         return Path(tempfile.mkdtemp(prefix=f".mp-staging-{os.getpid()}-", dir=base))
 
@@ -217,6 +218,7 @@ class FetcherService(ProfileFetching):
             raise ValidationError(f"window_days must be at least 1, got {window_days}")
         if lookback_days < 0:
             raise ValidationError(f"lookback days must be 0 or more, got {lookback_days}")
+        check_address_space()
 
         mode = "replace" if replace else "append" if (append or update) else "create"
         tz = self.project_timezone()
