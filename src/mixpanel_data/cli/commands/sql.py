@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -13,7 +13,9 @@ from mixpanel_data.cli.context import get_context
 from mixpanel_data.cli.formatters import emit, render, write_stdout
 from mixpanel_data.cli.options import Format, FormatOpt, JqOpt
 from mixpanel_data.exceptions import ValidationError
-from mixpanel_data.types import SQLRows
+
+if TYPE_CHECKING:
+    from mixpanel_data.types import SQLRows
 
 
 def read_query(query: str | None, file: str | None) -> str:
@@ -40,10 +42,14 @@ def read_query(query: str | None, file: str | None) -> str:
 
 
 def _unique(columns: tuple[str, ...]) -> list[str]:
-    """Column names made unique (``SELECT 1 AS a, 2 AS a``), so no value is lost."""
+    """Column names made unique (``SELECT 1 AS a, 2 AS a``), so no value is lost.
+
+    DuckDB names an unaliased ``count(*)`` ``count_star()``; it is shown as the user wrote it.
+    """
     seen: dict[str, int] = {}
     out = []
-    for name in columns:
+    for raw in columns:
+        name = "count(*)" if raw == "count_star()" else raw
         count = seen.get(name, 0)
         seen[name] = count + 1
         out.append(name if count == 0 else f"{name}_{count + 1}")
