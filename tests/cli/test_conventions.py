@@ -1,0 +1,147 @@
+"""CLI conventions (issue 15): help, tables, headers, messages, and fetches that find nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.conftest import emulator_credentials
+
+from mixpanel_data import Workspace
+from mixpanel_data.cli.formatters import render
+from mixpanel_data.cli.main import main
+from mixpanel_data.cli.options import Format
+from mixpanel_data.exceptions import TableExistsError
+
+MP = str(Path(sys.executable).with_name("mp"))
+
+
+@pytest.fixture
+def mp(emulator: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """Run `mp ARGS` in-process against the emulator; return (exit code, stdout, stderr)."""
+    monkeypatch.setenv("MP_USERNAME", emulator.username)
+    monkeypatch.setenv("MP_SECRET", emulator.secret)
+    monkeypatch.setenv("MP_PROJECT_ID", str(emulator.spec.project_id))
+    monkeypatch.setenv("MP_BASE_URL", emulator.base_url)
+    monkeypatch.setenv("MP_TIMEZONE", emulator.spec.timezone)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as exc:
+            main(list(args))
+        out = capsys.readouterr()
+        return int(exc.value.code or 0), out.out, out.err
+
+    return run
+
+
+@pytest.mark.parametrize("args", [[], ["auth"], ["inspect"]])
+def test_bare_command_prints_help_to_stdout_and_exits_0(args: list[str]) -> None:
+    proc = subprocess.run([MP, *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith(f"Usage: mp {' '.join(args)}".rstrip() + " [OPTIONS] COMMAND")
+    assert proc.stderr == ""
+
+
+def test_numbers_are_right_aligned_and_text_left() -> None:
+    rows = [{"name": "a", "n": 5}, {"name": "bbbbbb", "n": 12345}]
+    lines = render(rows, fmt=Format.table).splitlines()
+    body = [line for line in lines if "a " in line or "bbbbbb" in line]
+    assert body[0].rstrip().endswith("    5")  # right-aligned under "n"
+    assert body[0].index("a") < body[1].index("12345")  # text starts at the left
+    assert body[0].rstrip().index("5") == body[1].rstrip().index("12345") + 4
+
+
+def test_sql_count_star_header_reads_as_written(tmp_path: Path) -> None:
+    db = tmp_path / "t.duckdb"
+    with Workspace.open(db, read_only=False) as ws:
+        ws.sql("CREATE TABLE t AS SELECT range AS x FROM range(3)")
+    proc = subprocess.run(
+        [MP, "--db", str(db), "sql", "SELECT count(*), count(*) AS n FROM t", "-f", "csv"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["count(*),n", "3,3"]
+
+
+def test_inspect_column_sorts_numeric_json_as_numbers(tmp_path: Path) -> None:
+    db = tmp_path / "t.duckdb"
+    with Workspace.open(db, read_only=False) as ws:
+        ws.sql(
+            "CREATE TABLE events AS SELECT * FROM (VALUES ('{\"price\": 991.45}'::JSON), "
+            "('{\"price\": 1005.16}'::JSON), ('{\"price\": 5}'::JSON)) AS t(properties)"
+        )
+        stats = ws.column_stats("events", "properties->'$.price'")
+    assert (stats.min, stats.max) == (5, 1005.16)
+
+
+def test_table_exists_error_fits_its_caller(mp: Any, emulator: Any) -> None:
+    day = emulator.project.data_dates[-2].isoformat()
+    with Workspace(credentials=emulator_credentials(emulator)) as ws:
+        ws.fetch_events("events", from_date=day, to_date=day)
+        with pytest.raises(TableExistsError) as caught:
+            ws.fetch_events("events", from_date=day, to_date=day)
+        assert "append=True" in str(caught.value)
+        assert "--append" not in str(caught.value)
+    code, _, err = mp("fetch", "events", "--from", day, "--to", day)
+    assert code == 1
+    assert "use --append to add to it, --replace to rebuild it" in err
+    assert "append=True" not in err
+
+
+def test_sample_takes_n_positionally_and_repr_names_the_database(tmp_path: Path) -> None:
+    db = tmp_path / "t.duckdb"
+    with Workspace.open(db, read_only=False) as ws:
+        ws.sql("CREATE TABLE t AS SELECT range AS x FROM range(10)")
+        assert len(ws.sample("t", 2)) == 2
+        assert repr(ws) == f"Workspace(project_id=None, path={str(db)!r})"
+
+
+def test_repr_of_a_default_workspace_shows_the_resolved_path(
+    emulator: Any, clean_environ: Path
+) -> None:
+    ws = Workspace(credentials=emulator_credentials(emulator))
+    expected = clean_environ / ".mp" / "data" / f"{emulator.spec.project_id}.duckdb"
+    assert repr(ws) == f"Workspace(project_id='{emulator.spec.project_id}', path='{expected}')"
+    ws.close()
+
+
+def test_fetch_of_an_unknown_event_warns_and_names_the_events(mp: Any) -> None:
+    code, out, err = mp(
+        "fetch", "events", "empty1", "--from", "2000-01-03", "--to", "2000-01-03",
+        "--event", "No Such Event",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["table_rows"] == 0
+    assert "warning: the fetch stored 0 rows for 2000-01-03..2000-01-03" in err
+    assert "the project has no event named No Such Event (it has: " in err
+
+
+def test_fetch_of_an_empty_range_names_the_range_with_data(mp: Any, emulator: Any) -> None:
+    code, out, err = mp("fetch", "events", "empty2", "--from", "2000-01-03", "--to", "2000-01-04")
+    assert code == 0, err
+    assert json.loads(out)["table_rows"] == 0
+    # the days with any of the project's first 10 events, in project time, per the raw data
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(emulator.spec.timezone)
+    with Workspace(credentials=emulator_credentials(emulator)) as ws:
+        top = set(ws.events()[:10])
+    today = emulator.project.today
+    days = sorted(
+        {
+            datetime.fromtimestamp(r["properties"]["time"], tz=tz).date()
+            for day in emulator.project.data_dates
+            for r in emulator.project.iter_export_day(day)
+            if r["event"] in top
+        }
+    )
+    days = [d for d in days if today - timedelta(days=89) <= d <= today]
+    assert f"the project has data from {days[0]} to {days[-1]} (last 90 days" in err
+    assert "fetch within that range" in err
