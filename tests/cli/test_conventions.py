@@ -145,3 +145,42 @@ def test_fetch_of_an_empty_range_names_the_range_with_data(mp: Any, emulator: An
     days = [d for d in days if today - timedelta(days=89) <= d <= today]
     assert f"the project has data from {days[0]} to {days[-1]} (last 90 days" in err
     assert "fetch within that range" in err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".json", ".jsonl"])
+def test_sql_output_writes_the_file_by_extension(tmp_path: Path, suffix: str) -> None:
+    import duckdb
+
+    db = tmp_path / "t.duckdb"
+    with Workspace.open(db, read_only=False) as ws:
+        ws.sql("CREATE TABLE t AS SELECT range AS x, 'v' || range AS label FROM range(25)")
+    out = tmp_path / f"out{suffix}"
+    proc = subprocess.run(
+        [MP, "--db", str(db), "sql", "SELECT * FROM t WHERE x % 2 = 0 ORDER BY x;", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr == f"wrote 13 rows to {out}\n"
+    if suffix == ".json":
+        back = [(r["x"], r["label"]) for r in json.loads(out.read_text())]
+    elif suffix == ".jsonl":
+        back = [(r["x"], r["label"]) for r in map(json.loads, out.read_text().splitlines())]
+    else:
+        back = duckdb.sql(f"SELECT x, label FROM '{out}' ORDER BY x").fetchall()  # noqa: S608
+    assert back == [(x, f"v{x}") for x in range(0, 25, 2)]
+
+
+def test_sql_output_with_an_unknown_extension_says_which_work(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [MP, "--db", str(tmp_path / "t.duckdb"), "sql", "SELECT 1", "-o", str(tmp_path / "x.xls")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3
+    assert "cannot tell the format of --output" in proc.stderr
+    assert ".csv, .parquet, .json, .jsonl" in proc.stderr
+    assert not (tmp_path / "x.xls").exists()

@@ -10,7 +10,7 @@ import orjson
 import typer
 
 from mixpanel_data.cli.context import get_context
-from mixpanel_data.cli.formatters import emit, render, write_stdout
+from mixpanel_data.cli.formatters import emit, message, render, write_stdout
 from mixpanel_data.cli.options import Format, FormatOpt, JqOpt
 from mixpanel_data.exceptions import ValidationError
 
@@ -39,6 +39,27 @@ def read_query(query: str | None, file: str | None) -> str:
     if not text.strip():
         raise ValidationError("the SQL is empty; pass a statement such as 'SELECT 1'")
     return text
+
+
+_FILE_FORMATS = {
+    ".csv": "FORMAT CSV, HEADER true",
+    ".parquet": "FORMAT PARQUET, COMPRESSION ZSTD",
+    ".json": "FORMAT JSON, ARRAY true",
+    ".jsonl": "FORMAT JSON",
+    ".ndjson": "FORMAT JSON",
+}
+
+
+def _copy_statement(query: str, output: str) -> str:
+    """``COPY (query) TO 'file' (format by extension)``: DuckDB writes it, streaming."""
+    suffix = Path(output).suffix.lower()
+    if suffix not in _FILE_FORMATS:
+        raise ValidationError(
+            f"cannot tell the format of --output {output}; end it in {', '.join(_FILE_FORMATS)}"
+        )
+    body = query.strip().rstrip(";").strip()
+    path = str(Path(output).expanduser()).replace("'", "''")
+    return f"COPY ({body}) TO '{path}' ({_FILE_FORMATS[suffix]})"
 
 
 def _unique(columns: tuple[str, ...]) -> list[str]:
@@ -91,6 +112,15 @@ def sql(
     scalar: Annotated[
         bool, typer.Option("--scalar", help="Print only the first value of the first row.")
     ] = False,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the result to a file instead: .csv, .parquet, .json or .jsonl "
+            "(by extension; DuckDB streams it, so any size fits).",
+        ),
+    ] = None,
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
 ) -> None:
@@ -100,6 +130,10 @@ def sql(
     """
     text = read_query(query, file)
     ws = get_context(ctx).workspace(read_only=True, credentials=False)
+    if output is not None:
+        rows = ws.sql_scalar(_copy_statement(text, output))
+        message(f"wrote {rows:,} rows to {output}", quiet=get_context(ctx).quiet)
+        return
     if scalar:
         emit(ws.sql_scalar(text), fmt=fmt, jq=jq)
         return
