@@ -184,3 +184,25 @@ def test_sql_output_with_an_unknown_extension_says_which_work(tmp_path: Path) ->
     assert "cannot tell the format of --output" in proc.stderr
     assert ".csv, .parquet, .json, .jsonl" in proc.stderr
     assert not (tmp_path / "x.xls").exists()
+
+
+def test_live_queries_default_to_the_last_30_days_in_project_time(mp: Any, emulator: Any) -> None:
+    from zoneinfo import ZoneInfo
+
+    today = datetime.now(tz=ZoneInfo(emulator.spec.timezone)).date()
+    start = today - timedelta(days=29)
+    with Workspace(credentials=emulator_credentials(emulator)) as ws:
+        expected = ws.segmentation("Login", from_date=start.isoformat(), to_date=today.isoformat())
+        funnel_id = ws.funnels()[0].funnel_id
+        funnel = ws.funnel(funnel_id, from_date=start.isoformat(), to_date=today.isoformat())
+    code, out, err = mp("query", "segmentation", "Login")
+    assert (code, err) == (0, "")
+    assert json.loads(out) == json.loads(json.dumps(expected.to_dict()))
+    assert json.loads(out)["from_date"] == start.isoformat()
+    code, out, err = mp("query", "funnel", str(funnel_id), "--to", today.isoformat())
+    assert (code, err) == (0, "")
+    assert json.loads(out)["steps"] == json.loads(json.dumps(funnel.to_dict()))["steps"]
+    code, out, _ = mp("query", "segmentation", "--help")
+    text = " ".join(out.split())  # help wraps lines
+    assert "default: today in the project's timezone" in text
+    assert "default: 29 days before --to" in text

@@ -226,6 +226,7 @@ def test_usage_errors_exit_3(mp: Any, dates: list[str]) -> None:
     assert (code, out) == (3, "")
     assert "valid integer" in err
     assert "Traceback" not in err
-    code, _, err = mp("query", "segmentation", "Login")  # --from/--to missing
+    # --from/--to may be omitted (the last 30 days), but a bad --to is still a usage error
+    code, _, err = mp("query", "segmentation", "Login", "--to", "2024-13-01")
     assert code == 3
-    assert "--from" in err
+    assert "invalid --to date '2024-13-01'" in err
