@@ -42,10 +42,13 @@ FUNNEL_STEPS = ("View Item", "Add To Cart", "Purchase")
 DEMO_PROJECT_ID = "1000002"
 
 
-def demo_spec(*, users: int = DEMO_USERS, days: int = DEMO_DAYS) -> ProjectSpec:
+def demo_spec(
+    *, users: int = DEMO_USERS, days: int = DEMO_DAYS, start_date: date | None = None
+) -> ProjectSpec:
     """The demo shop: a month of events by `users` users, in America/Los_Angeles."""
     return ProjectSpec(
         seed=DEMO_SEED,
+        start_date=start_date,
         users=users,
         days=days,
         project_name="Demo Shop",
