@@ -206,3 +206,28 @@ def test_live_queries_default_to_the_last_30_days_in_project_time(mp: Any, emula
     text = " ".join(out.split())  # help wraps lines
     assert "default: today in the project's timezone" in text
     assert "default: 29 days before --to" in text
+
+
+def test_inspect_values_counts_come_from_the_last_30_days(mp: Any, emulator: Any) -> None:
+    from zoneinfo import ZoneInfo
+
+    today = datetime.now(tz=ZoneInfo(emulator.spec.timezone)).date()
+    start = (today - timedelta(days=29)).isoformat()
+    with Workspace(credentials=emulator_credentials(emulator)) as ws:
+        values = ws.property_values("mp_country_code", event="Purchase", limit=5)
+        counts = ws.property_counts(
+            "Purchase", "mp_country_code", from_date=start, to_date=today.isoformat(), limit=5
+        )
+    expected = [
+        {"value": v, "count": int(sum(counts.values.get(str(v), {}).values()))} for v in values
+    ]
+    args = ["inspect", "values", "-p", "mp_country_code", "-e", "Purchase", "-l", "5"]
+    code, out, err = mp(*args, "--counts")
+    assert (code, err) == (0, "")
+    assert json.loads(out) == expected
+    assert sum(r["count"] for r in expected) > 0
+    code, out, _ = mp(*args)  # without --counts: the values, as before
+    assert json.loads(out) == list(values)
+    code, _, err = mp("inspect", "values", "-p", "mp_country_code", "--counts")
+    assert code == 3
+    assert "--counts needs --event" in err
