@@ -8,6 +8,9 @@ The one public door: the Workspace facade, the result types and the exceptions.
     ...     ws.sql("SELECT event_name, count(*) FROM events GROUP BY 1")
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from mixpanel_data._version import __version__
 from mixpanel_data.exceptions import (
     AccountExistsError,
@@ -30,42 +33,101 @@ from mixpanel_data.exceptions import (
     TableNotFoundError,
     ValidationError,
 )
-from mixpanel_data.types import (
-    AccountInfo,
-    ActivityEvent,
-    ActivityFeedResult,
-    BookmarkInfo,
-    ColumnInfo,
-    ColumnStats,
-    Credentials,
-    EventBreakdown,
-    EventCountsResult,
-    EventStats,
-    FetchProgress,
-    FetchResult,
-    FlowNode,
-    FlowsResult,
-    FrequencyResult,
-    FunnelInfo,
-    FunnelResult,
-    FunnelStep,
-    JQLResult,
-    NumericAggregateResult,
-    NumericStats,
-    ParquetExport,
-    PropertyCountsResult,
-    RetentionCohort,
-    RetentionResult,
-    SavedCohort,
-    SavedReportResult,
-    SegmentationResult,
-    SQLRows,
-    TableInfo,
-    TableSchema,
-    TopEvent,
-    WorkspaceInfo,
+
+if _TYPE_CHECKING:
+    from mixpanel_data.types import (
+        AccountInfo,
+        ActivityEvent,
+        ActivityFeedResult,
+        BookmarkInfo,
+        ColumnInfo,
+        ColumnStats,
+        Credentials,
+        EventBreakdown,
+        EventCountsResult,
+        EventStats,
+        FetchProgress,
+        FetchResult,
+        FlowNode,
+        FlowsResult,
+        FrequencyResult,
+        FunnelInfo,
+        FunnelResult,
+        FunnelStep,
+        JQLResult,
+        NumericAggregateResult,
+        NumericStats,
+        ParquetExport,
+        PropertyCountsResult,
+        RetentionCohort,
+        RetentionResult,
+        SavedCohort,
+        SavedReportResult,
+        SegmentationResult,
+        SQLRows,
+        TableInfo,
+        TableSchema,
+        TopEvent,
+        WorkspaceInfo,
+    )
+    from mixpanel_data.workspace import Workspace
+
+# Result types and the Workspace load on first use, so `mp` (completion, `mp mcp`'s
+# start-up) does not pay for pydantic, pandas and DuckDB before it needs them.
+_LAZY_TYPES = frozenset(
+    {
+        "AccountInfo",
+        "ActivityEvent",
+        "ActivityFeedResult",
+        "BookmarkInfo",
+        "ColumnInfo",
+        "ColumnStats",
+        "Credentials",
+        "EventBreakdown",
+        "EventCountsResult",
+        "EventStats",
+        "FetchProgress",
+        "FetchResult",
+        "FlowNode",
+        "FlowsResult",
+        "FrequencyResult",
+        "FunnelInfo",
+        "FunnelResult",
+        "FunnelStep",
+        "JQLResult",
+        "NumericAggregateResult",
+        "NumericStats",
+        "ParquetExport",
+        "PropertyCountsResult",
+        "RetentionCohort",
+        "RetentionResult",
+        "SavedCohort",
+        "SavedReportResult",
+        "SegmentationResult",
+        "SQLRows",
+        "TableInfo",
+        "TableSchema",
+        "TopEvent",
+        "WorkspaceInfo",
+    }
 )
-from mixpanel_data.workspace import Workspace
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _LAZY_TYPES:
+        from mixpanel_data import types
+
+        return getattr(types, name)
+    if name == "Workspace":
+        from mixpanel_data.workspace import Workspace
+
+        return Workspace
+    raise AttributeError(f"module 'mixpanel_data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_TYPES, "Workspace"})
+
 
 __all__ = [
     "APIError",

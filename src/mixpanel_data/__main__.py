@@ -1,5 +1,5 @@
 """Allow ``python -m mixpanel_data``."""
 
-from mixpanel_data.cli.main import main
+from mixpanel_data.cli.entry import main
 
 main()

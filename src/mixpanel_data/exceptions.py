@@ -74,6 +74,11 @@ class MixpanelDataError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def cli_message(self) -> str:
+        """The message as the `mp` command line shows it (flags, not keyword arguments)."""
+        return self.message
+
 
 class Retryable:
     """Marker: the same request may succeed if tried again later."""
@@ -207,11 +212,19 @@ class TableExistsError(StorageError):
 
     def __init__(self, table: str) -> None:
         super().__init__(
-            f"table '{table}' already exists; use --append to add to it, "
-            f"--replace to rebuild it, or choose another name",
+            f"table '{table}' already exists; pass append=True to add to it, "
+            f"replace=True to rebuild it, or choose another name",
             table=table,
         )
         self.table = table
+
+    @property
+    def cli_message(self) -> str:
+        """The same advice in `mp fetch` flags."""
+        return (
+            f"table '{self.table}' already exists; use --append to add to it, "
+            f"--replace to rebuild it, or choose another name"
+        )
 
 
 class TableNotFoundError(StorageError):

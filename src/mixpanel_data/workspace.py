@@ -179,20 +179,25 @@ class Workspace:
         """The local database engine, created on first use (path: ``path=``, --db,
         ``MP_DB_PATH``, else ``~/.mp/data/<project_id>.duckdb``)."""
         if self._storage is None:
-            from mixpanel_data._internal.storage.engine import StorageEngine, resolve_db_path
-            from mixpanel_data.exceptions import MixpanelDataError
+            from mixpanel_data._internal.storage.engine import StorageEngine
 
-            project_id = self._credentials.project_id if self._credentials else None
-            if project_id is None and self._path is None and not os.environ.get("MP_DB_PATH"):
-                try:
-                    project_id = self._config.resolve(None).project_id
-                except MixpanelDataError:
-                    project_id = None
-            path = resolve_db_path(self._path, project_id=project_id)
             self._storage = StorageEngine(
-                path, read_only=self._read_only, ephemeral=self._ephemeral
+                self._resolved_path(), read_only=self._read_only, ephemeral=self._ephemeral
             )
         return self._storage
+
+    def _resolved_path(self) -> str | Path:
+        """The database this workspace uses (opened or not); raises if none can be named."""
+        from mixpanel_data._internal.storage.engine import resolve_db_path
+        from mixpanel_data.exceptions import MixpanelDataError
+
+        project_id = self._credentials.project_id if self._credentials else None
+        if project_id is None and self._path is None and not os.environ.get("MP_DB_PATH"):
+            try:
+                project_id = self._config.resolve(None).project_id
+            except MixpanelDataError:
+                project_id = None
+        return resolve_db_path(self._path, project_id=project_id)
 
     def close(self) -> None:
         """Release the API client and the database; safe to call more than once."""
@@ -219,9 +224,15 @@ class Workspace:
     def __repr__(self) -> str:
         creds = self._credentials
         project = creds.project_id if creds else None
-        return (
-            f"Workspace(project_id={project!r}, path={str(self._path) if self._path else None!r})"
-        )
+        from mixpanel_data.exceptions import MixpanelDataError
+
+        try:
+            path: str | None = (
+                self._storage.display_path if self._storage else str(self._resolved_path())
+            )
+        except MixpanelDataError:
+            path = None  # no database can be named yet (no account, no --db)
+        return f"Workspace(project_id={project!r}, path={path!r})"
 
     # -- local data: fetch and stream --------------------------------------------------
 

@@ -163,3 +163,129 @@ def test_installed_bash_script_completes_in_a_real_bash(clean_environ: Path) -> 
     assert proc.returncode == 0, proc.stderr
     offered = sorted(line for line in proc.stdout.splitlines() if line)
     assert offered == _top_level_commands()
+
+
+# -- the fast path (cli/entry.py -> cli/fast_completion.py) ------------------------------
+
+
+def _tab(env: dict[str, str], home: Path) -> subprocess.CompletedProcess[str]:
+    full = {"HOME": str(home), "PATH": os.environ.get("PATH", ""), **env}
+    return subprocess.run(
+        [_mp_bin()], env=full, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _bash(line: str) -> dict[str, str]:
+    words = line.split(" ")
+    return {"_MP_COMPLETE": "complete_bash", "COMP_WORDS": line, "COMP_CWORD": str(len(words) - 1)}
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        _bash("mp au"),
+        _bash("mp inspect "),
+        _bash("mp sql --f"),
+        _bash("mp sql -f "),
+        _bash("mp query segmentation Purchase --unit "),
+        {"_MP_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "mp fetch "},
+        {"_MP_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "mp inspect ta"},
+        {
+            "_MP_COMPLETE": "complete_fish",
+            "_TYPER_COMPLETE_ARGS": "mp auth ",
+            "_TYPER_COMPLETE_FISH_ACTION": "get-args",
+        },
+    ],
+)
+def test_fast_path_answers_as_typer_does(env: dict[str, str], clean_environ: Path) -> None:
+    typer_answer = runner.invoke(app, [], env=env, prog_name="mp")
+    assert typer_answer.exit_code == 0, typer_answer.output
+    for _ in range(2):  # the first TAB builds the cached tree, the second reads it
+        fast = _tab(env, clean_environ)
+        assert fast.returncode == 0, fast.stderr
+        assert fast.stdout.strip() == typer_answer.output.strip()
+    assert list((clean_environ / ".cache" / "mp").glob("tree-*.json"))
+
+
+def test_fast_path_imports_neither_typer_nor_pydantic(clean_environ: Path) -> None:
+    _tab(_bash("mp au"), clean_environ)  # build the cache first
+    probe = (
+        "import sys\n"
+        "from mixpanel_data.cli import entry\n"
+        "try:\n    entry.main()\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('typer', 'pydantic', 'duckdb', 'rich', 'httpx', 'pandas')"
+        " if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    full = {"HOME": str(clean_environ), "PATH": os.environ.get("PATH", ""), **_bash("mp au")}
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], env=full, capture_output=True, text=True, timeout=120
+    )
+    assert proc.stdout.strip() == "auth"
+    assert "HEAVY []" in proc.stderr
+
+
+def _project(home: Path) -> Path:
+    """Two accounts in the config; the default one's database has two tables."""
+    import duckdb
+
+    (home / ".mp" / "data").mkdir(parents=True)
+    (home / ".mp" / "config.toml").write_text(
+        'default = "prod"\n'
+        '[accounts.prod]\nusername = "u"\nsecret = "s"\nproject_id = "42"\nregion = "us"\n'
+        '[accounts.staging]\nusername = "u"\nsecret = "s"\nproject_id = "43"\nregion = "eu"\n'
+    )
+    db = home / ".mp" / "data" / "42.duckdb"
+    with duckdb.connect(str(db)) as conn:
+        conn.execute(
+            "CREATE TABLE events AS SELECT * FROM (VALUES ('Sign Up'), ('Purchase'), "
+            "('Page View'), ('Purchase')) AS t(event_name)"
+        )
+        conn.execute("CREATE TABLE jan AS SELECT 'Login' AS event_name")
+        conn.execute("CREATE TABLE _mp_tables AS SELECT 1 AS x")  # internal: never offered
+        conn.execute("CREATE TABLE profiles AS SELECT 'u1' AS distinct_id")
+    return db
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("mp --account ", ["prod", "staging"]),
+        ("mp -a s", ["staging"]),
+        ("mp auth show ", ["prod", "staging"]),
+        ("mp auth switch p", ["prod"]),
+        ("mp inspect schema ", ["events", "jan", "profiles"]),
+        ("mp inspect drop events j", ["jan"]),
+        ("mp export e", ["events"]),
+        ("mp fetch events ", ["events", "jan", "profiles"]),
+        ("mp query segmentation ", ["Login", "Page View", "Purchase", "Sign Up"]),
+        ("mp query segmentation P", ["Page View", "Purchase"]),
+        ("mp inspect keys events --event S", ["Sign Up"]),
+        ("mp query retention --born-event L", ["Login"]),
+    ],
+)
+def test_completes_accounts_tables_and_events_from_local_files(
+    line: str, expected: list[str], clean_environ: Path
+) -> None:
+    _project(clean_environ)
+    proc = _tab(_bash(line), clean_environ)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == expected
+
+
+def test_names_follow_db_and_account_and_a_changed_database(clean_environ: Path) -> None:
+    import duckdb
+
+    db = _project(clean_environ)
+    other = clean_environ / "other.duckdb"
+    with duckdb.connect(str(other)) as conn:
+        conn.execute("CREATE TABLE mine AS SELECT 'X' AS event_name")
+    assert _tab(_bash(f"mp --db {other} inspect schema "), clean_environ).stdout.split() == ["mine"]
+    # staging's database does not exist: nothing to offer, and no error
+    proc = _tab(_bash("mp -a staging inspect schema "), clean_environ)
+    assert (proc.returncode, proc.stdout) == (0, "")
+    # a new table shows on the next TAB (the name cache follows the file)
+    assert "fresh" not in _tab(_bash("mp inspect schema "), clean_environ).stdout
+    with duckdb.connect(str(db)) as conn:
+        conn.execute("CREATE TABLE fresh AS SELECT 1 AS n")
+    assert "fresh" in _tab(_bash("mp inspect schema "), clean_environ).stdout.split()

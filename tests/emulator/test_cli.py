@@ -129,3 +129,37 @@ def test_serve_rejects_bad_options_before_binding(args, message, tmp_path):
     result = CliRunner().invoke(app, ["serve", "--cache-dir", str(tmp_path), *args])
     assert isinstance(result.exception, ValidationError)
     assert message in str(result.exception)
+
+
+def test_serve_env_prints_an_export_line_a_shell_can_use(tmp_path: Path) -> None:
+    import shlex
+
+    process = subprocess.Popen(
+        [*SERVE, "--env", "--port", "0", "--users", "20", "--days", "2", "--timezone",
+         "Europe/Berlin", "--project-id", "778", "--cache-dir", str(tmp_path / "cache")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        words = shlex.split(line)
+        assert words[0] == "export"
+        values = dict(w.split("=", 1) for w in words[1:])
+        assert set(values) == {
+            "MP_BASE_URL", "MP_USERNAME", "MP_SECRET", "MP_PROJECT_ID", "MP_TIMEZONE"
+        }  # fmt: skip
+        assert values["MP_PROJECT_ID"] == "778"
+        assert values["MP_TIMEZONE"] == "Europe/Berlin"
+        # the values reach the emulator: a shell that evaluated the line can call it
+        me = httpx.get(
+            f"{values['MP_BASE_URL']}/api/app/me",
+            auth=(values["MP_USERNAME"], values["MP_SECRET"]),
+            timeout=30,
+        )
+        assert me.status_code == 200
+        assert "778" in me.json()["results"]["projects"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)  # closes the pipes

@@ -122,7 +122,7 @@ def test_existing_table_needs_append_or_replace(ws: Workspace, emulator: Any) ->
     day = emulator.project.data_dates[0]
     ws.fetch_events("events", from_date=day, to_date=day)
     before = table_counter(ws)
-    with pytest.raises(TableExistsError, match="--append"):
+    with pytest.raises(TableExistsError, match=r"append=True to add to it, replace=True"):
         ws.fetch_events("events", from_date=day, to_date=day)
     assert table_counter(ws) == before
 

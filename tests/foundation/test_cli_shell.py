@@ -103,7 +103,11 @@ def test_csv_uses_union_of_keys() -> None:
 def test_json_jsonl_plain_and_jq() -> None:
     assert json.loads(render(ROWS, fmt=Format.json)) == ROWS
     assert [json.loads(line) for line in render(ROWS, fmt=Format.jsonl).splitlines()] == ROWS
-    assert render(ROWS, fmt=Format.jsonl, jq=".[].a") == "1\n2\n"
+    # jsonl: --jq runs on each record, as `jq -c` over a JSONL file would
+    assert render(ROWS, fmt=Format.jsonl, jq=".a") == "1\n2\n"
+    assert render(ROWS, fmt=Format.jsonl, jq="select(.a > 1) | .a") == "2\n"
+    # json: on the whole document
+    assert render(ROWS, fmt=Format.json, jq=".[].a") == "1\n2\n"
     assert json.loads(render(ROWS, fmt=Format.json, jq="map(.a)")) == [1, 2]
     assert render(["x", "y"], fmt=Format.plain) == "x\ny\n"
     assert render({"k": 1}, fmt=Format.plain) == "k\t1\n"

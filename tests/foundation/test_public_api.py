@@ -75,7 +75,8 @@ def test_all_is_pinned() -> None:
 
 
 def test_all_matches_the_real_public_names() -> None:
-    public = {n for n in vars(mixpanel_data) if not n.startswith("_")}
+    # dir(), not vars(): result types and the Workspace load lazily (fast `mp` start-up).
+    public = {n for n in dir(mixpanel_data) if not n.startswith("_")}
     # Submodules are reachable as attributes but are not exports.
     modules = {n for n in public if inspect.ismodule(getattr(mixpanel_data, n))}
     assert public - modules == set(mixpanel_data.__all__) - {"__version__"}

@@ -49,7 +49,9 @@ def test_inspect_events_in_every_format(mp: Any, ws: Any) -> None:
     names = ws.events()
     code, out, err = mp("inspect", "events")
     assert (code, json.loads(out), err) == (0, names, "")
-    assert mp("inspect", "events", "-f", "jsonl")[1].splitlines() == [json.dumps(n) for n in names]
+    # jsonl: the csv/table rows, one object per line
+    jsonl = mp("inspect", "events", "-f", "jsonl")[1].splitlines()
+    assert [json.loads(line) for line in jsonl] == [{"event": n} for n in names]
     assert mp("inspect", "events", "-f", "plain")[1].splitlines() == names
     rows = list(csv.DictReader(io.StringIO(mp("inspect", "events", "-f", "csv")[1])))
     assert [r["event"] for r in rows] == names
@@ -92,7 +94,13 @@ def test_query_segmentation_in_every_format(mp: Any, ws: Any, dates: list[str]) 
     assert sum(int(r["value"]) for r in rows) == result.total
     plain = mp(*args, "-f", "plain")[1].splitlines()
     assert len(plain) == len(result.rows)
-    assert mp(*args, "-f", "jsonl")[1].count("\n") == 1
+    # jsonl: the same records as csv, one per line, and --jq runs on each of them
+    jsonl = [json.loads(line) for line in mp(*args, "-f", "jsonl")[1].splitlines()]
+    assert jsonl == json.loads(json.dumps(result.rows))
+    assert [str(r["value"]) for r in jsonl] == [r["value"] for r in rows]
+    code, out, err = mp(*args, "-f", "jsonl", "--jq", ".value")
+    assert (code, err) == (0, "")
+    assert [float(v) for v in out.splitlines()] == [float(r["value"]) for r in result.rows]
     table = mp(*args, "-f", "table")[1]
     assert "segment" in table
     assert dates[1] in table
@@ -161,7 +169,13 @@ def test_query_activity_feed_and_saved_reports(mp: Any, ws: Any, emulator: Any) 
     user = emulator.project.profiles()[0]["$distinct_id"]
     code, out, _ = mp("query", "activity-feed", user, "-f", "jsonl")
     assert code == 0
+    # jsonl: one event per line (the table's rows), not one nested document
+    events = [json.loads(line) for line in out.splitlines()]
+    assert events
+    assert {e["distinct_id"] for e in events} == {user}
+    code, out, _ = mp("query", "activity-feed", user)
     assert json.loads(out)["distinct_ids"] == [user]
+    assert len(json.loads(out)["events"]) == len(events)
     by_type = {b["type"]: b["id"] for b in emulator.project.bookmarks()}
     code, out, err = mp("query", "saved-report", str(by_type["insights"]), "-f", "table")
     assert (code, err) == (0, "")
@@ -212,6 +226,7 @@ def test_usage_errors_exit_3(mp: Any, dates: list[str]) -> None:
     assert (code, out) == (3, "")
     assert "valid integer" in err
     assert "Traceback" not in err
-    code, _, err = mp("query", "segmentation", "Login")  # --from/--to missing
+    # --from/--to may be omitted (the last 30 days), but a bad --to is still a usage error
+    code, _, err = mp("query", "segmentation", "Login", "--to", "2024-13-01")
     assert code == 3
-    assert "--from" in err
+    assert "invalid --to date '2024-13-01'" in err

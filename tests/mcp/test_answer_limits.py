@@ -48,7 +48,11 @@ def test_a_list_of_millions_is_cut_to_a_small_answer(big: Path) -> None:
 
 
 def test_many_wide_rows_stop_at_the_byte_cap_with_a_note(big: Path) -> None:
-    tools = MixpanelTools(workspace_factory=lambda: Workspace.open(big))
+    # The building cap (ANSWER_BYTES) shows with the answer cap set above it; the default
+    # answer cap (16 kB, `mp mcp --max-bytes`) is tested in test_tools.py.
+    tools = MixpanelTools(
+        workspace_factory=lambda: Workspace.open(big), max_bytes=10 * ANSWER_BYTES
+    )
     query = "SELECT n, repeat('x', 2000) AS s, range(0, 300) AS r FROM big ORDER BY n LIMIT 1000"
     is_error, text = call(tools, "run_sql", {"query": query, "max_rows": 1000})
     assert not is_error, text

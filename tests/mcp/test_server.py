@@ -24,6 +24,7 @@ import pytest
 
 SESSION_TIMEOUT = 180  # seconds for a whole session (startup, fetch, queries)
 TOOLS = {
+    "project_time",
     "list_tables",
     "describe_table",
     "run_sql",
@@ -96,6 +97,7 @@ def run_session(
     script: Callable[[Any, Call], Awaitable[Any]],
     *,
     options: tuple[str, ...] = ("--max-rows", "50"),
+    structured: dict[str, tuple[str, Any]] | None = None,
 ) -> Any:
     """Start `python -m mixpanel_data mcp`, connect the SDK client, run ``script``."""
     from mcp import ClientSession, StdioServerParameters, stdio_client
@@ -115,6 +117,8 @@ def run_session(
                 async def call(name: str, arguments: dict[str, Any]) -> tuple[bool, str]:
                     result = await session.call_tool(name, arguments)
                     text = "".join(getattr(c, "text", "") for c in result.content)
+                    if structured is not None:  # the last answer of each tool, both forms
+                        structured[name] = (text, result.structured_content)
                     return bool(result.is_error), text
 
                 return await script(session, call)
@@ -146,6 +150,7 @@ def conversation(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> dic
             "fetch_events", {"from_date": "2024-02-30", "to_date": "2024-03-01", "table": "x"}
         )
         out["tables_after"] = await call("list_tables", {})
+        out["project_time"] = await call("project_time", {})
         out["describe"] = await call("describe_table", {"name": "events", "sample_rows": 2})
         out["unique_users"] = await call("run_sql", {"query": UNIQUE_USERS_SQL})
         out["all_rows"] = await call("run_sql", {"query": "SELECT * FROM events"})
@@ -180,7 +185,9 @@ def conversation(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> dic
         return out
 
     errlog = root / "stderr.txt"
-    out = run_session(server_env(home, db, emulator), errlog, script)
+    structured: dict[str, tuple[str, Any]] = {}
+    out = run_session(server_env(home, db, emulator), errlog, script, structured=structured)
+    out["structured"] = structured
     out["stderr"] = errlog.read_text()
     out["db"] = db
     out["home"] = home
@@ -220,6 +227,49 @@ def test_tools_are_listed_with_schemas(conversation: dict[str, Any]) -> None:
     assert set(tools["fetch_events"].input_schema["required"]) == {"from_date", "to_date"}
     assert tools["run_sql"].annotations.read_only_hint is True
     assert tools["fetch_events"].annotations.read_only_hint is False
+    # openWorldHint only on tools that reach Mixpanel; the local database is a closed world.
+    local = {"list_tables", "describe_table", "run_sql"}
+    for name, tool in tools.items():
+        assert tool.annotations.open_world_hint is (name not in local), name
+        assert tool.output_schema is not None, name
+        assert tool.output_schema["type"] == "object", name
+    assert tools["fetch_events"].annotations.destructive_hint is True  # mode="replace"
+    assert tools["list_tables"].annotations.destructive_hint is not True
+
+
+def test_answers_carry_structured_content_equal_to_their_text(
+    conversation: dict[str, Any],
+) -> None:
+    answered = conversation["structured"]
+    assert {"run_sql", "list_tables", "project_time", "segmentation"} <= set(answered)
+    for name, (text, data) in answered.items():
+        if data is not None:  # tool errors carry text only
+            assert data == orjson.loads(text), name
+    assert answered["list_tables"][1]["tables"][0]["name"] == "events"
+
+
+def test_project_time_tells_timezone_today_and_days_covered(
+    conversation: dict[str, Any], emulator: Any
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    answer = _ok(conversation["project_time"])
+    tz = ZoneInfo(emulator.spec.timezone)
+    assert answer["timezone"] == emulator.spec.timezone
+    assert answer["timezone_source"] == "mixpanel"  # no timezone configured: /api/app/me
+    now = datetime.fromisoformat(answer["now_utc"])
+    assert answer["today"] == now.astimezone(tz).date().isoformat()
+    monday, sunday = conversation["week"]
+    days = [monday + timedelta(days=i) for i in range(7)]
+    times = [r["properties"]["time"] for r in _raw_events(emulator, days)]
+    (events,) = answer["tables"]
+    assert events["name"] == "events"
+    assert events["fetched_from_date"] == monday.isoformat()
+    assert events["fetched_to_date"] == sunday.isoformat()
+    first = datetime.fromtimestamp(min(times), UTC).astimezone(tz).date()
+    last = datetime.fromtimestamp(max(times), UTC).astimezone(tz).date()
+    assert (events["first_day"], events["last_day"]) == (first.isoformat(), last.isoformat())
+    assert events["days_in"] == "project timezone"
 
 
 def test_empty_database_says_how_to_start(conversation: dict[str, Any]) -> None:
@@ -253,7 +303,12 @@ def test_fetch_errors_are_one_line(conversation: dict[str, Any]) -> None:
     assert (
         "--replace" in conversation["fetch_again"][1] or "replace" in conversation["fetch_again"][1]
     )
-    assert "ValidationError" in _error(conversation["bad_dates"])
+    assert 'mode="replace"' in _error(conversation["fetch_again"])
+    bad_dates = _error(conversation["bad_dates"])
+    assert "ValidationError" in bad_dates
+    # the tool's argument names, not the CLI's flags
+    assert "invalid from_date '2024-02-30'" in bad_dates
+    assert "--from" not in bad_dates
 
 
 def test_which_event_had_the_most_unique_users_last_week(
@@ -275,12 +330,20 @@ def test_which_event_had_the_most_unique_users_last_week(
 
 
 def test_large_results_are_capped_with_a_summary_first(conversation: dict[str, Any]) -> None:
+    # 50 rows (--max-rows 50) of 500-character JSON cells are ~35 KB: the byte cap cuts rows.
+    text = conversation["all_rows"][1]
     answer = _ok(conversation["all_rows"])
     fetched = _ok(conversation["fetch"])["table_rows"]
+    assert len(text.encode()) <= 16_000
     assert list(answer)[:4] == ["row_count", "returned", "truncated", "note"]
     assert answer["row_count"] == fetched
-    assert answer["returned"] == len(answer["rows"]) == 50
-    assert f"first 50 of {fetched} rows" in answer["note"]
+    assert answer["truncated"] is True
+    assert answer["byte_cap"] == 16_000
+    kept = answer["returned"]
+    assert kept == len(answer["rows"])
+    assert 5 < kept < 50
+    assert f"first {kept} of {fetched} rows: cut to stay under 16,000 bytes" in answer["note"]
+    assert list(answer)[-1] == "rows"
     assert answer["columns"] == [
         "event_name",
         "event_time",

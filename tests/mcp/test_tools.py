@@ -8,6 +8,8 @@ from typing import Any
 import anyio
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mixpanel_data import Workspace
 from mixpanel_data._internal.services.sandbox import SandboxLimits
@@ -95,3 +97,55 @@ def test_describe_table_shows_schema_and_sample(db: Path) -> None:
     is_error, text = call(tools, "describe_table", {"name": "missing"})
     assert is_error
     assert "TableNotFoundError: table 'missing' not found" in text
+
+
+def test_max_bytes_is_configurable_and_cuts_whole_rows(db: Path) -> None:
+    tools = MixpanelTools(
+        workspace_factory=lambda: Workspace.open(db),
+        limits=SandboxLimits(max_rows=30),
+        max_bytes=1_000,
+    )
+    query = "SELECT n, repeat('y', 40) AS pad FROM things ORDER BY n"
+    is_error, text = call(tools, "run_sql", {"query": query})
+    assert not is_error, text
+    answer = orjson.loads(text)
+    assert len(text.encode()) <= 1_000
+    kept = answer["returned"]
+    assert answer["rows"] == [[i, "y" * 40] for i in range(kept)]
+    assert 0 < kept < 30
+    assert answer["row_count"] == 30
+    assert answer["byte_cap"] == 1_000
+    assert answer["note"].startswith(f"showing the first {kept} of 30 rows: cut to stay under")
+    # one more row would not have fitted
+    bigger = dict(answer, rows=[[i, "y" * 40] for i in range(kept + 1)], returned=kept + 1)
+    assert len(orjson.dumps(bigger)) > 1_000
+    # a small answer is untouched
+    is_error, text = call(tools, "run_sql", {"query": "SELECT 1 AS one"})
+    assert "byte_cap" not in orjson.loads(text)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.lists(st.text(max_size=60), min_size=1, max_size=3), max_size=40),
+    max_bytes=st.integers(min_value=200, max_value=3_000),
+)
+def test_cap_bytes_keeps_the_longest_prefix_that_fits(
+    rows: list[list[str]], max_bytes: int
+) -> None:
+    from mixpanel_data.mcp.payloads import cap_bytes, dumps
+
+    payload = {"row_count": len(rows), "returned": len(rows), "columns": ["a"], "rows": rows}
+    out = cap_bytes(payload, max_bytes=max_bytes)
+    size = len(dumps(out).encode())
+    if len(dumps(payload).encode()) <= max_bytes:
+        assert out == payload
+        return
+    kept = out["returned"]
+    assert out["rows"] == rows[:kept]
+    assert out["truncated"] is True
+    if kept:
+        assert size <= max_bytes
+    if kept < len(rows):  # maximal: one more row would not fit
+        assert len(dumps({**out, "rows": rows[: kept + 1], "returned": kept + 1}).encode()) > (
+            max_bytes
+        ) or kept + 1 > len(rows)

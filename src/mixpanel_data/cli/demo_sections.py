@@ -36,11 +36,25 @@ DAU_DAYS = 14  # the daily-active-users table shows the last two weeks
 FUNNEL_STEPS = ("View Item", "Add To Cart", "Purchase")
 
 
-def demo_spec(*, users: int = DEMO_USERS, days: int = DEMO_DAYS) -> ProjectSpec:
+# Not the emulator's default project (1000001): what the demo's `export` lines lead to is
+# then its own ~/.mp/data/1000002.duckdb, never mixed with a default emulator's data.
+DEMO_PROJECT_ID = "1000002"
+
+
+def demo_spec(
+    *, users: int = DEMO_USERS, days: int = DEMO_DAYS, start_date: date | None = None
+) -> ProjectSpec:
     """The demo shop: a month of events by `users` users, in America/Los_Angeles."""
     from mixpanel_data.emulator.project import ProjectSpec  # the emulator extra
 
-    return ProjectSpec(seed=DEMO_SEED, users=users, days=days, project_name="Demo Shop")
+    return ProjectSpec(
+        seed=DEMO_SEED,
+        start_date=start_date,
+        users=users,
+        days=days,
+        project_name="Demo Shop",
+        project_id=DEMO_PROJECT_ID,
+    )
 
 
 @dataclass(frozen=True)

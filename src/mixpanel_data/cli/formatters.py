@@ -54,6 +54,11 @@ def _dumps(data: Any, *, pretty: bool) -> str:
 
 def apply_jq(data: Any, expression: str) -> list[Any]:
     """Run a jq program over JSON data and return every output value."""
+    return _apply_each([data], expression)
+
+
+def _apply_each(items: Sequence[Any], expression: str) -> list[Any]:
+    """Run one compiled jq program over each item in turn (JSONL: per record, like `jq -c`)."""
     import jq
 
     try:
@@ -61,11 +66,14 @@ def apply_jq(data: Any, expression: str) -> list[Any]:
     except ValueError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise ValidationError(f"invalid --jq expression: {first}") from None
+    out: list[Any] = []
     try:
-        return list(program.input_value(data).all())
+        for item in items:
+            out.extend(program.input_value(item).all())
     except ValueError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "error"
         raise ValidationError(f"--jq failed: {first}") from None
+    return out
 
 
 def _rows(data: Any) -> list[dict[str, Any]]:
@@ -103,20 +111,30 @@ def render(
     rows: Sequence[Mapping[str, Any]] | None = None,
     title: str | None = None,
 ) -> str:
-    """Render data as text. ``rows`` (tidy rows) replace ``data`` for table/csv/plain."""
+    """Render data as text.
+
+    ``rows`` (tidy rows) replace ``data`` for jsonl/table/csv/plain, so those four show the
+    same records; json keeps the typed result. ``--jq`` runs on the whole document in json
+    and on each record in jsonl (as ``jq -c`` over a JSONL file would).
+    """
+    if jq is not None and fmt not in (Format.json, Format.jsonl):
+        raise ValidationError("--jq works only with --format json or jsonl")
     payload = to_jsonable(data)
+    if fmt == Format.jsonl:
+        if rows is not None:
+            items = to_jsonable(list(rows))
+        else:
+            items = payload if isinstance(payload, list) else [payload]
+        if jq is not None:
+            items = _apply_each(items, jq)
+        return "".join(_dumps(item, pretty=False) + "\n" for item in items)
     if jq is not None:
-        if fmt not in (Format.json, Format.jsonl):
-            raise ValidationError("--jq works only with --format json or jsonl")
         results = apply_jq(payload, jq)
-        if fmt == Format.jsonl or len(results) != 1:
+        if len(results) != 1:
             return "".join(_dumps(r, pretty=False) + "\n" for r in results)
         return _dumps(results[0], pretty=True) + "\n"
     if fmt == Format.json:
         return _dumps(payload, pretty=True) + "\n"
-    if fmt == Format.jsonl:
-        items = payload if isinstance(payload, list) else [payload]
-        return "".join(_dumps(item, pretty=False) + "\n" for item in items)
     table_rows = _rows(to_jsonable(list(rows))) if rows is not None else _rows(payload)
     if fmt == Format.csv:
         buf = io.StringIO()
@@ -143,7 +161,8 @@ def _render_table(rows: list[dict[str, Any]], *, title: str | None) -> str:
     columns = _columns(rows)
     table = Table(title=title, show_edge=False, header_style="bold")
     for col in columns:
-        table.add_column(col, overflow="fold")
+        numeric = _is_numeric_column(rows, col)
+        table.add_column(col, overflow="fold", justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*[_cell(row.get(c)) for c in columns])
     buf = io.StringIO()
@@ -151,6 +170,14 @@ def _render_table(rows: list[dict[str, Any]], *, title: str | None) -> str:
     console = Console(file=buf, width=width, force_terminal=sys.stdout.isatty())
     console.print(table)
     return buf.getvalue()
+
+
+def _is_numeric_column(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
+    """A column is numeric when every value it has is a number (booleans are not)."""
+    values = [r.get(column) for r in rows if r.get(column) is not None]
+    return bool(values) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values
+    )
 
 
 def emit(

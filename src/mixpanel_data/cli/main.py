@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     except MixpanelDataError as exc:
         if verbose:
             traceback.print_exc(file=sys.stderr)
-        print(f"Error: {exc.message}", file=sys.stderr)
+        print(f"Error: {exc.cli_message}", file=sys.stderr)
         code = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         print("Interrupted.", file=sys.stderr)
@@ -175,13 +175,22 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.TyperException as exc:
-        # Usage errors: click's exit 2 would collide with ours (2 = authentication).
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show(file=sys.stderr)
+        if type(exc).__name__ == "NoArgsIsHelpError" and getattr(exc, "ctx", None) is not None:
+            # `mp` or `mp auth` alone: help is what was asked for (stdout, exit 0, as gh does).
+            # (matched by name: Typer raises its vendored click's class, not click's.)
+            try:
+                sys.stdout.write(exc.ctx.get_help() + "\n")  # type: ignore[attr-defined]
+            except BrokenPipeError:
+                _silence_stdout()
+            code = 0
         else:
-            print(f"Error: {exc.format_message()}", file=sys.stderr)
-        code = EXIT_INVALID_ARGS if exc.exit_code == 2 else exc.exit_code
+            # Usage errors: click's exit 2 would collide with ours (2 = authentication).
+            show = getattr(exc, "show", None)
+            if callable(show):
+                show(file=sys.stderr)
+            else:
+                print(f"Error: {exc.format_message()}", file=sys.stderr)
+            code = EXIT_INVALID_ARGS if exc.exit_code == 2 else exc.exit_code
     except BrokenPipeError:
         _silence_stdout()
         code = 0
@@ -210,9 +219,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         code = 1
     finally:
-        from mixpanel_data.workspace import Workspace
-
-        Workspace.set_wal_recovery(False)
+        workspace = sys.modules.get("mixpanel_data.workspace")
+        if workspace is not None:  # loaded only by commands that used one
+            workspace.Workspace.set_wal_recovery(False)
     try:
         sys.stdout.flush()
     except BrokenPipeError:

@@ -22,6 +22,8 @@ import orjson
 __all__ = [
     "ANSWER_BYTES",
     "CELL_CHARS",
+    "MAX_BYTES",
+    "cap_bytes",
     "dumps",
     "json_value",
     "records_table",
@@ -31,9 +33,12 @@ __all__ = [
 
 CELL_CHARS = 500  # longer strings (JSON properties) are cut to this many characters
 LIST_ITEMS = 100  # longer lists (and objects) keep this many items, then a note
-# A table answer stops adding rows at this many bytes of JSON (about 50k tokens):
-# one query once returned 194 MB.
+# A table stops adding rows at this many bytes of JSON while it is built (one query once
+# returned 194 MB), before the answer's own cap below cuts it to what an agent should read.
 ANSWER_BYTES = 200_000
+# One answer's JSON at most (about 4k tokens; `mp mcp --max-bytes`): rows beyond it are
+# cut, and the answer says so.
+MAX_BYTES = 16_000
 
 
 def json_value(value: Any, *, cell_chars: int = CELL_CHARS, list_items: int = LIST_ITEMS) -> Any:
@@ -86,6 +91,50 @@ def json_value(value: Any, *, cell_chars: int = CELL_CHARS, list_items: int = LI
 def dumps(payload: Any) -> str:
     """Serialize a payload as compact one-line JSON (what the agent reads)."""
     return orjson.dumps(json_value(payload, cell_chars=10**9, list_items=10**9)).decode()
+
+
+def _size(payload: Any) -> int:
+    return len(dumps(payload).encode())
+
+
+def cap_bytes(payload: dict[str, Any], *, max_bytes: int = MAX_BYTES) -> dict[str, Any]:
+    """Cut an answer's longest list (its ``rows`` first) until its JSON fits ``max_bytes``.
+
+    Rows, not bytes, are what an agent can act on, so whole rows are dropped from the end,
+    and the answer says how many it kept, of how many, and why.
+    """
+    full = _size(payload)
+    if full <= max_bytes:
+        return payload
+    lists = [k for k, v in payload.items() if isinstance(v, list) and v]
+    if not lists:
+        return payload
+    key = "rows" if "rows" in lists else max(lists, key=lambda k: _size(payload[k]))
+    items: list[Any] = payload[key]
+
+    total = payload.get("row_count", len(items)) if key == "rows" else len(items)
+
+    def cut(n: int) -> dict[str, Any]:
+        out = dict(payload)
+        if key == "rows":
+            out["returned"] = n
+        out["truncated"] = True
+        out["byte_cap"] = max_bytes
+        out["note"] = (
+            f"showing the first {n} of {total} {key}: cut to stay under {max_bytes:,} bytes "
+            f"({full:,} in full); aggregate, select fewer columns, or ask for fewer rows"
+        )
+        out[key] = out.pop(key)[:n]  # the bulk last, after what it is and how it was cut
+        return out
+
+    lo, hi = 0, len(items) - 1  # the largest n whose answer fits (0 if even one row is too big)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _size(cut(mid)) <= max_bytes:
+            lo = mid
+        else:
+            hi = mid - 1
+    return cut(lo)
 
 
 def table(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec
@@ -24,12 +25,20 @@ from pydantic import Field
 
 from mixpanel_data._version import __version__
 from mixpanel_data.exceptions import ConfigError, MixpanelDataError, StorageError
-from mixpanel_data.mcp.payloads import dumps, records_table, result_payload, table
-from mixpanel_data.types import SandboxLimits
+from mixpanel_data.mcp.payloads import (
+    MAX_BYTES,
+    cap_bytes,
+    dumps,
+    records_table,
+    result_payload,
+    table,
+)
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
+    from mcp.types import CallToolResult
 
+    from mixpanel_data.types import SandboxLimits
     from mixpanel_data.workspace import Workspace
 
 __all__ = ["INSTRUCTIONS", "MixpanelTools", "build_server"]
@@ -47,7 +56,9 @@ Mixpanel data for this project, two ways:
 2. Live Mixpanel reports: segmentation, funnel, retention, event_counts, property_counts,
    after discovery with list_events, list_properties, list_property_values, list_funnels
    and list_cohorts. Each live call uses Mixpanel's query budget (60 per hour).
-Dates are YYYY-MM-DD and inclusive. Answers show counts first and at most max_rows rows.
+Dates are YYYY-MM-DD and inclusive, in the project's timezone: project_time tells today's
+date there and which days each local table covers. Answers show counts first, at most
+max_rows rows and a bounded number of bytes (a cut answer says so in byte_cap).
 """
 
 DateArg = Annotated[str, Field(description="YYYY-MM-DD, inclusive")]
@@ -68,16 +79,24 @@ class MixpanelTools:
         workspace_factory: Callable[[], Workspace],
         local_factory: Callable[[], Workspace] | None = None,
         limits: SandboxLimits | None = None,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
+        from mixpanel_data.types import SandboxLimits
+
         self._workspace_factory = workspace_factory
         self._local_factory = local_factory
         self.limits = limits or SandboxLimits()
+        self.max_bytes = max_bytes
         self._ws: Workspace | None = None
         self._credentials_error: ConfigError | None = None
         self._init_lock = threading.Lock()
         # DuckDB refuses two in-process connections to one file with different
         # settings, and the sandbox's are locked down; so database work is serial.
         self._db_lock = threading.Lock()
+
+    def _answer(self, payload: dict[str, Any]) -> str:
+        """The answer as compact JSON, cut to ``max_bytes`` (saying so) when longer."""
+        return dumps(cap_bytes(payload, max_bytes=self.max_bytes))
 
     # -- the workspace -------------------------------------------------------------
 
@@ -119,13 +138,13 @@ class MixpanelTools:
         with self._db():
             tables = self.workspace().tables()
         if not tables:
-            return dumps(
+            return self._answer(
                 {
                     "tables": [],
                     "note": "the local database has no tables yet; load data with fetch_events",
                 }
             )
-        return dumps({"tables": [t.to_dict() for t in tables]})
+        return self._answer({"tables": [t.to_dict() for t in tables]})
 
     def describe_table(
         self,
@@ -144,7 +163,7 @@ class MixpanelTools:
                     max_rows=sample_rows,
                 )
                 out["sample"] = table(result.columns, result.rows, max_rows=sample_rows)
-        return dumps(out)
+        return self._answer(out)
 
     def run_sql(
         self,
@@ -161,7 +180,7 @@ class MixpanelTools:
         out = table(result.columns, result.rows, total_rows=result.total_rows, max_rows=cap)
         out["types"] = list(result.types)
         out["elapsed_ms"] = result.elapsed_ms
-        return dumps(out)
+        return self._answer(out)
 
     def fetch_events(
         self,
@@ -187,7 +206,7 @@ class MixpanelTools:
                 append=mode == "append",
                 replace=mode == "replace",
             )
-        return dumps(result.to_dict())
+        return self._answer(result.to_dict())
 
     def fetch_profiles(
         self,
@@ -209,21 +228,80 @@ class MixpanelTools:
                 append=mode == "append",
                 replace=mode == "replace",
             )
-        return dumps(result.to_dict())
+        return self._answer(result.to_dict())
+
+    def project_time(self) -> str:
+        """Tell the project's timezone, today's date there, and which days each table covers.
+
+        Mixpanel reports count days in the project's timezone; pick from_date/to_date from
+        this rather than from your own clock.
+        """
+        from datetime import UTC, datetime
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        ws = self.workspace()
+        timezone, source = None, "unknown"
+        if self._credentials_error is None:
+            timezone = ws.credentials.timezone
+            source = "config"
+            if timezone is None:
+                timezone = ws.test_credentials().get("timezone")  # /api/app/me: no query budget
+                source = "mixpanel"
+        now = datetime.now(tz=UTC)
+        try:
+            zone = ZoneInfo(timezone) if timezone else None
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = None
+        out: dict[str, Any] = {
+            "timezone": timezone,
+            "timezone_source": source,
+            "now_utc": now.isoformat(timespec="seconds"),
+            "today": now.astimezone(zone).date().isoformat() if zone else None,
+        }
+        if zone is None:
+            out["note"] = "the project's timezone is unknown; configure an account to learn it"
+        with self._db():
+            tables = ws.tables()
+            covered = []
+            for info in tables:
+                entry: dict[str, Any] = {
+                    "name": info.name,
+                    "kind": info.kind,
+                    "rows": info.row_count,
+                }
+                args = info.fetch_args
+                if args.get("from_date") and args.get("to_date"):
+                    entry["fetched_from_date"] = args["from_date"]  # export days (UTC, §3.5)
+                    entry["fetched_to_date"] = args["to_date"]
+                if info.kind == "events" and info.row_count:
+                    result = ws.sql_sandboxed(
+                        f"SELECT min(event_time), max(event_time) FROM {_quote(info.name)}",  # noqa: S608
+                        limits=self.limits,
+                        max_rows=1,
+                    )
+                    first, last = result.rows[0]
+                    if isinstance(first, datetime) and isinstance(last, datetime):
+                        local = zone or UTC
+                        entry["first_day"] = first.astimezone(local).date().isoformat()
+                        entry["last_day"] = last.astimezone(local).date().isoformat()
+                        entry["days_in"] = "project timezone" if zone else "UTC"
+                covered.append(entry)
+        out["tables"] = covered
+        return self._answer(out)
 
     # -- discovery (live) ----------------------------------------------------------
 
     def list_events(self) -> str:
         """List the project's event names (from Mixpanel)."""
         names = list(self.workspace(credentials=True).events())
-        return dumps({"count": len(names), "events": names})
+        return self._answer({"count": len(names), "events": names})
 
     def list_properties(
         self, event: Annotated[str, Field(description="an event name from list_events")]
     ) -> str:
         """List the property names Mixpanel has seen on one event."""
         names = list(self.workspace(credentials=True).properties(event))
-        return dumps({"event": event, "count": len(names), "properties": names})
+        return self._answer({"event": event, "count": len(names), "properties": names})
 
     def list_property_values(
         self,
@@ -235,17 +313,23 @@ class MixpanelTools:
         values = list(
             self.workspace(credentials=True).property_values(property, event=event, limit=limit)
         )
-        return dumps({"property": property, "event": event, "count": len(values), "values": values})
+        return self._answer(
+            {"property": property, "event": event, "count": len(values), "values": values}
+        )
 
     def list_funnels(self) -> str:
         """List the project's saved funnels (ids for the funnel tool)."""
         funnels = self.workspace(credentials=True).funnels()
-        return dumps(records_table([f.to_dict() for f in funnels], max_rows=self.limits.max_rows))
+        return self._answer(
+            records_table([f.to_dict() for f in funnels], max_rows=self.limits.max_rows)
+        )
 
     def list_cohorts(self) -> str:
         """List the project's saved cohorts (ids for fetch_profiles' cohort_id)."""
         cohorts = self.workspace(credentials=True).cohorts()
-        return dumps(records_table([c.to_dict() for c in cohorts], max_rows=self.limits.max_rows))
+        return self._answer(
+            records_table([c.to_dict() for c in cohorts], max_rows=self.limits.max_rows)
+        )
 
     # -- live reports --------------------------------------------------------------
 
@@ -267,7 +351,7 @@ class MixpanelTools:
         result = self.workspace(credentials=True).segmentation(
             event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit, type=type
         )
-        return dumps(result_payload(result, max_rows=max_rows or self.limits.max_rows))
+        return self._answer(result_payload(result, max_rows=max_rows or self.limits.max_rows))
 
     def funnel(
         self,
@@ -282,7 +366,7 @@ class MixpanelTools:
         result = self.workspace(credentials=True).funnel(
             funnel_id, from_date=from_date, to_date=to_date, on=on, where=where
         )
-        return dumps(result_payload(result, max_rows=max_rows or self.limits.max_rows))
+        return self._answer(result_payload(result, max_rows=max_rows or self.limits.max_rows))
 
     def retention(
         self,
@@ -305,7 +389,7 @@ class MixpanelTools:
             unit=unit,
             interval_count=interval_count,
         )
-        return dumps(result_payload(result, max_rows=max_rows or self.limits.max_rows))
+        return self._answer(result_payload(result, max_rows=max_rows or self.limits.max_rows))
 
     def event_counts(
         self,
@@ -320,7 +404,7 @@ class MixpanelTools:
         result = self.workspace(credentials=True).event_counts(
             events, from_date=from_date, to_date=to_date, type=type, unit=unit
         )
-        return dumps(result_payload(result, max_rows=max_rows or self.limits.max_rows))
+        return self._answer(result_payload(result, max_rows=max_rows or self.limits.max_rows))
 
     def property_counts(
         self,
@@ -337,44 +421,73 @@ class MixpanelTools:
         result = self.workspace(credentials=True).property_counts(
             event, property, from_date=from_date, to_date=to_date, type=type, unit=unit, limit=limit
         )
-        return dumps(result_payload(result, max_rows=max_rows or self.limits.max_rows))
+        return self._answer(result_payload(result, max_rows=max_rows or self.limits.max_rows))
 
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-# (tool name, read-only hint): the order is the order agents see.
-_TOOLS: tuple[tuple[str, bool], ...] = (
-    ("list_tables", True),
-    ("describe_table", True),
-    ("run_sql", True),
-    ("fetch_events", False),
-    ("fetch_profiles", False),
-    ("list_events", True),
-    ("list_properties", True),
-    ("list_property_values", True),
-    ("list_funnels", True),
-    ("list_cohorts", True),
-    ("segmentation", True),
-    ("funnel", True),
-    ("retention", True),
-    ("event_counts", True),
-    ("property_counts", True),
+# (tool name, reads only, reaches Mixpanel): the order is the order agents see.
+_TOOLS: tuple[tuple[str, bool, bool], ...] = (
+    ("project_time", True, True),  # asks /api/app/me only when no timezone is configured
+    ("list_tables", True, False),
+    ("describe_table", True, False),
+    ("run_sql", True, False),
+    ("fetch_events", False, True),
+    ("fetch_profiles", False, True),
+    ("list_events", True, True),
+    ("list_properties", True, True),
+    ("list_property_values", True, True),
+    ("list_funnels", True, True),
+    ("list_cohorts", True, True),
+    ("segmentation", True, True),
+    ("funnel", True, True),
+    ("retention", True, True),
+    ("event_counts", True, True),
+    ("property_counts", True, True),
+)
+
+# The library's messages name `mp` flags or Python keywords; an agent calls tool arguments.
+_ARGUMENT_NAMES = (
+    (re.compile(r"(?<![\w-])--from( date)?(?![\w-])"), "from_date"),
+    (re.compile(r"(?<![\w-])--to( date)?(?![\w-])"), "to_date"),
+    (re.compile(r"(?<![\w-])(--append|append=True)(?![\w-])"), 'mode="append"'),
+    (re.compile(r"(?<![\w-])(--replace|replace=True)(?![\w-])"), 'mode="replace"'),
+    (re.compile(r"(?<![\w-])--(limit|event|where|cohort)(?![\w-])"), r"\1"),
 )
 
 
-def _as_tool_errors(fn: Callable[P, str]) -> Callable[P, str]:
-    """Turn the library's errors into MCP tool errors with its one-line message."""
+def _tool_message(text: str) -> str:
+    """A library message in the tool's own argument names (``from_date``, not ``--from``)."""
+    for pattern, name in _ARGUMENT_NAMES:
+        text = pattern.sub(name, text)
+    return text
+
+
+def _as_tool_errors(fn: Callable[P, str]) -> Callable[P, CallToolResult]:
+    """Answer with the compact JSON text and the same data as structuredContent; turn the
+    library's errors into MCP tool errors with its one-line message."""
+    import inspect
+
+    import orjson
     from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.types import CallToolResult, TextContent
 
     @functools.wraps(fn)
-    def tool(*args: P.args, **kwargs: P.kwargs) -> str:
+    def tool(*args: P.args, **kwargs: P.kwargs) -> CallToolResult:
         try:
-            return fn(*args, **kwargs)
+            text = fn(*args, **kwargs)
         except MixpanelDataError as exc:
-            raise ToolError(f"{type(exc).__name__}: {exc.message}") from None
+            raise ToolError(f"{type(exc).__name__}: {_tool_message(exc.message)}") from None
+        return CallToolResult(
+            content=[TextContent(type="text", text=text)], structured_content=orjson.loads(text)
+        )
 
+    # outputSchema: a JSON object (every answer is one); the SDK reads the signature.
+    tool.__signature__ = inspect.signature(fn, eval_str=True).replace(  # type: ignore[attr-defined]
+        return_annotation=dict[str, Any]
+    )
     return tool
 
 
@@ -414,12 +527,20 @@ def build_server(tools: MixpanelTools) -> MCPServer[Any]:
         instructions=INSTRUCTIONS,
         log_level="WARNING",
     )
-    for name, read_only in _TOOLS:
+    for name, read_only, open_world in _TOOLS:
+        hints = ToolAnnotations(read_only_hint=read_only, open_world_hint=open_world)
+        if not read_only:  # fetches: mode="replace" rebuilds a table; a rerun adds no rows
+            hints = ToolAnnotations(
+                read_only_hint=False,
+                destructive_hint=True,
+                idempotent_hint=False,
+                open_world_hint=open_world,
+            )
         server.add_tool(
             _as_tool_errors(getattr(tools, name)),
             name=name,
-            annotations=ToolAnnotations(read_only_hint=read_only, open_world_hint=True),
-            structured_output=False,
+            annotations=hints,
+            structured_output=True,
         )
     return server
 

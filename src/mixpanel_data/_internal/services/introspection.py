@@ -109,6 +109,11 @@ def parse_column_expr(text: str) -> ColumnExpr:
     return ColumnExpr(column=match["column"], op=match["op"], path=path)
 
 
+def _number(value: float) -> int | float:
+    """A whole float as an int (JSON ``5`` reads back as ``5``, not ``5.0``)."""
+    return int(value) if value.is_integer() else value
+
+
 def _kind_of(columns: Sequence[ColumnInfo]) -> str:
     names = {c.name for c in columns}
     if {"event_name", "event_time", "distinct_id", "properties"} <= names:
@@ -244,8 +249,9 @@ class IntrospectionService:
             columns=tuple(columns),
         )
 
-    def sample(self, name: str, *, n: int = 10) -> pd.DataFrame:
-        """A uniform random sample of `n` rows (all rows if the table is smaller)."""
+    def sample(self, name: str, n: int = 10) -> pd.DataFrame:
+        """A uniform random sample of `n` rows (all rows if the table is smaller);
+        ``ws.sample("events", 5)`` reads like ``df.sample(5)``."""
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValidationError(f"invalid sample size {n!r}; give a positive number of rows")
         with self._reader() as conn:
@@ -353,6 +359,10 @@ class IntrospectionService:
             numeric = self._numeric(conn, base, params, value_type)
         assert agg is not None
         count, non_null = int(agg[0]), int(agg[1])
+        low, high = agg[3], agg[4]
+        if value_type == "JSON" and numeric is not None and numeric.count == non_null:
+            # All values are numbers: JSON's min/max would compare their text ('991' > '1005').
+            low, high = _number(numeric.min), _number(numeric.max)
         return ColumnStats(
             table=name,
             expression=str(parsed),
@@ -360,8 +370,8 @@ class IntrospectionService:
             count=count,
             null_count=count - non_null,
             distinct_count=int(agg[2]),
-            min=agg[3],
-            max=agg[4],
+            min=low,
+            max=high,
             top_values=tuple((r[0], int(r[1])) for r in tops),
             numeric=numeric,
         )

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mixpanel_data import auth as auth_api
 from mixpanel_data.cli.context import get_context
 from mixpanel_data.cli.formatters import emit, message
 from mixpanel_data.cli.options import Format, FormatOpt, JqOpt
 from mixpanel_data.exceptions import ValidationError
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def _auth_api() -> ModuleType:
+    """The account API, imported on use (completion and `--help` need none of it)."""
+    from mixpanel_data import auth
+
+    return auth
+
 
 app = typer.Typer(help="Manage Mixpanel accounts (~/.mp/config.toml).", no_args_is_help=True)
 
@@ -23,7 +33,7 @@ def list_(fmt: FormatOpt = Format.json, jq: JqOpt = None) -> None:
 
     Example: mp auth list -f table
     """
-    accounts = [a.to_dict() for a in auth_api.list_accounts()]
+    accounts = [a.to_dict() for a in _auth_api().list_accounts()]
     emit(accounts, fmt=fmt, jq=jq)
 
 
@@ -105,7 +115,7 @@ def add(
                 "or use --project-secret-stdin for a project secret"
             )
         value, kind = _read_secret(secret_stdin), "service_account"
-    info = auth_api.add_account(
+    info = _auth_api().add_account(
         name,
         username=username or "",
         secret=value,
@@ -117,7 +127,7 @@ def add(
         workspace_id=workspace_id,
         kind=kind,
     )
-    message(f"Added account '{name}' to {auth_api.config_path()}", quiet=get_context(ctx).quiet)
+    message(f"Added account '{name}' to {_auth_api().config_path()}", quiet=get_context(ctx).quiet)
     emit(info.to_dict(), fmt=fmt)
 
 
@@ -129,7 +139,7 @@ def remove(
 
     Example: mp auth remove staging
     """
-    auth_api.remove_account(name)
+    _auth_api().remove_account(name)
     message(f"Removed account '{name}'", quiet=get_context(ctx).quiet)
 
 
@@ -141,7 +151,7 @@ def switch(
 
     Example: mp auth switch prod
     """
-    auth_api.set_default(name)
+    _auth_api().set_default(name)
     message(f"Default account is now '{name}'", quiet=get_context(ctx).quiet)
 
 
@@ -157,7 +167,7 @@ def show(
     Example: mp auth show prod
     """
     state = get_context(ctx)
-    shown = auth_api.show_account(name or state.account, workspace_id=state.workspace_id)
+    shown = _auth_api().show_account(name or state.account, workspace_id=state.workspace_id)
     emit(shown, fmt=fmt, jq=jq)
 
 
@@ -173,5 +183,5 @@ def test(
     Example: mp auth test prod
     """
     state = get_context(ctx)
-    tested = auth_api.test_account(name or state.account, workspace_id=state.workspace_id)
+    tested = _auth_api().test_account(name or state.account, workspace_id=state.workspace_id)
     emit(tested, fmt=fmt, jq=jq)

@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -107,6 +108,10 @@ def demo(
     ] = False,
     days: Annotated[int, typer.Option("--days", min=1, max=365, help="Days of events.")] = 30,
     users: Annotated[int, typer.Option("--users", min=1, max=100_000, help="Users.")] = 1000,
+    start_date: Annotated[
+        str | None,
+        typer.Option("--start-date", help="First day of data, YYYY-MM-DD (default: --days ago)."),
+    ] = None,
 ) -> None:
     """Fetch a month of a demo shop's events into DuckDB and query it, with no account needed.
 
@@ -126,7 +131,10 @@ def demo(
             db = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mp-demo-"))) / (
                 "demo.duckdb"
             )
-        emu = stack.enter_context(Emulator(spec=demo_spec(users=users, days=days)))
+        first = _first_day(start_date)
+        emu = stack.enter_context(
+            Emulator(spec=demo_spec(users=users, days=days, start_date=first))
+        )
         message(f"Emulator serving a demo project at {emu.base_url}", quiet=quiet)
         ws = stack.enter_context(_demo_workspace(emu, db))
         dates = emu.project.data_dates
@@ -158,6 +166,17 @@ def demo(
             message("Emulator running; press Ctrl-C to stop.", quiet=quiet)
             _wait_for_interrupt()
             message("Emulator stopped.", quiet=quiet)
+
+
+def _first_day(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        from mixpanel_data.exceptions import ValidationError
+
+        raise ValidationError(f"invalid --start-date '{text}'; use YYYY-MM-DD") from None
 
 
 @contextlib.contextmanager

@@ -42,6 +42,20 @@ def _group() -> None:
     """Run a local Mixpanel API emulator (export, engage, query, app APIs)."""
 
 
+def _export_line(creds: dict[str, str], *, timezone: str) -> str:
+    """``export MP_BASE_URL=... MP_TIMEZONE=...``, quoted for a POSIX shell."""
+    import shlex
+
+    values = {
+        "MP_BASE_URL": creds["base_url"],
+        "MP_USERNAME": creds["username"],
+        "MP_SECRET": creds["secret"],
+        "MP_PROJECT_ID": creds["project_id"],
+        "MP_TIMEZONE": timezone,
+    }
+    return "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in values.items()) + "\n"
+
+
 @app.command()
 def serve(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 0,
@@ -77,8 +91,13 @@ def serve(
     cache_dir: Annotated[
         Path | None, typer.Option(help="Where generated day files are cached.")
     ] = None,
+    env: Annotated[
+        bool,
+        typer.Option("--env", help="Print `export MP_...=...` for a shell instead of JSON."),
+    ] = False,
 ) -> None:
-    """Serve a synthetic Mixpanel project until Ctrl-C; prints one JSON line of credentials.
+    """Serve a synthetic Mixpanel project until Ctrl-C; prints one JSON line of credentials
+    (or, with --env, one `export MP_...` line to paste into a shell: eval "$(...)").
 
     Example: mp emulator serve --seed 7 --days 30 --faults 'export:429:count=1'
     """
@@ -128,7 +147,10 @@ def serve(
     try:
         creds = emulator.credentials
         line = {k: creds[k] for k in ("base_url", "username", "secret", "project_id")}
-        sys.stdout.write(json.dumps(line) + "\n")
+        if env:
+            sys.stdout.write(_export_line(line, timezone=spec.timezone))
+        else:
+            sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
         print(
             f"Mixpanel emulator on {emulator.base_url} (project {spec.project_id}, "

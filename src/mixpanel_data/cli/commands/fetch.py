@@ -221,7 +221,43 @@ def events(
                 progress=bar,
                 to_parquet=to_parquet,
             )
+    if result.rows_inserted == 0 and result.table_rows == 0 and not state.quiet:
+        message(_nothing_stored(ws, result, names=names or []))
     emit(result, fmt=fmt, jq=jq)
+
+
+def _nothing_stored(ws: Any, result: Any, *, names: list[str]) -> str:
+    """Why a fetch stored no rows, and where the project's data is (two small API calls:
+    the event names, and one daily count of a few of them over the last 90 days)."""
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from mixpanel_data.exceptions import MixpanelDataError
+
+    asked = f"{result.from_date}..{result.to_date}" if getattr(result, "from_date", None) else ""
+    head = f"warning: the fetch stored 0 rows{' for ' + asked if asked else ''}"
+    try:
+        known = list(ws.events())
+        unknown = [n for n in names if n not in set(known)]
+        if unknown:
+            sample = ", ".join(known[:8]) + (", …" if len(known) > 8 else "")
+            return f"{head}; the project has no event named {', '.join(unknown)} (it has: {sample})"
+        if not known:
+            return f"{head}; the project has no events at all"
+        zone = ZoneInfo(ws.credentials.timezone) if ws.credentials.timezone else None
+        today: date = datetime.now(tz=zone).date()
+        counts = ws.event_counts(
+            (names or known)[:10], from_date=today - timedelta(days=89), to_date=today
+        )
+        days = sorted(d for per in counts.values.values() for d, v in per.items() if v)
+    except MixpanelDataError:
+        return f"{head}; the table is empty (check the dates and --event names)"
+    if not days:
+        return f"{head}; Mixpanel has none of these events in the last 90 days either"
+    return (
+        f"{head}; the project has data from {days[0]} to {days[-1]} (last 90 days checked, "
+        f"project time): fetch within that range"
+    )
 
 
 @app.command("profiles")

@@ -48,15 +48,39 @@ def values(
     prop: Annotated[str, typer.Option("--property", "-p", help="Property name.")],
     event: Annotated[str | None, typer.Option("--event", "-e", help="Only this event.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-l", help="At most N values.")] = 100,
+    counts: Annotated[
+        bool,
+        typer.Option(
+            "--counts",
+            help="With --event: how often each value came with it in the last 30 days "
+            "(one Query API call).",
+        ),
+    ] = False,
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
 ) -> None:
     """List the most common values of a property, most common first.
 
-    Example: mp inspect values -p plan -e Purchase -l 20
+    Example: mp inspect values -p plan -e Purchase -l 20 --counts
     """
-    found = get_context(ctx).workspace().property_values(prop, event=event, limit=limit)
-    emit(found, fmt=fmt, jq=jq, rows=[{"value": v} for v in found])
+    ws = get_context(ctx).workspace()
+    if counts and event is None:
+        raise ValidationError(
+            "--counts needs --event: Mixpanel counts a property's values per event"
+        )
+    found = ws.property_values(prop, event=event, limit=limit)
+    if not counts or event is None:
+        emit(found, fmt=fmt, jq=jq, rows=[{"value": v} for v in found])
+        return
+    # /events/properties/values lists values without counts (contract §6.4); the counts
+    # are /events/properties' (§6.6), summed over the last 30 days.
+    from mixpanel_data.cli.commands.query import _dates
+
+    start, end = _dates(ctx, None, None)
+    result = ws.property_counts(event, prop, from_date=start, to_date=end, limit=limit)
+    totals = {str(k): int(sum(per.values())) for k, per in result.values.items()}
+    rows = [{"value": v, "count": totals.get(str(v), 0)} for v in found]
+    emit(rows, fmt=fmt, jq=jq, rows=rows)
 
 
 @app.command()

@@ -24,6 +24,14 @@ def mcp(
     threads: Annotated[
         int, typer.Option("--threads", min=1, help="DuckDB threads for agent SQL.")
     ] = 2,
+    max_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-bytes",
+            min=1000,
+            help="Largest answer in bytes of JSON; longer ones lose rows and say so.",
+        ),
+    ] = 16_000,
 ) -> None:
     """Serve tools for AI agents (SQL, fetch, discovery, live reports) over MCP on stdio.
 
@@ -42,5 +50,6 @@ def mcp(
         workspace_factory=lambda: state.workspace(),
         local_factory=lambda: state.workspace(credentials=False),
         limits=limits,
+        max_bytes=max_bytes,
     )
     serve_stdio(tools)

@@ -19,8 +19,17 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-FromOpt = Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD (inclusive).")]
-ToOpt = Annotated[str, typer.Option("--to", help="Last day, YYYY-MM-DD (inclusive).")]
+FromOpt = Annotated[
+    str | None,
+    typer.Option("--from", help="First day, YYYY-MM-DD (inclusive; default: 29 days before --to)."),
+]
+ToOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--to", help="Last day, YYYY-MM-DD (inclusive; default: today in the project's timezone)."
+    ),
+]
+DEFAULT_DAYS = 30  # without --from/--to: the last 30 days, today included, in project time
 OnOpt = Annotated[
     str | None,
     typer.Option("--on", help='Split by a property name or an expression (properties["x"]).'),
@@ -33,10 +42,16 @@ TypeOpt = Annotated[str, typer.Option("--type", "-t", help="general, unique or a
 LimitOpt = Annotated[int | None, typer.Option("--limit", "-l", help="Top N segments.")]
 EventArg = Annotated[str, typer.Argument(help="Event name.")]
 OptFromOpt = Annotated[
-    str | None, typer.Option("--from", help="First day, YYYY-MM-DD (inclusive; or --interval).")
+    str | None,
+    typer.Option(
+        "--from", help="First day, YYYY-MM-DD (default: 29 days before --to; or --interval)."
+    ),
 ]
 OptToOpt = Annotated[
-    str | None, typer.Option("--to", help="Last day, YYYY-MM-DD (inclusive; or --interval).")
+    str | None,
+    typer.Option(
+        "--to", help="Last day, YYYY-MM-DD (default: today in project time; or --interval)."
+    ),
 ]
 IntervalOpt = Annotated[
     int | None,
@@ -74,6 +89,32 @@ ChartOpt = Annotated[
 ]
 
 
+def _dates(ctx: typer.Context, from_date: str | None, to_date: str | None) -> tuple[str, str]:
+    """--from/--to, defaulting to the last 30 days in the project's timezone."""
+    if from_date is not None and to_date is not None:
+        return from_date, to_date
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if to_date is None:
+        ws = get_context(ctx).workspace()
+        name = ws.credentials.timezone or ws.test_credentials().get("timezone")  # /api/app/me
+        try:
+            zone = ZoneInfo(name) if name else None
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = None
+        to_date = datetime.now(tz=zone).date().isoformat()
+    if from_date is None:
+        try:
+            last = date.fromisoformat(to_date)
+        except ValueError:
+            raise ValidationError(
+                f"invalid --to date '{to_date}'; use a real date as YYYY-MM-DD, e.g. 2024-01-31"
+            ) from None
+        from_date = (last - timedelta(days=DEFAULT_DAYS - 1)).isoformat()
+    return from_date, to_date
+
+
 def _emit(result: Any, fmt: Format, jq: str | None, chart: Path | None = None) -> None:
     """JSON formats print the typed result; table, csv and plain print its tidy rows."""
     emit(result, fmt=fmt, jq=jq, rows=result.rows)
@@ -87,8 +128,8 @@ def _emit(result: Any, fmt: Format, jq: str | None, chart: Path | None = None) -
 def segmentation(
     ctx: typer.Context,
     event: EventArg,
-    from_date: FromOpt,
-    to_date: ToOpt,
+    from_date: FromOpt = None,
+    to_date: ToOpt = None,
     on: OnOpt = None,
     where: WhereOpt = None,
     unit: Annotated[
@@ -113,6 +154,7 @@ def segmentation(
 
     Example: mp query segmentation Purchase --from 2024-01-01 --to 2024-01-31 --on country -f table
     """
+    from_date, to_date = _dates(ctx, from_date, to_date)
     result = (
         get_context(ctx)
         .workspace()
@@ -138,9 +180,9 @@ HourDayOpt = Annotated[str, typer.Option("--unit", "-u", help="hour or day.")]
 def segmentation_numeric(
     ctx: typer.Context,
     event: EventArg,
-    from_date: FromOpt,
-    to_date: ToOpt,
     on: NumericOnOpt,
+    from_date: FromOpt = None,
+    to_date: ToOpt = None,
     where: WhereOpt = None,
     unit: HourDayOpt = "day",
     type: TypeOpt = "general",
@@ -152,6 +194,7 @@ def segmentation_numeric(
 
     Example: mp query segmentation-numeric Purchase --from 2024-01-01 --to 2024-01-07 --on price
     """
+    from_date, to_date = _dates(ctx, from_date, to_date)
     result = (
         get_context(ctx)
         .workspace()
@@ -166,9 +209,9 @@ def segmentation_numeric(
 def segmentation_sum(
     ctx: typer.Context,
     event: EventArg,
-    from_date: FromOpt,
-    to_date: ToOpt,
     on: NumericOnOpt,
+    from_date: FromOpt = None,
+    to_date: ToOpt = None,
     where: WhereOpt = None,
     unit: HourDayOpt = "day",
     fmt: FormatOpt = Format.json,
@@ -179,6 +222,7 @@ def segmentation_sum(
 
     Example: mp query segmentation-sum Purchase --from 2024-01-01 --to 2024-01-31 --on price
     """
+    from_date, to_date = _dates(ctx, from_date, to_date)
     result = (
         get_context(ctx)
         .workspace()
@@ -193,9 +237,9 @@ def segmentation_sum(
 def segmentation_average(
     ctx: typer.Context,
     event: EventArg,
-    from_date: FromOpt,
-    to_date: ToOpt,
     on: NumericOnOpt,
+    from_date: FromOpt = None,
+    to_date: ToOpt = None,
     where: WhereOpt = None,
     unit: HourDayOpt = "day",
     fmt: FormatOpt = Format.json,
@@ -206,6 +250,7 @@ def segmentation_average(
 
     Example: mp query segmentation-average Purchase --from 2024-01-01 --to 2024-01-31 --on price
     """
+    from_date, to_date = _dates(ctx, from_date, to_date)
     result = (
         get_context(ctx)
         .workspace()
@@ -220,8 +265,8 @@ def segmentation_average(
 def funnel(
     ctx: typer.Context,
     funnel_id: Annotated[int, typer.Argument(help="Saved funnel id (see `mp inspect funnels`).")],
-    from_date: FromOpt,
-    to_date: ToOpt,
+    from_date: FromOpt = None,
+    to_date: ToOpt = None,
     length: Annotated[int | None, typer.Option("--length", help="Conversion window.")] = None,
     length_unit: Annotated[
         str | None, typer.Option("--length-unit", help="second, minute, hour or day.")
@@ -243,6 +288,7 @@ def funnel(
 
     Example: mp query funnel 7509 --from 2024-01-01 --to 2024-01-31 -f table
     """
+    from_date, to_date = _dates(ctx, from_date, to_date)
     result = (
         get_context(ctx)
         .workspace()
@@ -266,8 +312,8 @@ def funnel(
 def retention(
     ctx: typer.Context,
     born_event: Annotated[str, typer.Option("--born-event", help="Event that starts a cohort.")],
-    from_date: FromOpt,
-    to_date: ToOpt,
+    from_date: FromOpt = None,
+    to_date: ToOpt = None,
     event: Annotated[
         str | None, typer.Option("--event", "-e", help="Return event (default: any).")
     ] = None,
@@ -298,6 +344,7 @@ def retention(
 
     Example: mp query retention --born-event Signup -e Login --from 2024-01-01 --to 2024-01-31
     """
+    from_date, to_date = _dates(ctx, from_date, to_date)
     result = (
         get_context(ctx)
         .workspace()
@@ -323,8 +370,8 @@ def retention(
 @app.command()
 def frequency(
     ctx: typer.Context,
-    from_date: FromOpt,
-    to_date: ToOpt,
+    from_date: FromOpt = None,
+    to_date: ToOpt = None,
     unit: Annotated[str, typer.Option("--unit", "-u", help="day, week or month.")] = "day",
     addiction_unit: Annotated[str, typer.Option("--addiction-unit", help="hour or day.")] = "hour",
     event: Annotated[str | None, typer.Option("--event", "-e", help="Event (default: any).")] = (
@@ -341,6 +388,7 @@ def frequency(
 
     Example: mp query frequency -e Login --from 2024-01-01 --to 2024-01-07 -f table
     """
+    from_date, to_date = _dates(ctx, from_date, to_date)
     result = (
         get_context(ctx)
         .workspace()
@@ -377,6 +425,8 @@ def event_counts(
 
     Example: mp query event-counts -e Login -e Purchase --from 2024-01-01 --to 2024-01-31
     """
+    if interval is None:
+        from_date, to_date = _dates(ctx, from_date, to_date)
     result = (
         get_context(ctx)
         .workspace()
@@ -411,6 +461,8 @@ def property_counts(
 
     Example: mp query property-counts -e Purchase -p plan --from 2024-01-01 --to 2024-01-31
     """
+    if interval is None:
+        from_date, to_date = _dates(ctx, from_date, to_date)
     result = (
         get_context(ctx)
         .workspace()

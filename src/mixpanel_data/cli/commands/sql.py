@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
 
 from mixpanel_data.cli.context import get_context
-from mixpanel_data.cli.formatters import emit, render, write_stdout
+from mixpanel_data.cli.formatters import emit, message, render, write_stdout
 from mixpanel_data.cli.options import Format, FormatOpt, JqOpt
 from mixpanel_data.exceptions import ValidationError
-from mixpanel_data.types import SQLRows
+
+if TYPE_CHECKING:
+    from mixpanel_data.types import SQLRows
 
 
 def read_query(query: str | None, file: str | None) -> str:
@@ -39,11 +41,36 @@ def read_query(query: str | None, file: str | None) -> str:
     return text
 
 
+_FILE_FORMATS = {
+    ".csv": "FORMAT CSV, HEADER true",
+    ".parquet": "FORMAT PARQUET, COMPRESSION ZSTD",
+    ".json": "FORMAT JSON, ARRAY true",
+    ".jsonl": "FORMAT JSON",
+    ".ndjson": "FORMAT JSON",
+}
+
+
+def _copy_statement(query: str, output: str) -> str:
+    """``COPY (query) TO 'file' (format by extension)``: DuckDB writes it, streaming."""
+    suffix = Path(output).suffix.lower()
+    if suffix not in _FILE_FORMATS:
+        raise ValidationError(
+            f"cannot tell the format of --output {output}; end it in {', '.join(_FILE_FORMATS)}"
+        )
+    body = query.strip().rstrip(";").strip()
+    path = str(Path(output).expanduser()).replace("'", "''")
+    return f"COPY ({body}) TO '{path}' ({_FILE_FORMATS[suffix]})"
+
+
 def _unique(columns: tuple[str, ...]) -> list[str]:
-    """Column names made unique (``SELECT 1 AS a, 2 AS a``), so no value is lost."""
+    """Column names made unique (``SELECT 1 AS a, 2 AS a``), so no value is lost.
+
+    DuckDB names an unaliased ``count(*)`` ``count_star()``; it is shown as the user wrote it.
+    """
     seen: dict[str, int] = {}
     out = []
-    for name in columns:
+    for raw in columns:
+        name = "count(*)" if raw == "count_star()" else raw
         count = seen.get(name, 0)
         seen[name] = count + 1
         out.append(name if count == 0 else f"{name}_{count + 1}")
@@ -85,6 +112,15 @@ def sql(
     scalar: Annotated[
         bool, typer.Option("--scalar", help="Print only the first value of the first row.")
     ] = False,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the result to a file instead: .csv, .parquet, .json or .jsonl "
+            "(by extension; DuckDB streams it, so any size fits).",
+        ),
+    ] = None,
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
 ) -> None:
@@ -94,6 +130,10 @@ def sql(
     """
     text = read_query(query, file)
     ws = get_context(ctx).workspace(read_only=True, credentials=False)
+    if output is not None:
+        rows = ws.sql_scalar(_copy_statement(text, output))
+        message(f"wrote {rows:,} rows to {output}", quiet=get_context(ctx).quiet)
+        return
     if scalar:
         emit(ws.sql_scalar(text), fmt=fmt, jq=jq)
         return
