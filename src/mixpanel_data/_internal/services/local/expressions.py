@@ -44,6 +44,7 @@ __all__ = [
     "Sql",
     "compile_expression",
     "filter_sql",
+    "label_list_sql",
     "labels_sql",
     "number_sql",
     "property_sql",
@@ -381,13 +382,14 @@ def _json_path(key: str) -> str:
     return sql_string('$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"')
 
 
-def property_sql(name: str, *, column: str = "properties") -> Sql:
+def property_sql(name: str, *, column: str = "properties", time: bool = True) -> Sql:
     """The one place a property is read: a JSON value (NULL when missing).
 
     ``$time`` is the event's time as a datetime: ``$time`` if the record has one, else
-    the export's ``time`` field (epoch seconds), as the emulator reads it.
+    the export's ``time`` field (epoch seconds), as the emulator reads it; ``time=False``
+    reads the stored ``$time`` value as it is (``/events/properties`` does).
     """
-    if name == "$time":
+    if name == "$time" and time:
         own = f"json_extract({column}, {_json_path('$time')})"
         raw = Sql(
             "json",
@@ -761,14 +763,19 @@ def _label(v: Sql) -> str:
 
 
 def labels_sql(text: str, *, column: str = "properties") -> str:
-    """An ``on`` for segments: a VARCHAR[] of the event's segment labels.
+    """An ``on`` for segments: a VARCHAR[] of the event's segment labels."""
+    v = compile_expression(text, column=column)
+    if v.kind == "list":
+        raise LocalUnsupportedError("a list literal as a segment is not computed locally")
+    return label_list_sql(v)
+
+
+def label_list_sql(v: Sql) -> str:
+    """A value's segment labels as a VARCHAR[].
 
     A list value puts the event in one segment per distinct item (as Mixpanel breaks
     down list properties); an empty list in none; undefined is ``"undefined"``.
     """
-    v = compile_expression(text, column=column)
-    if v.kind == "list":
-        raise LocalUnsupportedError("a list literal as a segment is not computed locally")
     if v.kind != "json":
         return f"[{_label(v)}]"
     j, var = v.sql, _lambda_var()

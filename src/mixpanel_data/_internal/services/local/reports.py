@@ -1,0 +1,556 @@
+"""LocalQueryService: the segmentation family computed from a fetched events table.
+
+Same methods, parameters and result types as ``LiveQueryService``: each report builds
+the JSON body the Query API returns and parses it with the same ``from_api``, so
+every output format is identical. Semantics (contract §9, §6.5-6.6; where Mixpanel's
+docs are silent, the emulator's documented choice, ``emulator/reports/segmentation.py``):
+
+- buckets are the project timezone's wall clock (``event_time AT TIME ZONE tz``); weeks
+  start on Monday and are keyed by it, months by their first day, hours and minutes as
+  ``YYYY-MM-DD HH:MM:00``;
+- ``general`` counts events, ``unique`` distinct users per bucket, ``average`` events
+  per user in the bucket;
+- ``on`` puts an event in one segment per label (a list property in one per distinct
+  item), ``undefined`` for a missing value; ``limit`` keeps the segments with the
+  largest totals, ties by label;
+- segmentation fills every bucket with 0; numeric, ``/events`` and ``/events/properties``
+  list only the buckets that have events;
+- numeric buckets: a round width (1, 2 or 5 times a power of ten) giving at most 10
+  buckets between the smallest and largest value, labelled ``"2,000 - 2,100"``;
+- sum/average: a non-numeric ``on`` counts as 0.0 (contract §9.3), rounded to 6 places.
+"""
+
+# SQL here is built from compiled expressions, quoted literals and validated names.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any, Final
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from mixpanel_data._internal.results.live import (
+    EventCountsResult,
+    NumericAggregateResult,
+    PropertyCountsResult,
+    SegmentationResult,
+)
+from mixpanel_data._internal.services.local.expressions import (
+    LocalUnsupportedError,
+    filter_sql,
+    label_list_sql,
+    labels_sql,
+    number_sql,
+    property_sql,
+    sql_string,
+)
+from mixpanel_data._internal.services.params import (
+    HOUR_DAY,
+    MAX_LIMIT,
+    SEGMENTATION_UNITS,
+    TYPES,
+    check_choice,
+    check_name,
+    check_positive,
+    check_range,
+    to_expression,
+)
+from mixpanel_data._internal.storage.meta_tables import quote_ident
+from mixpanel_data.exceptions import IncompleteDataError, TableNotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    from mixpanel_data._internal.storage.engine import StorageEngine
+
+__all__ = ["LocalQueryService", "bucket_series", "numeric_label", "numeric_width"]
+
+DEFAULT_LIMIT: Final = 60  # segmentation's default `limit` (contract §9.1)
+DEFAULT_PROPERTY_LIMIT: Final = 255  # /events/properties (contract §6.6)
+NUMERIC_BUCKETS: Final = 10
+
+_KEY_FORMATS: Final = {
+    "minute": "strftime({t}, '%Y-%m-%d %H:%M:00')",
+    "hour": "strftime({t}, '%Y-%m-%d %H:00:00')",
+    "day": "strftime({t}, '%Y-%m-%d')",
+    "week": "strftime(date_trunc('week', {t}), '%Y-%m-%d')",  # ISO weeks start on Monday
+    "month": "strftime(date_trunc('month', {t}), '%Y-%m-%d')",
+}
+
+
+def bucket_series(unit: str, first: date, last: date) -> list[str]:
+    """Every bucket key of ``unit`` between two local days, in order."""
+    if unit in ("minute", "hour"):
+        step = timedelta(minutes=1 if unit == "minute" else 60)
+        fmt = "%Y-%m-%d %H:%M:00" if unit == "minute" else "%Y-%m-%d %H:00:00"
+        t, end = (
+            datetime.combine(first, datetime.min.time()),
+            datetime.combine(last + timedelta(days=1), datetime.min.time()),
+        )
+        out = []
+        while t < end:
+            out.append(t.strftime(fmt))
+            t += step
+        return out
+    if unit == "day":
+        return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    if unit == "week":
+        d = first - timedelta(days=first.weekday())
+        out = []
+        while d <= last:
+            out.append(d.isoformat())
+            d += timedelta(days=7)
+        return out
+    d, out = first.replace(day=1), []
+    while d <= last:
+        out.append(d.isoformat())
+        d = date(d.year + (d.month == 12), d.month % 12 + 1, 1)
+    return out
+
+
+def numeric_width(lo: float, hi: float, *, buckets: int = NUMERIC_BUCKETS) -> float:
+    """The bucket width: the smallest of 1, 2, 5 (x 10^k) giving at most ``buckets`` ranges."""
+    span = hi - lo
+    if span <= 0:
+        return 1.0 if lo == int(lo) else 10.0 ** math.floor(math.log10(abs(lo) or 1.0) - 1)
+    power = 10.0 ** math.floor(math.log10(span / buckets))
+    for factor in (1, 2, 5, 10):
+        width = factor * power
+        if math.floor(hi / width) - math.floor(lo / width) < buckets:
+            return width
+    return 10 * power
+
+
+def numeric_label(start: float, width: float) -> str:
+    """``"2,000 - 2,100"``: thousands separators, as many decimals as the width needs."""
+    places = 0 if width >= 1 else max(0, -math.floor(math.log10(width) + 1e-9))
+    lo, hi = round(start, places), round(start + width, places)
+    return f"{lo:,.{places}f} - {hi:,.{places}f}"
+
+
+def _number_out(value: float) -> int | float:
+    """A JSON number as Mixpanel prints it: an int when whole."""
+    if isinstance(value, int):
+        return value
+    return int(value) if math.isfinite(value) and value.is_integer() else value
+
+
+def _value(kind: str, events: int, users: int) -> int | float:
+    if kind == "general":
+        return events
+    if kind == "unique":
+        return users
+    return _number_out(events / users)
+
+
+def _top(values: dict[str, dict[str, Any]], limit: int) -> dict[str, dict[str, Any]]:
+    """The ``limit`` segments with the largest totals, ties by label."""
+    ranked = sorted(values.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+    return dict(ranked[:limit])
+
+
+def _day_ranges(days: list[date]) -> str:
+    parts: list[str] = []
+    start = prev = days[0]
+    for d in [*days[1:], None]:
+        if d is not None and d == prev + timedelta(days=1):
+            prev = d
+            continue
+        parts.append(start.isoformat() if start == prev else f"{start} to {prev}")
+        if d is not None:
+            start = prev = d
+    return ", ".join(parts)
+
+
+class LocalQueryService:
+    """Run the live reports' computations over a fetched events table.
+
+    Example:
+        ws.local.segmentation("Purchase", from_date="2024-01-01", to_date="2024-01-31")
+    """
+
+    def __init__(self, storage: StorageEngine, *, timezone: str | None, table: str = "events"):
+        self._storage = storage
+        self._timezone = timezone
+        self._table = table
+
+    def using(self, table: str) -> LocalQueryService:
+        """The same engine over another events table (``--table NAME``)."""
+        return LocalQueryService(self._storage, timezone=self._timezone, table=table)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _tz(self) -> str:
+        if not self._timezone:
+            raise ValidationError(
+                "local reports need the project timezone for their day buckets; "
+                "set MP_TIMEZONE or the account's timezone"
+            )
+        return self._timezone
+
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        from mixpanel_data._internal.services.sql import translate_duckdb_errors
+
+        with (
+            self._storage.connection() as conn,
+            translate_duckdb_errors(conn, query, read_only=self._storage.read_only),
+        ):
+            return conn.execute(query, list(params)).fetchall()
+
+    def _check_coverage(self, first: date, last: date, names: Sequence[str]) -> None:
+        """Refuse a range the table does not fully hold, naming the project-time days.
+
+        Export days are UTC days for projects created after 2023 and project-timezone
+        days for older ones (contract §3.5), so a local day is covered when every export
+        day it overlaps was fetched.
+        """
+        table = self._table
+        if not self._rows("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table])[0][
+            0
+        ]:
+            raise TableNotFoundError(table)
+        meta = "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_mp_windows'"
+        windows: list[tuple[Any, ...]] = []
+        args: dict[str, Any] = {}
+        if self._rows(meta)[0][0]:
+            windows = self._rows(
+                "SELECT from_date, to_date FROM _mp_windows WHERE name = ?", [table]
+            )
+            for (raw,) in self._rows("SELECT fetch_args FROM _mp_tables WHERE name = ?", [table]):
+                args = orjson.loads(raw) if isinstance(raw, str) else dict(raw or {})
+        self._check_args(args, names)
+        covered = {a + timedelta(days=i) for a, b in windows for i in range((b - a).days + 1)}
+        zone = ZoneInfo(self._tz())
+        missing: list[date] = []
+        day = first
+        while day <= last:
+            if args.get("legacy_time"):
+                needed = {day}
+            else:
+                lo = datetime.combine(day, time.min, zone).astimezone(UTC)
+                hi = datetime.combine(day + timedelta(days=1), time.min, zone).astimezone(UTC)
+                hi -= timedelta(microseconds=1)
+                needed = {
+                    lo.date() + timedelta(days=i) for i in range((hi.date() - lo.date()).days + 1)
+                }
+            if not needed <= covered:
+                missing.append(day)
+            day += timedelta(days=1)
+        if missing:
+            raise IncompleteDataError(
+                f"table {table!r} does not hold all events of {_day_ranges(missing)} "
+                f"(project time, {zone.key}); fetch those days first (export days are UTC: "
+                f"include the day before and after), e.g. "
+                f"`mp fetch events --from {missing[0] - timedelta(days=1)} "
+                f"--to {missing[-1] + timedelta(days=1)} --append`",
+                missing_days=[d.isoformat() for d in missing],
+            )
+
+    @staticmethod
+    def _check_args(args: dict[str, Any], names: Sequence[str]) -> None:
+        """A table fetched with a filter, a limit or duplicates kept cannot answer exactly."""
+        for key, what in (("where", "a where filter"), ("limit", "a limit")):
+            if args.get(key) not in (None, ""):
+                raise LocalUnsupportedError(
+                    f"the table was fetched with {what}, so it may miss events; "
+                    "fetch without it for local reports"
+                )
+        if args.get("keep_duplicates"):
+            raise LocalUnsupportedError(
+                "the table was fetched with --keep-duplicates; Mixpanel's reports count "
+                "each event once: fetch it again without that option"
+            )
+        fetched = args.get("events")
+        if fetched:
+            absent = [n for n in names if n not in fetched]
+            if absent:
+                raise LocalUnsupportedError(
+                    f"the table holds only the events {', '.join(map(repr, fetched))}, "
+                    f"not {', '.join(map(repr, absent))}; fetch them for this report"
+                )
+
+    def _events_sql(self, first: date, last: date, *, names: Sequence[str]) -> tuple[str, str]:
+        """(FROM-WHERE clause over the range and event names, local-time SQL)."""
+        self._check_coverage(first, last, names)
+        tz = sql_string(self._tz())
+        local = f"(event_time AT TIME ZONE {tz})"
+        where = (
+            f"FROM {quote_ident(self._table)} WHERE event_name IN "
+            f"({', '.join(sql_string(n) for n in names)}) AND event_time IS NOT NULL "
+            f"AND CAST({local} AS DATE) BETWEEN DATE '{first}' AND DATE '{last}'"
+        )
+        return where, local
+
+    def _counts(
+        self,
+        first: date,
+        last: date,
+        *,
+        names: Sequence[str],
+        unit: str,
+        labels: str,
+        where: str | None,
+    ) -> dict[str, dict[str, tuple[int, int]]]:
+        """``{label: {bucket: (events, users)}}`` for the matching events."""
+        source, local = self._events_sql(first, last, names=names)
+        if where is not None:
+            source += f" AND {filter_sql(where)}"
+        bucket = _KEY_FORMATS[unit].format(t=local)
+        query = (
+            f"SELECT k, b, count(*), count(DISTINCT u) FROM (SELECT coalesce(distinct_id, '') "
+            f"AS u, {bucket} AS b, unnest({labels}) AS k {source}) GROUP BY k, b"
+        )
+        out: dict[str, dict[str, tuple[int, int]]] = {}
+        for k, b, n, users in self._rows(query):
+            out.setdefault(str(k), {})[str(b)] = (int(n), int(users))
+        return out
+
+    # -- segmentation family (contract §9) -----------------------------------------------
+
+    def segmentation(
+        self,
+        event: str,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        on: str | None = None,
+        where: str | None = None,
+        unit: str = "day",
+        type: str = "general",
+        limit: int | None = None,
+    ) -> SegmentationResult:
+        """Count an event over time, optionally split by a property or expression."""
+        start, end = check_range(from_date, to_date)
+        unit = check_choice(unit, SEGMENTATION_UNITS, name="unit")
+        type = check_choice(type, TYPES, name="type")
+        expr = to_expression(on)
+        name = check_name(event, name="event")
+        top = check_positive(limit, name="limit", maximum=MAX_LIMIT) or DEFAULT_LIMIT
+        labels = f"[{sql_string(name)}]" if expr is None else labels_sql(expr)
+        counts = self._counts(start, end, names=[name], unit=unit, labels=labels, where=where)
+        values = {
+            k: {b: _value(type, n, u) for b, (n, u) in row.items()} for k, row in counts.items()
+        }
+        values = {name: values.get(name, {})} if expr is None else _top(values, top)
+        series = bucket_series(unit, start, end)
+        filled = {k: {b: row.get(b, 0) for b in series} for k, row in values.items()}
+        body = {"data": {"series": series, "values": filled}, "legend_size": len(filled)}
+        return SegmentationResult.from_api(
+            body,
+            event=event,
+            from_date=start.isoformat(),
+            to_date=end.isoformat(),
+            unit=unit,
+            type=type,
+            on=expr,
+        )
+
+    def segmentation_numeric(
+        self,
+        event: str,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        on: str,
+        where: str | None = None,
+        unit: str = "day",
+        type: str = "general",
+    ) -> SegmentationResult:
+        """Count an event in numeric buckets of ``on`` (ranges chosen as Mixpanel does)."""
+        start, end = check_range(from_date, to_date)
+        unit = check_choice(unit, HOUR_DAY, name="unit")
+        type = check_choice(type, TYPES, name="type")
+        expr = to_expression(on)
+        if expr is None:
+            raise ValidationError("segmentation_numeric needs `on`, a numeric property")
+        name = check_name(event, name="event")
+        source, local = self._events_sql(start, end, names=[name])
+        if where is not None:
+            source += f" AND {filter_sql(where)}"
+        value = number_sql(expr)
+        numbered = f"SELECT coalesce(distinct_id, '') AS u, {local} AS t, {value} AS v {source}"
+        lo, hi = self._rows(f"SELECT min(v), max(v) FROM ({numbered}) WHERE isfinite(v)")[0]
+        values: dict[str, dict[str, int | float]] = {}
+        if lo is not None:
+            width = numeric_width(float(lo), float(hi))
+            bucket = _KEY_FORMATS[unit].format(t="t")
+            rows = self._rows(
+                f"SELECT floor(v / {width!r}) AS k, {bucket} AS b, count(*), count(DISTINCT u) "
+                f"FROM ({numbered}) WHERE isfinite(v) GROUP BY k, b ORDER BY k, b"
+            )
+            for k, b, n, users in rows:
+                label = numeric_label(float(k) * width, width)
+                values.setdefault(label, {})[str(b)] = _value(type, int(n), int(users))
+        body = {
+            "data": {"series": bucket_series(unit, start, end), "values": values},
+            "legend_size": len(values),
+        }
+        return SegmentationResult.from_api(
+            body,
+            event=event,
+            from_date=start.isoformat(),
+            to_date=end.isoformat(),
+            unit=unit,
+            type=type,
+            on=expr,
+        )
+
+    def _aggregate(
+        self,
+        aggregate: str,
+        event: str,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        on: str,
+        where: str | None,
+        unit: str,
+    ) -> NumericAggregateResult:
+        start, end = check_range(from_date, to_date)
+        unit = check_choice(unit, HOUR_DAY, name="unit")
+        expr = to_expression(on)
+        if expr is None:
+            raise ValidationError(f"segmentation_{aggregate} needs `on`, a numeric property")
+        name = check_name(event, name="event")
+        source, local = self._events_sql(start, end, names=[name])
+        if where is not None:
+            source += f" AND {filter_sql(where)}"
+        bucket = _KEY_FORMATS[unit].format(t=local)
+        # "If the expression is not numeric, a value of 0.0 is assumed" (contract §9.3).
+        value = (
+            f"coalesce((CASE WHEN isfinite({number_sql(expr)}) THEN {number_sql(expr)} END), 0.0)"
+        )
+        rows = self._rows(f"SELECT {bucket} AS b, fsum({value}), count(*) {source} GROUP BY b")
+        found = {str(b): (float(s), int(n)) for b, s, n in rows}
+        series = bucket_series(unit, start, end)
+        results: dict[str, int | float] = {}
+        for b in series:
+            total, n = found.get(b, (0.0, 0))
+            if aggregate == "sum":
+                results[b] = _number_out(round(total, 6))
+            else:
+                results[b] = _number_out(round(total / n, 6)) if n else 0
+        body: dict[str, Any] = {"status": "ok", "results": results}
+        if aggregate == "sum":
+            body["computed_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+        return NumericAggregateResult.from_api(
+            body,
+            event=event,
+            on=expr,
+            aggregate=aggregate,
+            from_date=start.isoformat(),
+            to_date=end.isoformat(),
+            unit=unit,
+        )
+
+    def segmentation_sum(
+        self,
+        event: str,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        on: str,
+        where: str | None = None,
+        unit: str = "day",
+    ) -> NumericAggregateResult:
+        """Sum a numeric expression per bucket (non-numbers count as 0)."""
+        return self._aggregate(
+            "sum", event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
+        )
+
+    def segmentation_average(
+        self,
+        event: str,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        on: str,
+        where: str | None = None,
+        unit: str = "day",
+    ) -> NumericAggregateResult:
+        """Average a numeric expression per bucket."""
+        return self._aggregate(
+            "average", event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
+        )
+
+    # -- event and property counts (contract §6.5-6.6) -----------------------------------
+
+    def event_counts(
+        self,
+        events: Iterable[str],
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        type: str = "general",
+        unit: str = "day",
+    ) -> EventCountsResult:
+        """Count several events over time in one query."""
+        names = [check_name(e, name="event") for e in events]
+        if not names:
+            raise ValidationError("give at least one event")
+        start, end = check_range(from_date, to_date)
+        type = check_choice(type, TYPES, name="type")
+        unit = check_choice(unit, SEGMENTATION_UNITS, name="unit")
+        if type == "unique" and unit in ("minute", "hour"):
+            raise ValidationError("Mixpanel has no hourly uniques; use unit day, week or month")
+        counts = self._counts(start, end, names=names, unit=unit, labels="[event_name]", where=None)
+        values = {
+            n: {b: _value(type, c, u) for b, (c, u) in counts.get(n, {}).items()}
+            for n in dict.fromkeys(names)
+        }
+        body = {
+            "data": {"series": bucket_series(unit, start, end), "values": values},
+            "legend_size": len(values),
+        }
+        return EventCountsResult.from_api(
+            body,
+            events=names,
+            from_date=start.isoformat(),
+            to_date=end.isoformat(),
+            type=type,
+            unit=unit,
+        )
+
+    def property_counts(
+        self,
+        event: str,
+        property: str,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        type: str = "general",
+        unit: str = "day",
+        values: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> PropertyCountsResult:
+        """Count one event per value of one property over time."""
+        start, end = check_range(from_date, to_date)
+        type = check_choice(type, TYPES, name="type")
+        unit = check_choice(unit, SEGMENTATION_UNITS, name="unit")
+        name = check_name(event, name="event")
+        prop = check_name(property, name="property")
+        top = check_positive(limit, name="limit", maximum=MAX_LIMIT) or DEFAULT_PROPERTY_LIMIT
+        labels = label_list_sql(property_sql(prop, time=False))
+        if values is not None:
+            allowed = ", ".join(sql_string(str(v)) for v in values) or "NULL"
+            labels = f"list_filter({labels}, lambda _v: _v IN ({allowed}))"
+        counts = self._counts(start, end, names=[name], unit=unit, labels=labels, where=None)
+        shaped = {
+            k: {b: _value(type, n, u) for b, (n, u) in row.items()} for k, row in counts.items()
+        }
+        ranked = _top(shaped, top)
+        body = {
+            "data": {"series": bucket_series(unit, start, end), "values": ranked},
+            "legend_size": len(ranked),
+        }
+        return PropertyCountsResult.from_api(
+            body,
+            event=event,
+            property=property,
+            from_date=start.isoformat(),
+            to_date=end.isoformat(),
+            type=type,
+            unit=unit,
+        )
