@@ -476,7 +476,8 @@ class Workspace:
         from mixpanel_data._internal.services.local.reports import LocalQueryService
 
         zone = self._credentials.timezone if self._credentials else os.environ.get("MP_TIMEZONE")
-        return LocalQueryService(self.storage, timezone=zone or None)
+        live = self._live if self._credentials else None
+        return LocalQueryService(self.storage, timezone=zone or None, live=live)
 
     @property
     def _sql(self) -> SQLService:

@@ -39,6 +39,7 @@ from mixpanel_data._internal.results.live import (
     PropertyCountsResult,
     SegmentationResult,
 )
+from mixpanel_data._internal.results.reports import FunnelResult
 from mixpanel_data._internal.services.local.expressions import (
     LocalUnsupportedError,
     filter_sql,
@@ -49,7 +50,9 @@ from mixpanel_data._internal.services.local.expressions import (
     sql_string,
 )
 from mixpanel_data._internal.services.params import (
+    DAY_WEEK_MONTH,
     HOUR_DAY,
+    LENGTH_UNITS,
     MAX_LIMIT,
     SEGMENTATION_UNITS,
     TYPES,
@@ -63,6 +66,7 @@ from mixpanel_data._internal.storage.meta_tables import quote_ident
 from mixpanel_data.exceptions import IncompleteDataError, TableNotFoundError, ValidationError
 
 if TYPE_CHECKING:
+    from mixpanel_data._internal.services.live_query import LiveQueryService
     from mixpanel_data._internal.storage.engine import StorageEngine
 
 __all__ = ["LocalQueryService", "bucket_series", "numeric_label", "numeric_width"]
@@ -171,14 +175,24 @@ class LocalQueryService:
         ws.local.segmentation("Purchase", from_date="2024-01-01", to_date="2024-01-31")
     """
 
-    def __init__(self, storage: StorageEngine, *, timezone: str | None, table: str = "events"):
+    def __init__(
+        self,
+        storage: StorageEngine,
+        *,
+        timezone: str | None,
+        table: str = "events",
+        live: LiveQueryService | None = None,
+    ):
         self._storage = storage
         self._timezone = timezone
         self._table = table
+        self._live = live  # reads a saved funnel's steps (one query), nothing else
 
     def using(self, table: str) -> LocalQueryService:
         """The same engine over another events table (``--table NAME``)."""
-        return LocalQueryService(self._storage, timezone=self._timezone, table=table)
+        return LocalQueryService(
+            self._storage, timezone=self._timezone, table=table, live=self._live
+        )
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -211,13 +225,20 @@ class LocalQueryService:
             0
         ]:
             raise TableNotFoundError(table)
-        meta = "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_mp_windows'"
+        meta = {
+            r[0]
+            for r in self._rows(
+                "SELECT table_name FROM duckdb_tables() "
+                "WHERE table_name IN ('_mp_windows', '_mp_tables')"
+            )
+        }
         windows: list[tuple[Any, ...]] = []
         args: dict[str, Any] = {}
-        if self._rows(meta)[0][0]:
+        if "_mp_windows" in meta:
             windows = self._rows(
                 "SELECT from_date, to_date FROM _mp_windows WHERE name = ?", [table]
             )
+        if "_mp_tables" in meta:
             for (raw,) in self._rows("SELECT fetch_args FROM _mp_tables WHERE name = ?", [table]):
                 args = orjson.loads(raw) if isinstance(raw, str) else dict(raw or {})
         self._check_args(args, names)
@@ -554,3 +575,141 @@ class LocalQueryService:
             type=type,
             unit=unit,
         )
+
+    # -- funnels (contract §7.2) ---------------------------------------------------------
+
+    def funnel(
+        self,
+        funnel_id: int | None = None,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        length: int | None = None,
+        length_unit: str | None = None,
+        interval: int | None = None,
+        unit: str | None = None,
+        on: str | None = None,
+        where: str | None = None,
+        limit: int | None = None,
+        steps: Sequence[str] | None = None,
+    ) -> FunnelResult:
+        """A funnel over the fetched events: a saved one by id, or ad hoc from ``steps``.
+
+        Mixpanel's API gives a saved funnel's steps (read with one live query) but not its
+        conversion window, so a saved funnel needs ``length`` (and ``length_unit``). An
+        ad-hoc funnel's window defaults to 30 days, the emulator's default.
+        """
+        from mixpanel_data._internal.services.local.funnels import (
+            LENGTH_SECONDS,
+            Step,
+            day_chunks,
+            funnel_body,
+        )
+
+        start, end = check_range(from_date, to_date)
+        if interval is not None and unit is not None:
+            raise ValidationError("give either unit or interval for a funnel, not both")
+        expr = to_expression(on)
+        top = check_positive(limit, name="limit", maximum=MAX_LIMIT) or 255
+        interval = check_positive(interval, name="interval")
+        unit = None if unit is None else check_choice(unit, DAY_WEEK_MONTH, name="unit")
+        lu = (
+            "day"
+            if length_unit is None
+            else check_choice(length_unit, LENGTH_UNITS, name="length_unit")
+        )
+        names = self._funnel_steps(funnel_id, steps, end)
+        if length is None and steps is None:
+            raise LocalUnsupportedError(
+                f"Mixpanel's API does not return saved funnel {funnel_id}'s conversion window; "
+                "pass the window it was saved with (--length N --length-unit day)"
+            )
+        window = float((check_positive(length, name="length") or 30) * LENGTH_SECONDS[lu])
+        if window > 90 * 86400:
+            raise ValidationError("the conversion window may not be greater than 90 days")
+        self._check_coverage(start, end, names)
+        horizon = end + timedelta(days=int(window // 86400) + 2)  # completions after to_date
+        tz = sql_string(self._tz())
+        local = f"(event_time AT TIME ZONE {tz})"
+        labels = labels_sql(expr) if expr is not None else "[]"
+        query = (
+            f"SELECT coalesce(distinct_id, ''), epoch(event_time), event_name, "
+            f"CAST({local} AS DATE) AS d, {labels} FROM {quote_ident(self._table)} "
+            f"WHERE event_name IN ({', '.join(sql_string(n) for n in dict.fromkeys(names))}) "
+            f"AND event_time IS NOT NULL AND d BETWEEN DATE '{start}' AND DATE '{horizon}'"
+            + (f" AND {filter_sql(where)}" if where is not None else "")
+            + " ORDER BY 1, 2, insert_id"
+        )
+        rows = self._rows(query)
+        days = (end - start).days + 1
+
+        def body(step_days: int | None, step_unit: str | None) -> dict[str, Any]:
+            if step_unit is not None:
+                series = bucket_series(step_unit, start, end)
+                key = _bucket_of_day(step_unit)
+            else:
+                size = step_days or 1
+                series = [d.isoformat() for d in day_chunks(size, start, end)]
+
+                def key(d: date) -> str:
+                    return (start + timedelta(days=(d - start).days // size * size)).isoformat()
+
+            users: dict[str, list[Step]] = {}
+            for user, ts, name, d, labs in rows:
+                users.setdefault(user, []).append(
+                    Step(float(ts), str(name), key(d), d, tuple(dict.fromkeys(labs)))
+                )
+            return funnel_body(
+                users,
+                names,
+                series=series,
+                last=end,
+                window=window,
+                segmented=expr is not None,
+                limit=top,
+            )
+
+        totals = body(days, None)
+        buckets = None
+        if (interval is not None and interval != days) or unit is not None:
+            buckets = body(interval, unit)
+        return FunnelResult.from_api(
+            totals,
+            funnel_id=funnel_id or 0,
+            from_date=start.isoformat(),
+            to_date=end.isoformat(),
+            on=expr,
+            buckets_body=buckets,
+        )
+
+    def _funnel_steps(
+        self, funnel_id: int | None, steps: Sequence[str] | None, end: date
+    ) -> list[str]:
+        if steps is not None:
+            if funnel_id is not None:
+                raise ValidationError("give a saved funnel's id or steps, not both")
+            names = [check_name(s, name="step") for s in steps]
+            if len(names) < 2:
+                raise ValidationError(
+                    "a funnel needs at least two steps, e.g. -s Login -s Purchase"
+                )
+            return names
+        if funnel_id is None:
+            raise ValidationError("give a saved funnel's id, or its steps (-s A -s B)")
+        if self._live is None:
+            raise ValidationError(
+                "a saved funnel's steps come from Mixpanel; open the workspace with credentials"
+            )
+        saved = self._live.funnel(funnel_id, from_date=end, to_date=end)
+        return [s.event for s in saved.steps]
+
+
+def _bucket_of_day(unit: str) -> Any:
+    def key(d: date) -> str:
+        if unit == "week":
+            return (d - timedelta(days=d.weekday())).isoformat()
+        if unit == "month":
+            return d.replace(day=1).isoformat()
+        return d.isoformat()
+
+    return key
