@@ -32,6 +32,25 @@ WhereOpt = Annotated[
 TypeOpt = Annotated[str, typer.Option("--type", "-t", help="general, unique or average.")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", "-l", help="Top N segments.")]
 EventArg = Annotated[str, typer.Argument(help="Event name.")]
+LocalOpt = Annotated[
+    bool,
+    typer.Option(
+        "--local",
+        help="Compute from the fetched events table instead (no query spent; exit 7 "
+        "names days not fetched).",
+    ),
+]
+TableOpt = Annotated[str, typer.Option("--table", help="With --local: the events table to read.")]
+
+
+def _engine(ctx: typer.Context, local: bool, table: str) -> Any:
+    """The Workspace (live reports) or, with ``--local``, its local engine over ``table``."""
+    ws = get_context(ctx).workspace()
+    if local:
+        return ws.local.using(table)
+    if table != "events":
+        raise ValidationError("--table only applies with --local")
+    return ws
 
 
 def _chart_path(value: Path | None) -> Path | None:
@@ -86,6 +105,8 @@ def segmentation(
     ),
     type: TypeOpt = "general",
     limit: LimitOpt = None,
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
@@ -94,19 +115,15 @@ def segmentation(
 
     Example: mp query segmentation Purchase --from 2024-01-01 --to 2024-01-31 --on country -f table
     """
-    result = (
-        get_context(ctx)
-        .workspace()
-        .segmentation(
-            event,
-            from_date=from_date,
-            to_date=to_date,
-            on=on,
-            where=where,
-            unit=unit,
-            type=type,
-            limit=limit,
-        )
+    result = _engine(ctx, local, table).segmentation(
+        event,
+        from_date=from_date,
+        to_date=to_date,
+        on=on,
+        where=where,
+        unit=unit,
+        type=type,
+        limit=limit,
     )
     _emit(result, fmt, jq, chart)
 
@@ -124,6 +141,8 @@ def segmentation_numeric(
     where: WhereOpt = None,
     unit: HourDayOpt = "day",
     type: TypeOpt = "general",
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
@@ -132,12 +151,8 @@ def segmentation_numeric(
 
     Example: mp query segmentation-numeric Purchase --from 2024-01-01 --to 2024-01-07 --on price
     """
-    result = (
-        get_context(ctx)
-        .workspace()
-        .segmentation_numeric(
-            event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit, type=type
-        )
+    result = _engine(ctx, local, table).segmentation_numeric(
+        event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit, type=type
     )
     _emit(result, fmt, jq, chart)
 
@@ -151,6 +166,8 @@ def segmentation_sum(
     on: NumericOnOpt,
     where: WhereOpt = None,
     unit: HourDayOpt = "day",
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
@@ -159,12 +176,8 @@ def segmentation_sum(
 
     Example: mp query segmentation-sum Purchase --from 2024-01-01 --to 2024-01-31 --on price
     """
-    result = (
-        get_context(ctx)
-        .workspace()
-        .segmentation_sum(
-            event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
-        )
+    result = _engine(ctx, local, table).segmentation_sum(
+        event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
     )
     _emit(result, fmt, jq, chart)
 
@@ -178,6 +191,8 @@ def segmentation_average(
     on: NumericOnOpt,
     where: WhereOpt = None,
     unit: HourDayOpt = "day",
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
@@ -186,12 +201,8 @@ def segmentation_average(
 
     Example: mp query segmentation-average Purchase --from 2024-01-01 --to 2024-01-31 --on price
     """
-    result = (
-        get_context(ctx)
-        .workspace()
-        .segmentation_average(
-            event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
-        )
+    result = _engine(ctx, local, table).segmentation_average(
+        event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
     )
     _emit(result, fmt, jq, chart)
 
@@ -199,7 +210,10 @@ def segmentation_average(
 @app.command()
 def funnel(
     ctx: typer.Context,
-    funnel_id: Annotated[int, typer.Argument(help="Saved funnel id (see `mp inspect funnels`).")],
+    funnel_id: Annotated[
+        int | None, typer.Argument(help="Saved funnel id (see `mp inspect funnels`).")
+    ] = None,
+    *,
     from_date: FromOpt,
     to_date: ToOpt,
     length: Annotated[int | None, typer.Option("--length", help="Conversion window.")] = None,
@@ -215,31 +229,58 @@ def funnel(
     on: OnOpt = None,
     where: WhereOpt = None,
     limit: LimitOpt = None,
+    steps: Annotated[
+        list[str] | None,
+        typer.Option("--step", "-s", help="With --local: an ad-hoc funnel's step (repeatable)."),
+    ] = None,
+    window: Annotated[
+        str | None, typer.Option("--window", help="Conversion window as 7d, 12h, 30m or 90s.")
+    ] = None,
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
 ) -> None:
     """Compute a saved funnel; totals count each user once over the range.
 
+    With --local, a saved funnel needs its window (--length/--window: Mixpanel's API does
+    not return it) and -s A -s B runs an ad-hoc funnel (the Query API cannot).
+
     Example: mp query funnel 7509 --from 2024-01-01 --to 2024-01-31 -f table
     """
-    result = (
-        get_context(ctx)
-        .workspace()
-        .funnel(
-            funnel_id,
-            from_date=from_date,
-            to_date=to_date,
-            length=length,
-            length_unit=length_unit,
-            interval=interval,
-            unit=unit,
-            on=on,
-            where=where,
-            limit=limit,
-        )
+    if window is not None:
+        length, length_unit = _window(window)
+    if funnel_id is None and not (local and steps):
+        raise ValidationError("give a saved funnel's id (mp inspect funnels), or --local -s A -s B")
+    extra: dict[str, Any] = {}
+    if steps:
+        if not local:
+            raise ValidationError("ad-hoc funnels (-s/--step) run only with --local")
+        extra["steps"] = steps
+    result = _engine(ctx, local, table).funnel(
+        funnel_id,
+        from_date=from_date,
+        to_date=to_date,
+        length=length,
+        length_unit=length_unit,
+        **extra,
+        interval=interval,
+        unit=unit,
+        on=on,
+        where=where,
+        limit=limit,
     )
     _emit(result, fmt, jq, chart)
+
+
+def _window(text: str) -> tuple[int, str]:
+    """``7d`` -> (7, "day"); the units the funnel's ``length_unit`` takes."""
+    units = {"d": "day", "h": "hour", "m": "minute", "s": "second"}
+    value = text.strip().lower()
+    if len(value) < 2 or value[-1] not in units or not value[:-1].isdigit():
+        raise ValidationError(f"--window {text!r}: write a number and a unit, e.g. 7d, 12h, 30m")
+    return int(value[:-1]), units[value[-1]]
 
 
 @app.command()
@@ -348,6 +389,8 @@ def event_counts(
     unit: Annotated[str, typer.Option("--unit", "-u", help="minute, hour, day, week or month.")] = (
         "day"
     ),
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
@@ -356,10 +399,8 @@ def event_counts(
 
     Example: mp query event-counts -e Login -e Purchase --from 2024-01-01 --to 2024-01-31
     """
-    result = (
-        get_context(ctx)
-        .workspace()
-        .event_counts(events, from_date=from_date, to_date=to_date, type=type, unit=unit)
+    result = _engine(ctx, local, table).event_counts(
+        events, from_date=from_date, to_date=to_date, type=type, unit=unit
     )
     _emit(result, fmt, jq, chart)
 
@@ -379,6 +420,8 @@ def property_counts(
         list[str] | None, typer.Option("--value", help="Only this value (repeatable).")
     ] = None,
     limit: LimitOpt = None,
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
@@ -387,19 +430,15 @@ def property_counts(
 
     Example: mp query property-counts -e Purchase -p plan --from 2024-01-01 --to 2024-01-31
     """
-    result = (
-        get_context(ctx)
-        .workspace()
-        .property_counts(
-            event,
-            prop,
-            from_date=from_date,
-            to_date=to_date,
-            type=type,
-            unit=unit,
-            values=values or None,
-            limit=limit,
-        )
+    result = _engine(ctx, local, table).property_counts(
+        event,
+        prop,
+        from_date=from_date,
+        to_date=to_date,
+        type=type,
+        unit=unit,
+        values=values or None,
+        limit=limit,
     )
     _emit(result, fmt, jq, chart)
 
