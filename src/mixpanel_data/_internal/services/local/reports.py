@@ -35,11 +35,12 @@ import orjson
 
 from mixpanel_data._internal.results.live import (
     EventCountsResult,
+    FrequencyResult,
     NumericAggregateResult,
     PropertyCountsResult,
     SegmentationResult,
 )
-from mixpanel_data._internal.results.reports import FunnelResult
+from mixpanel_data._internal.results.reports import FunnelResult, RetentionResult
 from mixpanel_data._internal.services.local.expressions import (
     LocalUnsupportedError,
     filter_sql,
@@ -54,6 +55,7 @@ from mixpanel_data._internal.services.params import (
     HOUR_DAY,
     LENGTH_UNITS,
     MAX_LIMIT,
+    RETENTION_TYPES,
     SEGMENTATION_UNITS,
     TYPES,
     check_choice,
@@ -702,6 +704,239 @@ class LocalQueryService:
             )
         saved = self._live.funnel(funnel_id, from_date=end, to_date=end)
         return [s.event for s in saved.steps]
+
+    # -- retention and frequency (contract §10) ------------------------------------------
+
+    def _local_rows(
+        self,
+        columns: str,
+        *,
+        names: Sequence[str] | None,
+        first: date | None,
+        last: date,
+        where: str | None,
+    ) -> list[tuple[Any, ...]]:
+        tz = sql_string(self._tz())
+        local = f"(event_time AT TIME ZONE {tz})"
+        conds = ["event_time IS NOT NULL", f"CAST({local} AS DATE) <= DATE '{last}'"]
+        if first is not None:
+            conds.append(f"CAST({local} AS DATE) >= DATE '{first}'")
+        if names is not None:
+            conds.append(f"event_name IN ({', '.join(sql_string(n) for n in names)})")
+        if where is not None:
+            conds.append(filter_sql(where))
+        cols = columns.format(local=local)
+        return self._rows(
+            f"SELECT {cols} FROM {quote_ident(self._table)} WHERE {' AND '.join(conds)} "
+            "ORDER BY epoch(event_time), insert_id"
+        )
+
+    def retention(
+        self,
+        *,
+        born_event: str,
+        event: str | None = None,
+        from_date: str | date,
+        to_date: str | date,
+        retention_type: str = "birth",
+        born_where: str | None = None,
+        where: str | None = None,
+        interval: int | None = None,
+        unit: str | None = None,
+        interval_count: int = 1,
+        unbounded: bool = False,
+        on: str | None = None,
+        limit: int | None = None,
+    ) -> RetentionResult:
+        """Birth ("first time") or compounded ("recurring") retention by cohort.
+
+        Birth finds each user's first ``born_event`` in the table, so the table should
+        start where the project's history does (Mixpanel looks at all of it).
+        Intervals are exact durations from the birth (a month is 30 days), as the
+        retention docs' "within 24 hours (the 0th interval)" reads; the emulator agrees.
+        """
+        start, end = check_range(from_date, to_date)
+        if interval is not None and unit is not None:
+            raise ValidationError(
+                "give either unit or interval for retention, not both "
+                "(Mixpanel refuses 'unit and interval both specified')"
+            )
+        kind = check_choice(retention_type, RETENTION_TYPES, name="retention_type")
+        born = check_name(born_event, name="born_event")
+        ret = None if event is None else check_name(event, name="event")
+        days = check_positive(interval, name="interval", maximum=90)
+        count = check_positive(interval_count, name="interval_count")
+        count = 1 if count is None else count
+        cohort_unit = (
+            "day"
+            if days is not None
+            else ("day" if unit is None else check_choice(unit, DAY_WEEK_MONTH, name="unit"))
+        )
+        seconds = float(
+            days * 86400
+            if days is not None
+            else {"day": 1, "week": 7, "month": 30}[cohort_unit] * 86400
+        )
+        expr = to_expression(on)
+        top = check_positive(limit, name="limit", maximum=MAX_LIMIT) or 255
+        self._check_coverage(start, end, [born] + ([ret] if ret else []))
+        key = _bucket_of_day(cohort_unit)
+        series = bucket_series(cohort_unit, start, end)
+        n = count + 1
+        horizon = end + timedelta(seconds=seconds * (count + 1)) + timedelta(days=2)
+        births: list[tuple[str, str, float]] = []  # (bucket, user, birth time)
+        if kind == "birth":
+            seen: set[str] = set()
+            for user, ts, d in self._local_rows(
+                "coalesce(distinct_id, ''), epoch(event_time), CAST({local} AS DATE)",
+                names=[born],
+                first=None,
+                last=end,
+                where=born_where,
+            ):
+                if user not in seen:
+                    seen.add(user)
+                    if d >= start:
+                        births.append((key(d), user, float(ts)))
+        else:
+            entered: set[tuple[str, str]] = set()
+            for user, ts, d in self._local_rows(
+                "coalesce(distinct_id, ''), epoch(event_time), CAST({local} AS DATE)",
+                names=None if ret is None else [ret],
+                first=start,
+                last=end,
+                where=where,
+            ):
+                b = key(d)
+                if (b, user) not in entered:
+                    entered.add((b, user))
+                    births.append((b, user, float(ts)))
+        labels = labels_sql(expr) if expr is not None else "[]"
+        wanted = {u for _, u, _ in births}
+        later: dict[str, list[tuple[float, list[str]]]] = {}
+        for user, ts, labs in self._local_rows(
+            f"coalesce(distinct_id, ''), epoch(event_time), {labels}",
+            names=None if ret is None else [ret],
+            first=start,
+            last=horizon,
+            where=where,
+        ):
+            if user in wanted:
+                later.setdefault(user, []).append((float(ts), list(dict.fromkeys(labs))))
+        sizes = dict.fromkeys(series, 0)
+        hits: dict[str | None, dict[str, list[set[str]]]] = {None: {}}
+        for b, user, t0 in births:
+            sizes[b] += 1
+            for ts, labs in later.get(user, ()):
+                if ts <= t0:
+                    continue
+                i = int((ts - t0) // seconds)
+                if i >= n:
+                    continue
+                for target in [None, *labs] if expr is not None else [None]:
+                    rows = hits.setdefault(target, {}).setdefault(b, [set() for _ in range(n)])
+                    rows[i].add(user)
+        out: dict[str | None, dict[str, Any]] = {}
+        for target, per_bucket in hits.items():
+            cohorts: dict[str, Any] = {}
+            for b in series:
+                rows = per_bucket.get(b) or [set() for _ in range(n)]
+                if unbounded:
+                    acc: set[str] = set()
+                    counts: list[int] = []
+                    for row in reversed(rows):
+                        acc |= row
+                        counts.append(len(acc))
+                    counts.reverse()
+                else:
+                    counts = [len(row) for row in rows]
+                cohorts[b] = {"counts": counts, "first": sizes[b]}
+            out[target] = cohorts
+        overall = out.pop(None)
+        body: dict[str, Any] = overall
+        if expr is not None:
+            totals = {str(k): {d: sum(c["counts"]) for d, c in v.items()} for k, v in out.items()}
+            body = {k: out[k] for k in _top(totals, top)}
+        return RetentionResult.from_api(
+            body,
+            born_event=born_event,
+            event=event,
+            from_date=start.isoformat(),
+            to_date=end.isoformat(),
+            retention_type=kind,
+        )
+
+    def frequency(
+        self,
+        *,
+        from_date: str | date,
+        to_date: str | date,
+        unit: str = "day",
+        addiction_unit: str = "hour",
+        event: str | None = None,
+        where: str | None = None,
+        on: str | None = None,
+        limit: int | None = None,
+    ) -> FrequencyResult:
+        """Users by how many ``addiction_unit`` periods of each ``unit`` they were active in."""
+        start, end = check_range(from_date, to_date)
+        unit = check_choice(unit, DAY_WEEK_MONTH, name="unit")
+        addiction_unit = check_choice(addiction_unit, HOUR_DAY, name="addiction_unit")
+        name = None if event is None else check_name(event, name="event")
+        expr = to_expression(on)
+        top = check_positive(limit, name="limit", maximum=MAX_LIMIT) or 255
+        self._check_coverage(start, end, [] if name is None else [name])
+        key = _bucket_of_day(unit)
+        series = bucket_series(unit, start, end)
+        labels = labels_sql(expr) if expr is not None else "[]"
+        active: dict[str | None, dict[str, dict[str, set[tuple[date, int]]]]] = {}
+        for user, t, labs in self._local_rows(
+            f"coalesce(distinct_id, ''), {{local}}, {labels}",
+            names=None if name is None else [name],
+            first=start,
+            last=end,
+            where=where,
+        ):
+            b = key(t.date())
+            sub = (t.date(), t.hour if addiction_unit == "hour" else 0)
+            targets: list[str | None] = list(dict.fromkeys(labs)) if expr is not None else [None]
+            for target in targets:
+                active.setdefault(target, {}).setdefault(b, {}).setdefault(user, set()).add(sub)
+
+        def arrays(per_bucket: dict[str, dict[str, set[tuple[date, int]]]]) -> dict[str, list[int]]:
+            result: dict[str, list[int]] = {}
+            for b in series:
+                first_day = date.fromisoformat(b)
+                if unit == "week":
+                    after = first_day + timedelta(days=7)
+                elif unit == "month":
+                    after = date(
+                        first_day.year + (first_day.month == 12), first_day.month % 12 + 1, 1
+                    )
+                else:
+                    after = first_day + timedelta(days=1)
+                size = (after - first_day).days * (24 if addiction_unit == "hour" else 1)
+                tally = [0] * size
+                for units in per_bucket.get(b, {}).values():
+                    for i in range(min(len(units), size)):
+                        tally[i] += 1
+                result[b] = tally
+            return result
+
+        if expr is None:
+            body: dict[str, Any] = {"data": arrays(active.get(None, {}))}
+        else:
+            segmented = {s: arrays(v) for s, v in active.items() if s is not None}
+            totals = {s: {d: a[0] if a else 0 for d, a in v.items()} for s, v in segmented.items()}
+            body = {"data": {s: segmented[s] for s in _top(totals, top)}}
+        return FrequencyResult.from_api(
+            body,
+            event=event,
+            from_date=start.isoformat(),
+            to_date=end.isoformat(),
+            unit=unit,
+            addiction_unit=addiction_unit,
+        )
 
 
 def _bucket_of_day(unit: str) -> Any:
