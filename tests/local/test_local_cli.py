@@ -29,7 +29,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path
         last = TODAY - timedelta(days=1)
         first = last - timedelta(days=9)
         with Workspace(credentials=emulator_credentials(emu), path=db) as ws:
-            ws.fetch_events(from_date=first - timedelta(days=1), to_date=TODAY)
+            ws.fetch_events(from_date=TODAY - timedelta(days=17), to_date=TODAY)  # all history
         yield emu, db, first, last
 
 
@@ -75,6 +75,8 @@ def _data(text: str) -> Any:
         ["segmentation-average", "Purchase", "--on", "price", "-u", "hour"],
         ["event-counts", "-e", "Login", "-e", "Purchase", "-t", "unique"],
         ["property-counts", "-e", "Purchase", "-p", "$browser"],
+        ["retention", "--born-event", "View Item", "-e", "Purchase", "--interval-count", "3"],
+        ["frequency", "-e", "Login", "-u", "week", "--addiction-unit", "day"],
     ],
     ids=lambda a: a[0],
 )
@@ -135,7 +137,7 @@ def test_adhoc_funnel_is_local_only(mp: Any, served: tuple[Any, Path, date, date
 
 def test_unfetched_days_exit_7_and_are_named(mp: Any, served: tuple[Any, Path, date, date]) -> None:
     _, _, first, last = served
-    early = first - timedelta(days=5)
+    early = first - timedelta(days=20)
     code, out, err = mp(
         "query",
         "segmentation",

@@ -311,6 +311,8 @@ def retention(
     ] = False,
     on: OnOpt = None,
     limit: LimitOpt = None,
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
@@ -319,24 +321,20 @@ def retention(
 
     Example: mp query retention --born-event Signup -e Login --from 2024-01-01 --to 2024-01-31
     """
-    result = (
-        get_context(ctx)
-        .workspace()
-        .retention(
-            born_event=born_event,
-            event=event,
-            from_date=from_date,
-            to_date=to_date,
-            retention_type=retention_type,
-            born_where=born_where,
-            where=where,
-            interval=interval,
-            unit=unit,
-            interval_count=interval_count,
-            unbounded=unbounded,
-            on=on,
-            limit=limit,
-        )
+    result = _engine(ctx, local, table).retention(
+        born_event=born_event,
+        event=event,
+        from_date=from_date,
+        to_date=to_date,
+        retention_type=retention_type,
+        born_where=born_where,
+        where=where,
+        interval=interval,
+        unit=unit,
+        interval_count=interval_count,
+        unbounded=unbounded,
+        on=on,
+        limit=limit,
     )
     _emit(result, fmt, jq, chart)
 
@@ -354,6 +352,8 @@ def frequency(
     where: WhereOpt = None,
     on: OnOpt = None,
     limit: LimitOpt = None,
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
@@ -362,19 +362,15 @@ def frequency(
 
     Example: mp query frequency -e Login --from 2024-01-01 --to 2024-01-07 -f table
     """
-    result = (
-        get_context(ctx)
-        .workspace()
-        .frequency(
-            from_date=from_date,
-            to_date=to_date,
-            unit=unit,
-            addiction_unit=addiction_unit,
-            event=event,
-            where=where,
-            on=on,
-            limit=limit,
-        )
+    result = _engine(ctx, local, table).frequency(
+        from_date=from_date,
+        to_date=to_date,
+        unit=unit,
+        addiction_unit=addiction_unit,
+        event=event,
+        where=where,
+        on=on,
+        limit=limit,
     )
     _emit(result, fmt, jq, chart)
 
