@@ -166,3 +166,63 @@ def test_unfetched_days_exit_7_and_are_named(mp: Any, served: tuple[Any, Path, d
     )
     assert code == 4
     assert "nope" in err
+
+
+def _tool(tools: Any, name: str, arguments: dict[str, Any]) -> tuple[bool, str]:
+    import anyio
+
+    from mcp import Client
+    from mixpanel_data.mcp.server import build_server
+
+    async def main() -> tuple[bool, str]:
+        with anyio.fail_after(60):
+            async with Client(build_server(tools)) as client:
+                result = await client.call_tool(name, arguments)
+        return bool(result.is_error), "".join(getattr(c, "text", "") for c in result.content)
+
+    return anyio.run(main)
+
+
+def test_mcp_tools_answer_locally_with_the_live_numbers(
+    served: tuple[Any, Path, date, date],
+) -> None:
+    from mixpanel_data.mcp.server import MixpanelTools
+
+    emu, db, first, last = served
+    tools = MixpanelTools(
+        workspace_factory=lambda: Workspace(credentials=emulator_credentials(emu), path=db)
+    )
+    rng = {"from_date": first.isoformat(), "to_date": last.isoformat()}
+    saved = emu.project.funnels()[2]
+    cases = [
+        ("segmentation", {"event": "Purchase", "on": "category"}, {}),
+        ("retention", {"born_event": "View Item", "event": "Purchase"}, {}),
+        ("event_counts", {"events": ["Login", "Purchase"]}, {}),
+        ("property_counts", {"event": "Purchase", "property": "$os"}, {}),
+        ("funnel", {"funnel_id": saved["funnel_id"]}, {"length_days": saved["length"]}),
+    ]
+    try:
+        for name, args, local_extra in cases:
+            bad, live = _tool(tools, name, {**args, **rng})
+            assert not bad, live
+            bad, local = _tool(tools, name, {**args, **rng, **local_extra, "local": True})
+            assert not bad, local
+            assert local == live, name
+        bad, text = _tool(
+            tools, "funnel", {**rng, "local": True, "steps": saved["steps"], "length_days": 7}
+        )
+        assert not bad, text
+        bad, text = _tool(
+            tools,
+            "segmentation",
+            {
+                "event": "Purchase",
+                "from_date": "2024-01-01",
+                "to_date": last.isoformat(),
+                "local": True,
+            },
+        )
+        assert bad
+        assert "2024-01-01" in text
+    finally:
+        tools.close()
