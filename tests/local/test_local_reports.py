@@ -276,3 +276,18 @@ def test_frequency_equals_live(
     live = ws.live.frequency(from_date=first, to_date=last, **params)
     local = ws.local.frequency(from_date=first, to_date=last, **params)
     same(live, local)
+
+
+def test_demo_live_and_local_tables_agree(fetched: tuple[Workspace, date, date]) -> None:
+    """`mp demo`'s live-vs-local tables, on this project's seed, date and timezone."""
+    from mixpanel_data.cli.demo_sections import DemoRun, _live_funnel, _live_segmentation
+
+    ws, _, last = fetched
+    today = last + timedelta(days=1)
+    zone = ws.credentials.timezone
+    assert zone is not None
+    run = DemoRun(from_date=today - timedelta(days=22), to_date=today, timezone=zone)
+    funnel, seg = _live_funnel(ws, run), _live_segmentation(ws, run)
+    assert len(funnel) == 3
+    assert funnel[0]["live (Query API)"] > 0
+    assert all(r["agree"] for r in funnel + seg), funnel + seg
