@@ -8,6 +8,7 @@ httpx and duckdb errors are translated once, at the edge that calls them::
     │   ├── AccountNotFoundError           exit 4
     │   └── AccountExistsError             exit 1
     ├── ValidationError                    exit 3   (bad dates, names, arguments)
+    │   └── IncompleteDataError            exit 7   (.missing_days: a local report's days not fetched)
     ├── APIError                           exit 1   (.status_code .method .endpoint .request_summary .server_message)
     │   ├── AuthenticationError            exit 2   (401, export's 400 "Unable to authenticate", 403 not a member)
     │   ├── QueryError                     exit 3   (other 4xx: bad parameters, 403 date gate, 412 JQL)
@@ -37,6 +38,7 @@ __all__ = [
     "ConfigError",
     "DatabaseLockedError",
     "DatabaseNotFoundError",
+    "IncompleteDataError",
     "MixpanelDataError",
     "NetworkError",
     "NotFoundError",
@@ -119,6 +121,19 @@ class ValidationError(MixpanelDataError):
     """An argument is invalid (dates, table names, limits, expressions)."""
 
     exit_code = 3
+
+
+class IncompleteDataError(ValidationError):
+    """A local report covers days the events table was not fetched for.
+
+    Reporting them would give low numbers silently; ``.missing_days`` lists them.
+    """
+
+    exit_code = 7
+
+    def __init__(self, message: str, *, missing_days: list[str]) -> None:
+        super().__init__(message, missing_days=missing_days)
+        self.missing_days = missing_days
 
 
 class APIError(MixpanelDataError):

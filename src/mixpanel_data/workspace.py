@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from mixpanel_data._internal.http.client import MixpanelAPIClient, RetryPolicy
     from mixpanel_data._internal.results.fetch import FetchProgress, FetchResult
     from mixpanel_data._internal.results.notebook import NotebookProgress
+    from mixpanel_data._internal.services.local.reports import LocalQueryService
     from mixpanel_data._internal.storage.engine import StorageEngine
     from mixpanel_data.types import (
         ParquetExport,
@@ -464,6 +465,15 @@ class Workspace:
     saved_report = _via("_live", LiveQueryService.saved_report)
     flows = _via("_live", LiveQueryService.flows)
     jql = _via("_live", LiveQueryService.jql)
+
+    @property
+    def local(self) -> LocalQueryService:
+        """``ws.live``'s reports computed from the fetched ``events`` table (``.using(name)``)."""
+        from mixpanel_data._internal.services.local.reports import LocalQueryService
+
+        zone = self._credentials.timezone if self._credentials else os.environ.get("MP_TIMEZONE")
+        live = self._live if self._credentials else None
+        return LocalQueryService(self.storage, timezone=zone or None, live=live)
 
     @property
     def _sql(self) -> SQLService:

@@ -20,6 +20,7 @@ EXPECTED = {
     "ConfigError",
     "DatabaseLockedError",
     "DatabaseNotFoundError",
+    "IncompleteDataError",
     "MixpanelDataError",
     "NetworkError",
     "NotFoundError",

@@ -167,7 +167,9 @@ def expected_funnel(
         reached, last = 1, entry.ts
         for step in steps[1:]:
             nxt = next(
-                (e for e in evs if e.name == step and last < e.ts <= entry.ts + window), None
+                # Mixpanel's two-second grace period for simultaneous steps (funnels-faq.mdx)
+                (e for e in evs if e.name == step and last - 2 <= e.ts <= entry.ts + window),
+                None,
             )
             if nxt is None:
                 break

@@ -186,24 +186,11 @@ SELECT timezone($tz, event_time)::DATE AS day, count(*) AS events
 FROM events WHERE event_name = 'Purchase'
 GROUP BY day HAVING day BETWEEN $first AND $last ORDER BY day"""
 
-# Mixpanel's funnel over one bucket: a user enters at their first step-1 event in the range
-# (project timezone) and reaches each later step with the earliest matching event after the
-# previous step, within the conversion window measured from entry (contract §7.2).
-LOCAL_WINDOWED_FUNNEL = """\
-WITH ev AS (SELECT distinct_id, event_name, event_time FROM events
-            WHERE event_name IN ($s1, $s2, $s3)),
-     s1 AS (SELECT distinct_id, min(event_time) AS t0 FROM ev
-            WHERE event_name = $s1 AND timezone($tz, event_time)::DATE BETWEEN $first AND $last
-            GROUP BY 1),
-     s2 AS (SELECT e.distinct_id, min(e.event_time) AS t, any_value(s1.t0) AS t0
-            FROM ev e JOIN s1 USING (distinct_id)
-            WHERE e.event_name = $s2 AND e.event_time > s1.t0
-              AND e.event_time <= s1.t0 + to_seconds($window) GROUP BY 1),
-     s3 AS (SELECT e.distinct_id FROM ev e JOIN s2 USING (distinct_id)
-            WHERE e.event_name = $s3 AND e.event_time > s2.t
-              AND e.event_time <= s2.t0 + to_seconds($window) GROUP BY 1)
-SELECT (SELECT count(*) FROM s1) AS c1, (SELECT count(*) FROM s2) AS c2,
-       (SELECT count(*) FROM s3) AS c3"""
+# The same funnel from the local engine: the saved funnel's steps and window, computed over
+# the fetched events table with Mixpanel's semantics (`ws.local`, no API query spent).
+LOCAL_FUNNEL_CALL = """\
+ws.local.funnel(steps=["View Item", "Add To Cart", "Purchase"],
+                from_date=first, to_date=last, length=window_days, length_unit="day")"""
 
 
 def _live_days(run: DemoRun) -> list[date]:
@@ -253,24 +240,22 @@ def _live_funnel(ws: Workspace, run: DemoRun) -> Rows:
         length=window_days,
         length_unit="day",
     )
-    steps = [s.event for s in live.steps]
-    params = {
-        "s1": steps[0],
-        "s2": steps[1],
-        "s3": steps[2],
-        "tz": run.timezone,
-        "first": first,
-        "last": last,
-        "window": window_days * 86400,
-    }
-    counts = _sql_rows(ws, LOCAL_WINDOWED_FUNNEL, params)[0]
-    local = [counts["c1"], counts["c2"], counts["c3"]]
+    local = [
+        s.count
+        for s in ws.local.funnel(
+            steps=[s.event for s in live.steps],
+            from_date=first.isoformat(),
+            to_date=last.isoformat(),
+            length=window_days,
+            length_unit="day",
+        ).steps
+    ]
     return [
         {
             "step": n + 1,
             "event": step.event,
             "live (Query API)": step.count,
-            "local (SQL)": local[n],
+            "local (engine)": local[n],
             "agree": step.count == local[n],
         }
         for n, step in enumerate(live.steps)
@@ -285,9 +270,9 @@ LIVE_SECTIONS: list[DemoSection] = [
         sql=LOCAL_DAILY_PURCHASES,
     ),
     DemoSection(
-        title="Live funnel: saved 'Checkout' funnel vs the same funnel in SQL",
+        title="Live funnel: saved 'Checkout' funnel vs the local engine",
         rows=_live_funnel,
-        sql=LOCAL_WINDOWED_FUNNEL,
+        sql=LOCAL_FUNNEL_CALL,
     ),
 ]
 

@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec
 from pydantic import Field
 
 from mixpanel_data._version import __version__
-from mixpanel_data.exceptions import ConfigError, MixpanelDataError, StorageError
+from mixpanel_data.exceptions import (
+    ConfigError,
+    MixpanelDataError,
+    StorageError,
+    ValidationError,
+)
 from mixpanel_data.mcp.payloads import (
     MAX_BYTES,
     cap_bytes,
@@ -33,6 +38,7 @@ from mixpanel_data.mcp.payloads import (
     result_payload,
     table,
 )
+from mixpanel_data.types import SandboxLimits
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -55,7 +61,9 @@ Mixpanel data for this project, two ways:
    cap and a time limit; aggregate in SQL rather than reading raw rows.
 2. Live Mixpanel reports: segmentation, funnel, retention, event_counts, property_counts,
    after discovery with list_events, list_properties, list_property_values, list_funnels
-   and list_cohorts. Each live call uses Mixpanel's query budget (60 per hour).
+   and list_cohorts. Each live call uses Mixpanel's query budget (60 per hour); pass
+   local=true to compute the same report from the fetched events table (same numbers, no
+   budget: prefer it when the range is fetched; it names the days that are not).
 Dates are YYYY-MM-DD and inclusive, in the project's timezone: project_time tells today's
 date there and which days each local table covers. Answers show counts first, at most
 max_rows rows and a bounded number of bytes (a cut answer says so in byte_cap).
@@ -64,6 +72,9 @@ max_rows rows and a bounded number of bytes (a cut answer says so in byte_cap).
 DateArg = Annotated[str, Field(description="YYYY-MM-DD, inclusive")]
 MaxRows = Annotated[int, Field(ge=1, le=1000, description="rows to return (the rest are counted)")]
 Unit = Literal["minute", "hour", "day", "week", "month"]
+LocalArg = Annotated[
+    bool, Field(description="compute from the fetched events table: no query budget spent")
+]
 
 
 class MixpanelTools:
@@ -333,6 +344,11 @@ class MixpanelTools:
 
     # -- live reports --------------------------------------------------------------
 
+    def _reports(self, local: bool) -> Any:
+        """The Workspace's live reports, or with ``local`` the same over the events table."""
+        ws = self.workspace(credentials=True)
+        return ws.local if local else ws
+
     def segmentation(
         self,
         event: Annotated[str, Field(description="event name")],
@@ -345,26 +361,41 @@ class MixpanelTools:
             Literal["general", "unique", "average"],
             Field(description="general=events, unique=users, average=events per user"),
         ] = "general",
+        local: LocalArg = False,
         max_rows: MaxRows | None = None,
     ) -> str:
         """Count an event over time (optionally per property value) with Mixpanel."""
-        result = self.workspace(credentials=True).segmentation(
+        result = self._reports(local).segmentation(
             event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit, type=type
         )
         return self._answer(result_payload(result, max_rows=max_rows or self.limits.max_rows))
 
     def funnel(
         self,
-        funnel_id: Annotated[int, Field(description="a saved funnel id from list_funnels")],
         from_date: DateArg,
         to_date: DateArg,
+        funnel_id: Annotated[
+            int | None, Field(description="a saved funnel id from list_funnels")
+        ] = None,
         on: Annotated[str | None, Field(description="property name or expression")] = None,
         where: Annotated[str | None, Field(description="Mixpanel expression filter")] = None,
+        local: LocalArg = False,
+        steps: Annotated[
+            list[str] | None, Field(description="with local: an ad-hoc funnel's steps")
+        ] = None,
+        length_days: Annotated[
+            int | None, Field(ge=1, le=90, description="conversion window (local needs it)")
+        ] = None,
         max_rows: MaxRows | None = None,
     ) -> str:
         """Compute a saved funnel's step counts and conversion with Mixpanel."""
-        result = self.workspace(credentials=True).funnel(
-            funnel_id, from_date=from_date, to_date=to_date, on=on, where=where
+        extra: dict[str, Any] = {} if steps is None else {"steps": steps}
+        if length_days is not None:
+            extra.update(length=length_days, length_unit="day")
+        if funnel_id is None and not (local and steps):
+            raise ValidationError("give funnel_id, or local=true with steps")
+        result = self._reports(local).funnel(
+            funnel_id, from_date=from_date, to_date=to_date, on=on, where=where, **extra
         )
         return self._answer(result_payload(result, max_rows=max_rows or self.limits.max_rows))
 
@@ -377,10 +408,11 @@ class MixpanelTools:
         retention_type: Literal["birth", "compounded"] = "birth",
         unit: Literal["day", "week", "month"] = "day",
         interval_count: Annotated[int, Field(ge=1, le=90)] = 7,
+        local: LocalArg = False,
         max_rows: MaxRows | None = None,
     ) -> str:
         """Compute cohort retention (users who came back, per period) with Mixpanel."""
-        result = self.workspace(credentials=True).retention(
+        result = self._reports(local).retention(
             born_event=born_event,
             event=event,
             from_date=from_date,
@@ -398,10 +430,11 @@ class MixpanelTools:
         to_date: DateArg,
         type: Literal["general", "unique", "average"] = "general",
         unit: Unit = "day",
+        local: LocalArg = False,
         max_rows: MaxRows | None = None,
     ) -> str:
         """Count several events side by side over time with Mixpanel."""
-        result = self.workspace(credentials=True).event_counts(
+        result = self._reports(local).event_counts(
             events, from_date=from_date, to_date=to_date, type=type, unit=unit
         )
         return self._answer(result_payload(result, max_rows=max_rows or self.limits.max_rows))
@@ -415,10 +448,11 @@ class MixpanelTools:
         type: Literal["general", "unique", "average"] = "general",
         unit: Unit = "day",
         limit: Annotated[int | None, Field(ge=1, le=10000, description="top values")] = None,
+        local: LocalArg = False,
         max_rows: MaxRows | None = None,
     ) -> str:
         """Count an event per value of one property over time with Mixpanel."""
-        result = self.workspace(credentials=True).property_counts(
+        result = self._reports(local).property_counts(
             event, property, from_date=from_date, to_date=to_date, type=type, unit=unit, limit=limit
         )
         return self._answer(result_payload(result, max_rows=max_rows or self.limits.max_rows))

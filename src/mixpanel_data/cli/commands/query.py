@@ -57,6 +57,34 @@ IntervalOpt = Annotated[
     int | None,
     typer.Option("--interval", help="The last N units up to now, instead of --from/--to."),
 ]
+LocalOpt = Annotated[
+    bool,
+    typer.Option(
+        "--local",
+        help="Compute from the fetched events table instead (no query spent; exit 7 "
+        "names days not fetched).",
+    ),
+]
+TableOpt = Annotated[str, typer.Option("--table", help="With --local: the events table to read.")]
+
+
+def _engine(ctx: typer.Context, local: bool, table: str) -> Any:
+    """The Workspace (live reports) or, with ``--local``, its local engine over ``table``."""
+    ws = get_context(ctx).workspace()
+    if local:
+        return ws.local.using(table)
+    if table != "events":
+        raise ValidationError("--table only applies with --local")
+    return ws
+
+
+def _live_only(local: bool, **options: Any) -> dict[str, Any]:
+    """Options only the live API computes (``--interval``): refused with ``--local``."""
+    given = {k: v for k, v in options.items() if v is not None}
+    if local and given:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+        raise ValidationError(f"{flags} is not computed with --local; give --from/--to instead")
+    return given
 
 
 def _chart_path(value: Path | None) -> Path | None:
@@ -144,6 +172,8 @@ def segmentation(
             "--interval", help="Days per bucket instead of --unit (type unique or average only)."
         ),
     ] = None,
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
@@ -155,20 +185,16 @@ def segmentation(
     Example: mp query segmentation Purchase --from 2024-01-01 --to 2024-01-31 --on country -f table
     """
     from_date, to_date = _dates(ctx, from_date, to_date)
-    result = (
-        get_context(ctx)
-        .workspace()
-        .segmentation(
-            event,
-            from_date=from_date,
-            to_date=to_date,
-            on=on,
-            where=where,
-            unit=unit,
-            type=type,
-            limit=limit,
-            interval=interval,
-        )
+    result = _engine(ctx, local, table).segmentation(
+        event,
+        from_date=from_date,
+        to_date=to_date,
+        on=on,
+        where=where,
+        unit=unit,
+        type=type,
+        limit=limit,
+        **_live_only(local, interval=interval),
     )
     _emit(result, fmt, jq, chart)
 
@@ -186,6 +212,8 @@ def segmentation_numeric(
     where: WhereOpt = None,
     unit: HourDayOpt = "day",
     type: TypeOpt = "general",
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
@@ -195,12 +223,8 @@ def segmentation_numeric(
     Example: mp query segmentation-numeric Purchase --from 2024-01-01 --to 2024-01-07 --on price
     """
     from_date, to_date = _dates(ctx, from_date, to_date)
-    result = (
-        get_context(ctx)
-        .workspace()
-        .segmentation_numeric(
-            event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit, type=type
-        )
+    result = _engine(ctx, local, table).segmentation_numeric(
+        event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit, type=type
     )
     _emit(result, fmt, jq, chart)
 
@@ -214,6 +238,8 @@ def segmentation_sum(
     to_date: ToOpt = None,
     where: WhereOpt = None,
     unit: HourDayOpt = "day",
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
@@ -223,12 +249,8 @@ def segmentation_sum(
     Example: mp query segmentation-sum Purchase --from 2024-01-01 --to 2024-01-31 --on price
     """
     from_date, to_date = _dates(ctx, from_date, to_date)
-    result = (
-        get_context(ctx)
-        .workspace()
-        .segmentation_sum(
-            event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
-        )
+    result = _engine(ctx, local, table).segmentation_sum(
+        event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
     )
     _emit(result, fmt, jq, chart)
 
@@ -242,6 +264,8 @@ def segmentation_average(
     to_date: ToOpt = None,
     where: WhereOpt = None,
     unit: HourDayOpt = "day",
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
@@ -251,12 +275,8 @@ def segmentation_average(
     Example: mp query segmentation-average Purchase --from 2024-01-01 --to 2024-01-31 --on price
     """
     from_date, to_date = _dates(ctx, from_date, to_date)
-    result = (
-        get_context(ctx)
-        .workspace()
-        .segmentation_average(
-            event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
-        )
+    result = _engine(ctx, local, table).segmentation_average(
+        event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
     )
     _emit(result, fmt, jq, chart)
 
@@ -264,7 +284,10 @@ def segmentation_average(
 @app.command()
 def funnel(
     ctx: typer.Context,
-    funnel_id: Annotated[int, typer.Argument(help="Saved funnel id (see `mp inspect funnels`).")],
+    funnel_id: Annotated[
+        int | None, typer.Argument(help="Saved funnel id (see `mp inspect funnels`).")
+    ] = None,
+    *,
     from_date: FromOpt = None,
     to_date: ToOpt = None,
     length: Annotated[int | None, typer.Option("--length", help="Conversion window.")] = None,
@@ -280,32 +303,59 @@ def funnel(
     on: OnOpt = None,
     where: WhereOpt = None,
     limit: LimitOpt = None,
+    steps: Annotated[
+        list[str] | None,
+        typer.Option("--step", "-s", help="With --local: an ad-hoc funnel's step (repeatable)."),
+    ] = None,
+    window: Annotated[
+        str | None, typer.Option("--window", help="Conversion window as 7d, 12h, 30m or 90s.")
+    ] = None,
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
 ) -> None:
     """Compute a saved funnel; totals count each user once over the range.
 
+    With --local, a saved funnel needs its window (--length/--window: Mixpanel's API does
+    not return it) and -s A -s B runs an ad-hoc funnel (the Query API cannot).
+
     Example: mp query funnel 7509 --from 2024-01-01 --to 2024-01-31 -f table
     """
+    if window is not None:
+        length, length_unit = _window(window)
+    if funnel_id is None and not (local and steps):
+        raise ValidationError("give a saved funnel's id (mp inspect funnels), or --local -s A -s B")
+    extra: dict[str, Any] = {}
+    if steps:
+        if not local:
+            raise ValidationError("ad-hoc funnels (-s/--step) run only with --local")
+        extra["steps"] = steps
     from_date, to_date = _dates(ctx, from_date, to_date)
-    result = (
-        get_context(ctx)
-        .workspace()
-        .funnel(
-            funnel_id,
-            from_date=from_date,
-            to_date=to_date,
-            length=length,
-            length_unit=length_unit,
-            interval=interval,
-            unit=unit,
-            on=on,
-            where=where,
-            limit=limit,
-        )
+    result = _engine(ctx, local, table).funnel(
+        funnel_id,
+        from_date=from_date,
+        to_date=to_date,
+        length=length,
+        length_unit=length_unit,
+        **extra,
+        interval=interval,
+        unit=unit,
+        on=on,
+        where=where,
+        limit=limit,
     )
     _emit(result, fmt, jq, chart)
+
+
+def _window(text: str) -> tuple[int, str]:
+    """``7d`` -> (7, "day"); the units the funnel's ``length_unit`` takes."""
+    units = {"d": "day", "h": "hour", "m": "minute", "s": "second"}
+    value = text.strip().lower()
+    if len(value) < 2 or value[-1] not in units or not value[:-1].isdigit():
+        raise ValidationError(f"--window {text!r}: write a number and a unit, e.g. 7d, 12h, 30m")
+    return int(value[:-1]), units[value[-1]]
 
 
 @app.command()
@@ -336,6 +386,8 @@ def retention(
     ] = False,
     on: OnOpt = None,
     limit: LimitOpt = None,
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
@@ -345,24 +397,20 @@ def retention(
     Example: mp query retention --born-event Signup -e Login --from 2024-01-01 --to 2024-01-31
     """
     from_date, to_date = _dates(ctx, from_date, to_date)
-    result = (
-        get_context(ctx)
-        .workspace()
-        .retention(
-            born_event=born_event,
-            event=event,
-            from_date=from_date,
-            to_date=to_date,
-            retention_type=retention_type,
-            born_where=born_where,
-            where=where,
-            interval=interval,
-            unit=unit,
-            interval_count=interval_count,
-            unbounded=unbounded,
-            on=on,
-            limit=limit,
-        )
+    result = _engine(ctx, local, table).retention(
+        born_event=born_event,
+        event=event,
+        from_date=from_date,
+        to_date=to_date,
+        retention_type=retention_type,
+        born_where=born_where,
+        where=where,
+        interval=interval,
+        unit=unit,
+        interval_count=interval_count,
+        unbounded=unbounded,
+        on=on,
+        limit=limit,
     )
     _emit(result, fmt, jq, chart)
 
@@ -380,6 +428,8 @@ def frequency(
     where: WhereOpt = None,
     on: OnOpt = None,
     limit: LimitOpt = None,
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
@@ -389,19 +439,15 @@ def frequency(
     Example: mp query frequency -e Login --from 2024-01-01 --to 2024-01-07 -f table
     """
     from_date, to_date = _dates(ctx, from_date, to_date)
-    result = (
-        get_context(ctx)
-        .workspace()
-        .frequency(
-            from_date=from_date,
-            to_date=to_date,
-            unit=unit,
-            addiction_unit=addiction_unit,
-            event=event,
-            where=where,
-            on=on,
-            limit=limit,
-        )
+    result = _engine(ctx, local, table).frequency(
+        from_date=from_date,
+        to_date=to_date,
+        unit=unit,
+        addiction_unit=addiction_unit,
+        event=event,
+        where=where,
+        on=on,
+        limit=limit,
     )
     _emit(result, fmt, jq, chart)
 
@@ -417,6 +463,8 @@ def event_counts(
         "day"
     ),
     interval: IntervalOpt = None,
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
@@ -427,12 +475,13 @@ def event_counts(
     """
     if interval is None:
         from_date, to_date = _dates(ctx, from_date, to_date)
-    result = (
-        get_context(ctx)
-        .workspace()
-        .event_counts(
-            events, from_date=from_date, to_date=to_date, type=type, unit=unit, interval=interval
-        )
+    result = _engine(ctx, local, table).event_counts(
+        events,
+        from_date=from_date,
+        to_date=to_date,
+        type=type,
+        unit=unit,
+        **_live_only(local, interval=interval),
     )
     _emit(result, fmt, jq, chart)
 
@@ -453,6 +502,8 @@ def property_counts(
     ] = None,
     limit: LimitOpt = None,
     interval: IntervalOpt = None,
+    local: LocalOpt = False,
+    table: TableOpt = "events",
     fmt: FormatOpt = Format.json,
     jq: JqOpt = None,
     chart: ChartOpt = None,
@@ -463,20 +514,16 @@ def property_counts(
     """
     if interval is None:
         from_date, to_date = _dates(ctx, from_date, to_date)
-    result = (
-        get_context(ctx)
-        .workspace()
-        .property_counts(
-            event,
-            prop,
-            from_date=from_date,
-            to_date=to_date,
-            type=type,
-            unit=unit,
-            values=values or None,
-            limit=limit,
-            interval=interval,
-        )
+    result = _engine(ctx, local, table).property_counts(
+        event,
+        prop,
+        from_date=from_date,
+        to_date=to_date,
+        type=type,
+        unit=unit,
+        values=values or None,
+        limit=limit,
+        **_live_only(local, interval=interval),
     )
     _emit(result, fmt, jq, chart)
 

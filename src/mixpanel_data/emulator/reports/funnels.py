@@ -2,7 +2,8 @@
 
 A user enters a bucket's funnel at their first step-1 event in that bucket (so a
 user can enter once per bucket), then converts step by step: step i+1 must come
-after step i and within the conversion window counted from the entry, and
+after step i (or up to two seconds before it: the docs' grace period for
+simultaneous events) and within the conversion window counted from the entry, and
 completions after ``to_date`` still count. ``where`` filters every step's events;
 ``on`` segments users by the entry event, and a segmented funnel's buckets become
 ``{"$overall": [steps], "<segment>": [steps]}`` (the form JMF found, contract §7.2).
@@ -47,6 +48,7 @@ __all__ = [
 
 LENGTH_UNITS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 MAX_WINDOW_SECONDS: Final = 90 * 86400  # "May not be greater than 90 days"
+GRACE_SECONDS: Final = 2.0  # simultaneous steps (funnels-faq.mdx), see _convert
 DEFAULT_LIMIT: Final = 255
 MAX_LIMIT: Final = 10_000
 
@@ -112,18 +114,36 @@ def step_labels(project: Any, steps: Sequence[str]) -> list[str]:
 
 
 def _convert(
-    entry: Event, later: Sequence[Event], steps: Sequence[frozenset[str]], window: float
+    events: Sequence[Event], i: int, steps: Sequence[frozenset[str]], window: float
 ) -> list[Event]:
-    """The events reaching each step after ``entry`` (greedy earliest match is optimal)."""
-    path = [entry]
-    deadline = entry.ts + window
-    want = 1
-    for e in later:
-        if want == len(steps) or e.ts > deadline:
+    """The events reaching each step from the entry ``events[i]`` (earliest match is optimal).
+
+    "Funnels include a built-in two-second grace period ... any consecutive steps that
+    have timestamps within two seconds of one another are interchangeable" (Mixpanel docs,
+    reports/funnels/funnels-faq.mdx, "How does the Funnel handle simultaneous events?"):
+    step n+1 may come up to ``GRACE_SECONDS`` before step n. The docs do not say whether
+    exactly two seconds counts; here it does.
+    """
+    entry = events[i]
+    path, used = [entry], {i}
+    deadline, previous = entry.ts + window, entry.ts
+    start = i
+    while start > 0 and events[start - 1].ts >= entry.ts - GRACE_SECONDS:
+        start -= 1
+    for step in steps[1:]:
+        found = None
+        for j in range(start, len(events)):
+            e = events[j]
+            if e.ts > deadline:
+                break
+            if j not in used and e.name in step and e.ts >= previous - GRACE_SECONDS:
+                found = j
+                break
+        if found is None:
             break
-        if e.name in steps[want]:
-            path.append(e)
-            want += 1
+        used.add(found)
+        path.append(events[found])
+        previous = events[found].ts
     return path
 
 
@@ -164,7 +184,7 @@ def compute_funnel(
             if b in entered:
                 continue
             entered.add(b)
-            path = _convert(e, events[i + 1 :], names, window)
+            path = _convert(events, i, names, window)
             targets: list[str | None] = [None]
             if seg is not None:
                 targets += seg(e)
