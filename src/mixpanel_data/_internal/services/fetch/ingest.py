@@ -497,11 +497,25 @@ def commit_events(
                     SELECT 1 FROM _mp_dups d
                     WHERE d.h = s.h AND d.ts = s.event_time AND d.pt = s.pt)
             """
+    lines = 0
+    if dedup and merge:
+        # A re-fetched day mostly repeats stored rows: a line identical to a stored
+        # row (same key, same properties text) cannot change the merge's outcome,
+        # so it is counted as a duplicate and never written (`_skip_stored`).
+        lines = sum(_count_lines(f.path) for f in present)
+        select = _skip_stored(conn, target, select, [f.window for f in present])
     # The optimizer may build the anti-join's hash table on the export side (its
     # size is unknown to it); keep the build on the small losers table.
     conn.execute("SET disabled_optimizers = 'build_side_probe_side'")
-    with cleanup(conn, "RESET disabled_optimizers", "DROP TABLE IF EXISTS _mp_dups"):
+    with cleanup(
+        conn,
+        "RESET disabled_optimizers",
+        "DROP TABLE IF EXISTS _mp_dups",
+        "DROP TABLE IF EXISTS _mp_stored",
+    ):
         inserted = _count(conn.execute(f"INSERT INTO {target} SELECT {_COLS} FROM ({select})"))
+    # Lines neither skipped as losers nor inserted were identical to stored rows.
+    skipped += max(0, lines - skipped - inserted) if lines else 0
     malformed = _count(
         conn.execute(f"DELETE FROM {target} WHERE rowid >= $start AND event_time IS NULL", params)
     )
@@ -511,6 +525,53 @@ def commit_events(
     elif dedup and needs_fix and inserted > malformed:
         fixed = _delete_losers(conn, target, params)
     return WindowCounts(inserted - malformed - fixed, skipped + fixed, malformed)
+
+
+def _count_lines(path: Path) -> int:
+    """Lines of a staged file (the last one may lack its newline); it is in the page cache."""
+    lines, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n")
+
+
+def _skip_stored(
+    conn: duckdb.DuckDBPyConnection, target: str, select: str, windows: Sequence[DateWindow]
+) -> str:
+    """Wrap `select` so that lines identical to a row stored near `windows` are dropped.
+
+    The stored rows of the windows' days (a day either side, as ``_overlaps``
+    looks) become fixed-width (key hash, time, two hashes of the properties
+    text) in ``_mp_stored``; an incoming line matching all four is a copy of a
+    stored row. Any row range would be correct (a key includes its time); the
+    days only bound the work.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    lo = min(w.start for w in windows) - timedelta(days=1)
+    hi = max(w.end for w in windows) + timedelta(days=2)
+    bounds = [
+        datetime(lo.year, lo.month, lo.day, tzinfo=UTC),
+        datetime(hi.year, hi.month, hi.day, tzinfo=UTC),
+    ]
+    conn.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _mp_stored AS
+        SELECT {_key_hash("event_name", "distinct_id", "insert_id")} AS h, event_time AS ts,
+               hash(properties::VARCHAR) AS p1, hash(properties::VARCHAR, 'mp-props') AS p2
+        FROM {target} WHERE event_time >= ? AND event_time < ?""",
+        bounds,
+    )
+    return f"""
+        SELECT n.* FROM ({select}) n
+        WHERE NOT EXISTS (
+            SELECT 1 FROM _mp_stored o
+            WHERE o.h = {_key_hash("n.event_name", "n.distinct_id", "n.insert_id")}
+              AND o.ts = n.event_time
+              AND o.p1 = hash(n.properties::VARCHAR)
+              AND o.p2 = hash(n.properties::VARCHAR, 'mp-props'))
+    """
 
 
 def _merge_losers(conn: duckdb.DuckDBPyConnection, target: str, params: dict[str, Any]) -> int:
