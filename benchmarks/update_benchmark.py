@@ -4,13 +4,13 @@ For each size (1M and 10M events by default), in one run, through the `mp` comma
 against `mp emulator serve` running in another process:
 
 1. a full fetch of the 30 days into an empty database;
-2. ``mp fetch events --update`` on that table (re-fetches the last days and merges);
-3. a fresh fetch of the same days into another empty database (what the update
-   should cost: target update <= 1.3x this);
-4. ``mp fetch events --append --from <last 10 days>`` on the updated table.
+2. ``mp fetch events --update`` on that table (re-fetches the last days and merges),
+   alternating with a fresh fetch of the same days into an empty database (what the
+   update should cost: target update <= 1.3x this), ``--repeat`` times; medians;
+3. the same for ``mp fetch events --append --from <10 days ago>`` on that table.
 
-After 2 and 4 the table must hold exactly the rows of the clean full fetch of 1
-(compared by count and an order-independent hash of every column). Each ``mp``
+After every update and append the table must hold exactly the rows of the clean
+full fetch of 1 (compared by count and an order-independent hash of every column). Each ``mp``
 runs under ``/usr/bin/time -f %M``, so its peak RSS is its own (target < 500 MB);
 the emulator's memory is not counted. Generated days are kept in
 ``$MP_BENCH_CACHE`` (default /var/tmp/mp-bench); the 10M project is 8 GB of JSONL.
@@ -104,7 +104,19 @@ def _fingerprint(db: Path) -> tuple[int, int]:
     return int(row[0]), int(row[1] or 0)
 
 
-def _measure(events: int, *, root: Path) -> dict[str, Any]:
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median time, with the largest peak RSS of all runs."""
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    return {**ordered[len(ordered) // 2], "rss_mb": max(r["rss_mb"] for r in runs)}
+
+
+def _remove_db(db: Path) -> None:
+    db.with_suffix(".rss").unlink(missing_ok=True)
+    for suffix in ("", ".wal", ".readers", ".fetch"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+
+
+def _measure(events: int, *, root: Path, repeat: int) -> dict[str, Any]:
     users = max(1, round(events / (DAYS * EVENTS_PER_USER_DAY)))
     work = Path(tempfile.mkdtemp(prefix="mp-update-bench-"))
     proc, creds = _serve(users, root / f"{events}-events", work / "emulator.log")
@@ -131,23 +143,47 @@ def _measure(events: int, *, root: Path) -> dict[str, Any]:
         full = _mp(env, full_db, "fetch", "events", "--from", first, "--to", last)
         clean = _fingerprint(full_db)
         print(f"  full fetch: {full['seconds']:.1f} s, {clean[0]:,} rows", file=sys.stderr)
-        update = _mp(env, full_db, "fetch", "events", "--update")
-        after_update = _fingerprint(full_db)
-        span = (update["out"]["from_date"], update["out"]["to_date"])
-        print(f"  --update {span[0]}..{span[1]}: {update['seconds']:.1f} s", file=sys.stderr)
-        fresh = _mp(
-            env, work / "fresh.duckdb", "fetch", "events", "--from", span[0], "--to", span[1]
-        )
-        print(f"  fresh fetch of those days: {fresh['seconds']:.1f} s", file=sys.stderr)
+        span = ("", "")
+        # Updates and fresh fetches alternate; the medians are compared (a shared
+        # machine's speed drifts from minute to minute).
+        updates, freshes, exact = [], [], True
+        for i in range(repeat):
+            updates.append(_mp(env, full_db, "fetch", "events", "--update"))
+            exact = exact and _fingerprint(full_db) == clean
+            span = (updates[-1]["out"]["from_date"], updates[-1]["out"]["to_date"])
+            fresh_db = work / f"fresh{i}.duckdb"
+            freshes.append(
+                _mp(env, fresh_db, "fetch", "events", "--from", span[0], "--to", span[1])
+            )
+            _remove_db(fresh_db)
+            print(
+                f"  --update {span[0]}..{span[1]}: {updates[-1]['seconds']:.1f} s; "
+                f"fresh fetch of those days: {freshes[-1]['seconds']:.1f} s",
+                file=sys.stderr,
+            )
+        update, fresh = _median(updates), _median(freshes)
+        after_update = clean if exact else (0, 0)
         append_from = (today - dt.timedelta(days=10)).isoformat()
-        append = _mp(
-            env, full_db, "fetch", "events", "--append", "--from", append_from, "--to", last
-        )
-        after_append = _fingerprint(full_db)
-        print(f"  --append --from {append_from}: {append['seconds']:.1f} s", file=sys.stderr)
-        append_fresh = _mp(
-            env, work / "fresh10.duckdb", "fetch", "events", "--from", append_from, "--to", last
-        )
+        appends, append_freshes = [], []
+        for i in range(repeat):
+            appends.append(
+                _mp(
+                    env, full_db, "fetch", "events", "--append", "--from", append_from, "--to", last
+                )
+            )
+            exact = exact and _fingerprint(full_db) == clean
+            fresh_db = work / f"fresh10-{i}.duckdb"
+            append_freshes.append(
+                _mp(env, fresh_db, "fetch", "events", "--from", append_from, "--to", last)
+            )
+            _remove_db(fresh_db)
+            print(
+                f"  --append --from {append_from}: {appends[-1]['seconds']:.1f} s; "
+                f"fresh fetch of those days: {append_freshes[-1]['seconds']:.1f} s",
+                file=sys.stderr,
+            )
+        append, append_fresh = _median(appends), _median(append_freshes)
+        after_append = clean if exact else (0, 0)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -174,12 +210,15 @@ def main() -> None:
         default=os.environ.get("MP_BENCH_CACHE", "/var/tmp/mp-bench"),
         help="keep generated days between runs (default $MP_BENCH_CACHE or /var/tmp/mp-bench)",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="updates and fresh fetches, alternating (median)"
+    )
     opts = parser.parse_args()
     root = Path(opts.cache_dir)
     results = []
     for events in (int(s) for s in opts.sizes.split(",")):
         print(f"about {events:,} events ...", file=sys.stderr)
-        results.append((events, _measure(events, root=root)))
+        results.append((events, _measure(events, root=root, repeat=opts.repeat)))
 
     print(
         "\n| events | rows | full fetch (30 days) | step | days | seconds | fresh fetch of "

@@ -563,14 +563,17 @@ def _skip_stored(
         FROM {target} WHERE event_time >= ? AND event_time < ?""",
         bounds,
     )
+    # A plain anti-join on computed columns: a correlated NOT EXISTS on expressions of
+    # the properties would make DuckDB materialize every incoming line first.
     return f"""
-        SELECT n.* FROM ({select}) n
-        WHERE NOT EXISTS (
-            SELECT 1 FROM _mp_stored o
-            WHERE o.h = {_key_hash("n.event_name", "n.distinct_id", "n.insert_id")}
-              AND o.ts = n.event_time
-              AND o.p1 = hash(n.properties::VARCHAR)
-              AND o.p2 = hash(n.properties::VARCHAR, 'mp-props'))
+        SELECT n.* FROM (
+            SELECT *, {_key_hash("event_name", "distinct_id", "insert_id")} AS mh,
+                   hash(properties::VARCHAR) AS mp1,
+                   hash(properties::VARCHAR, 'mp-props') AS mp2
+            FROM ({select})
+        ) n
+        ANTI JOIN _mp_stored o
+          ON o.h = n.mh AND o.ts = n.event_time AND o.p1 = n.mp1 AND o.p2 = n.mp2
     """
 
 
