@@ -142,7 +142,10 @@ def _measure(events: int, *, root: Path, repeat: int) -> dict[str, Any]:
         full_db = work / "full.duckdb"
         full = _mp(env, full_db, "fetch", "events", "--from", first, "--to", last)
         clean = _fingerprint(full_db)
-        print(f"  full fetch: {full['seconds']:.1f} s, {clean[0]:,} rows", file=sys.stderr)
+        print(
+            f"  full fetch: {full['seconds']:.1f} s ({full['rss_mb']:.0f} MB), {clean[0]:,} rows",
+            file=sys.stderr,
+        )
         span = ("", "")
         # Updates and fresh fetches alternate; the medians are compared (a shared
         # machine's speed drifts from minute to minute).
@@ -150,6 +153,7 @@ def _measure(events: int, *, root: Path, repeat: int) -> dict[str, Any]:
         for i in range(repeat):
             updates.append(_mp(env, full_db, "fetch", "events", "--update"))
             exact = exact and _fingerprint(full_db) == clean
+            print(f"  rows equal the clean fetch: {exact}", file=sys.stderr)
             span = (updates[-1]["out"]["from_date"], updates[-1]["out"]["to_date"])
             fresh_db = work / f"fresh{i}.duckdb"
             freshes.append(
@@ -157,8 +161,9 @@ def _measure(events: int, *, root: Path, repeat: int) -> dict[str, Any]:
             )
             _remove_db(fresh_db)
             print(
-                f"  --update {span[0]}..{span[1]}: {updates[-1]['seconds']:.1f} s; "
-                f"fresh fetch of those days: {freshes[-1]['seconds']:.1f} s",
+                f"  --update {span[0]}..{span[1]}: {updates[-1]['seconds']:.1f} s "
+                f"({updates[-1]['rss_mb']:.0f} MB); fresh fetch of those days: "
+                f"{freshes[-1]['seconds']:.1f} s ({freshes[-1]['rss_mb']:.0f} MB)",
                 file=sys.stderr,
             )
         update, fresh = _median(updates), _median(freshes)
@@ -178,8 +183,9 @@ def _measure(events: int, *, root: Path, repeat: int) -> dict[str, Any]:
             )
             _remove_db(fresh_db)
             print(
-                f"  --append --from {append_from}: {appends[-1]['seconds']:.1f} s; "
-                f"fresh fetch of those days: {append_freshes[-1]['seconds']:.1f} s",
+                f"  --append --from {append_from}: {appends[-1]['seconds']:.1f} s "
+                f"({appends[-1]['rss_mb']:.0f} MB); fresh fetch of those days: "
+                f"{append_freshes[-1]['seconds']:.1f} s ({append_freshes[-1]['rss_mb']:.0f} MB)",
                 file=sys.stderr,
             )
         append, append_fresh = _median(appends), _median(append_freshes)
