@@ -58,8 +58,10 @@ def _line(rec: dict[str, Any]) -> dict[str, Any]:
     return {"event": rec["event"], "properties": props}
 
 
-def _commit(conn: duckdb.DuckDBPyConnection, path: Path, lines: list[Any], *, merge: bool) -> Any:
-    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+def _commit(
+    conn: duckdb.DuckDBPyConnection, path: Path, lines: list[Any], *, merge: bool, sep: str = "\n"
+) -> Any:
+    path.write_text("".join(json.dumps(x) + sep for x in lines))
     staged = scan_duplicates(
         StagedFile(window=WINDOW, path=path, size=path.stat().st_size, attempts=1), legacy_tz=None
     )
@@ -150,6 +152,10 @@ def test_a_refetched_day_keeps_its_rows_and_counts_them_as_duplicates(tmp_path: 
     again = _commit(conn, tmp_path / "b.jsonl", lines, merge=True)
     assert _rows(conn) == before
     assert (again.rows_inserted, again.duplicates) == (0, 50)
+    # Blank lines are no rows (read_json skips them), so no duplicates either.
+    spaced = _commit(conn, tmp_path / "c.jsonl", lines[:10], merge=True, sep="\n\n")
+    assert _rows(conn) == before
+    assert (spaced.rows_inserted, spaced.duplicates) == (0, 10)
 
 
 # -- errors inside the transaction -----------------------------------------------------

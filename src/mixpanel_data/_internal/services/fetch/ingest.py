@@ -461,7 +461,9 @@ def commit_events(
     ``$insert_id``) are resolved by a delete on the new rows only when present.
 
     ``merge`` widens the dedup to rows already in the table for the same days
-    (an append over an overlapping range): the newest version wins, once.
+    (an append over an overlapping range): the newest version wins, once. Lines
+    identical to a stored row are skipped by the insert (`_skip_stored`); the
+    rest is settled against the stored rows of its time span (`_merge_losers`).
     """
     target = quote_ident(table)
     present = [f for f in staged if f.size > 0]
@@ -528,13 +530,18 @@ def commit_events(
 
 
 def _count_lines(path: Path) -> int:
-    """Lines of a staged file (the last one may lack its newline); it is in the page cache."""
-    lines, last = 0, b"\n"
+    """Non-blank lines of a staged file: the rows ``read_json`` reads (it skips blank ones)."""
+    lines, carry = 0, b""
     with open(path, "rb") as fh:
         while block := fh.read(1 << 24):
-            lines += block.count(b"\n")
-            last = block[-1:]
-    return lines + (last != b"\n")
+            block = carry + block
+            cut = block.rfind(b"\n") + 1
+            body, carry = block[:cut], block[cut:]
+            if b"\n\n" in body or body.startswith(b"\n"):
+                lines += sum(1 for line in body.split(b"\n")[:-1] if line.strip())
+            else:
+                lines += body.count(b"\n")
+    return lines + bool(carry.strip())
 
 
 def _skip_stored(
