@@ -125,6 +125,7 @@ def test_merge_equals_one_clean_commit_of_all_lines(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(ingest, "MERGE_SLICE_ROWS", 2)  # many slices, hours packed or split
+    monkeypatch.setattr(ingest, "SKIP_STORED_ROWS", 3)  # some copies skipped, others merged
     old = [_line(r) for r in stored]
     # A re-fetch resends the stored lines as they are, plus what changed.
     fresh = [_line(r) for r in new] + (old if resend else [])

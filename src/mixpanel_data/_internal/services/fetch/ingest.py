@@ -73,6 +73,9 @@ MEMORY_LIMIT_ENV = "MP_FETCH_MEMORY_LIMIT"
 _SIZE = re.compile(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*", re.IGNORECASE)
 # Rows merged per statement when a fetch overlaps stored days (see `_merge_losers`).
 MERGE_SLICE_ROWS = 500_000
+# Stored rows whose hashes one insert's anti-join may hold (`_skip_stored`): about
+# 130 MB of hash table, which fits the default 256MB pool beside the insert.
+SKIP_STORED_ROWS = 1_000_000
 
 
 def writer_memory_limit() -> str:
@@ -557,12 +560,34 @@ def _skip_stored(
     """
     from datetime import UTC, datetime, timedelta
 
-    lo = min(w.start for w in windows) - timedelta(days=1)
-    hi = max(w.end for w in windows) + timedelta(days=2)
-    bounds = [
-        datetime(lo.year, lo.month, lo.day, tzinfo=UTC),
-        datetime(hi.year, hi.month, hi.day, tzinfo=UTC),
-    ]
+    def utc(day: Any) -> datetime:
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+    first = min(w.start for w in windows)
+    bounds = [utc(first - timedelta(days=1)), utc(max(w.end for w in windows) + timedelta(days=2))]
+    row = conn.execute(
+        f"SELECT count(*) FROM {target} WHERE event_time >= ? AND event_time < ?", bounds
+    ).fetchone()
+    if row and row[0] > SKIP_STORED_ROWS:
+        # Too many to hash at once in the pool: only whole hours from the first
+        # day on, up to the cap; lines of the other hours go through the merge.
+        hours = conn.execute(
+            f"SELECT time_bucket(INTERVAL 1 HOUR, event_time) AS b, count(*) FROM {target} "
+            "WHERE event_time >= ? AND event_time < ? GROUP BY b ORDER BY b",
+            bounds,
+        ).fetchall()
+        lo = hi = utc(first)
+        taken = 0
+        for bucket, n in hours:
+            if bucket < lo:
+                continue
+            if taken + n > SKIP_STORED_ROWS:
+                break
+            taken += n
+            hi = bucket + timedelta(hours=1)
+        if hi == lo:
+            return select
+        bounds = [lo, hi]
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _mp_stored AS
         SELECT {_key_hash("event_name", "distinct_id", "insert_id")} AS h, event_time AS ts,
