@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-spark check lint typecheck pytest bench bench-scaling clean
+.PHONY: demo test test-spark check lint typecheck pytest bench bench-scaling bench-update clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench: $(STAMP)
 # 1M and 10M events (the 10M project is 8.5 GB of JSONL, kept in MP_BENCH_CACHE).
 bench-scaling: $(STAMP)
 	$(BIN)/python benchmarks/memory_scaling.py --cache-dir $${MP_BENCH_CACHE:-/var/tmp/mp-bench}
+
+# --update next to a fresh fetch of its days, at 1M and 10M events (mp against mp emulator serve).
+bench-update: $(STAMP)
+	$(BIN)/python benchmarks/update_benchmark.py --cache-dir $${MP_BENCH_CACHE:-/var/tmp/mp-bench}
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

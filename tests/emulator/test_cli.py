@@ -163,3 +163,40 @@ def test_serve_env_prints_an_export_line_a_shell_can_use(tmp_path: Path) -> None
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)  # closes the pipes
+
+
+def test_serve_replaces_a_cache_dir_filled_for_another_spec(tmp_path: Path) -> None:
+    """--cache-dir filled by other --users: served days are this spec's, and it says so."""
+    from mixpanel_data.emulator.project import ProjectSpec, SyntheticProject
+
+    cache = tmp_path / "cache"
+    spec = ProjectSpec(seed=7, users=40, days=3, timezone="Europe/Berlin", project_id="777")
+    other = SyntheticProject(
+        ProjectSpec(seed=7, users=41, days=3, timezone="Europe/Berlin"), cache_dir=cache
+    )
+    day = other.data_dates[-1]
+    stale = other.export_day_path(day).read_bytes()
+    expected = SyntheticProject(spec, cache_dir=tmp_path / "ref").export_day_path(day).read_bytes()
+    assert stale != expected
+    argv = [*SERVE, "--port", "0", "--seed", "7", "--users", "40", "--days", "3"]
+    argv += ["--timezone", "Europe/Berlin", "--project-id", "777", "--cache-dir", str(cache)]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        creds = json.loads(process.stdout.readline())
+        note = process.stderr.readline()
+        assert note.startswith(f"note: {cache} held days of another project spec")
+        reply = httpx.get(
+            f"{creds['base_url']}/api/2.0/export",
+            params={"from_date": str(day), "to_date": str(day), "project_id": "777"},
+            auth=(creds["username"], creds["secret"]),
+            headers={"Accept-Encoding": "identity"},
+            timeout=60,
+        )
+        assert reply.status_code == 200
+        assert reply.content == expected
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)  # also closes the pipes

@@ -473,7 +473,8 @@ def test_concurrent_requests_generate_a_day_once(
     assert calls == [day]
     assert len(set(paths)) == 1
     assert paths[0].stat().st_size > 0
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == [paths[0].name]  # no temp files left
+    left = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert left == sorted([paths[0].name, project_module.SPEC_RECORD_NAME])  # no temp files
 
 
 def test_default_cache_is_keyed_by_spec_reused_and_pruned(
@@ -497,6 +498,57 @@ def test_default_cache_is_keyed_by_spec_reused_and_pruned(
     mtime = path.stat().st_mtime_ns
     assert second.export_day_path(first.data_dates[0]) == path
     assert path.stat().st_mtime_ns == mtime  # reused, not regenerated
+
+
+def test_a_cache_dir_of_another_spec_is_regenerated_not_served(tmp_path: Path) -> None:
+    """A directory filled for other --users/--seed must not serve those days as this spec's."""
+    cache = tmp_path / "shared"
+    first = SyntheticProject(SPEC, cache_dir=cache)
+    day = first.data_dates[-1]
+    first_bytes = first.export_day_path(day).read_bytes()
+    assert first.cache_regenerated is False
+    record = orjson.loads((cache / project_module.SPEC_RECORD_NAME).read_bytes())
+    assert record["spec"]["users"] == 300
+    assert record["spec"]["seed"] == 11
+
+    same = SyntheticProject(SPEC, cache_dir=cache)
+    mtime = same.export_day_path(day).stat().st_mtime_ns
+    assert same.cache_regenerated is False  # same spec: the day is reused
+    assert same.export_day_path(day).read_bytes() == first_bytes
+
+    for other_spec in (
+        ProjectSpec(seed=11, users=301, days=6, today=TODAY),
+        ProjectSpec(seed=12, users=300, days=6, today=TODAY),
+    ):
+        other = SyntheticProject(other_spec, cache_dir=cache)
+        assert other.cache_regenerated is True
+        reference = SyntheticProject(other_spec, cache_dir=tmp_path / f"ref-{other_spec.seed}")
+        got = other.export_day_path(day).read_bytes()
+        assert got == reference.export_day_path(day).read_bytes()
+        assert got != first_bytes
+        record = orjson.loads((cache / project_module.SPEC_RECORD_NAME).read_bytes())
+        assert (record["spec"]["seed"], record["spec"]["users"]) == (
+            other_spec.seed,
+            other_spec.users,
+        )
+    back = SyntheticProject(SPEC, cache_dir=cache)
+    assert back.cache_regenerated is True
+    assert back.export_day_path(day).read_bytes() == first_bytes
+    assert back.export_day_path(day).stat().st_mtime_ns != mtime
+
+
+def test_a_cache_dir_without_a_spec_record_is_not_trusted(tmp_path: Path) -> None:
+    """Days cached before the record existed have an unknown spec: they are regenerated."""
+    cache = tmp_path / "old"
+    cache.mkdir()
+    day = SPEC.today - timedelta(days=1) if SPEC.today else date.today()
+    stale = cache / f"export-{day.isoformat()}.jsonl"
+    stale.write_bytes(b'{"event":"from another spec","properties":{}}\n')
+    (cache / "notes.txt").write_text("not the emulator's")
+    project = SyntheticProject(SPEC, cache_dir=cache)
+    assert project.cache_regenerated is True
+    assert b"from another spec" not in project.export_day_path(day).read_bytes()
+    assert (cache / "notes.txt").read_text() == "not the emulator's"  # only its own files go
 
 
 def test_partial_files_of_crashed_writers_are_removed(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ __all__ = ["HARD_CASE_RATES", "ProjectSpec", "SyntheticProject", "hard_case_coun
 
 CACHE_ROOT_NAME: Final = "mixpanel-emulator-cache"
 CACHE_MAX_AGE_SECONDS: Final = 2 * 86_400  # other specs' caches unused this long are removed
+SPEC_RECORD_NAME: Final = "spec.json"  # which spec a cache directory's files belong to
 _ORG_ID: Final = 880_001
 ENGAGED_CUSTOM_EVENT: Final = 4001  # the custom event "Engaged" (Add To Cart or Share Item)
 
@@ -100,6 +101,7 @@ class SyntheticProject:
         self._day_locks: dict[date, threading.Lock] = {}
         self._members: dict[int, frozenset[str]] = {}
         _remove_stale_temp_files(self.cache_dir)
+        self.cache_regenerated = _claim_cache(self.cache_dir, self._spec_record())
 
     # -- identity and shared state ---------------------------------------------
 
@@ -112,6 +114,14 @@ class SyntheticProject:
         for module in (population, export_days):
             digest.update(Path(str(module.__file__)).read_bytes())
         return digest.hexdigest()[:20]
+
+    def _spec_record(self) -> dict[str, Any]:
+        """What ``spec.json`` holds: the resolved spec and the key that hashes it with the code."""
+        resolved = {**asdict(self.spec), "start_date": self.start_date, "today": self.today}
+        return {
+            "cache_key": self.cache_key,
+            "spec": {k: v.isoformat() if isinstance(v, date) else v for k, v in resolved.items()},
+        }
 
     @cached_property
     def population(self) -> Population:
@@ -451,6 +461,30 @@ def _remove_stale_temp_files(cache_dir: Path) -> None:
                 tmp.unlink()
         except OSError:
             continue
+
+
+def _claim_cache(cache_dir: Path, record: dict[str, Any]) -> bool:
+    """Make ``cache_dir`` hold only this spec's days; True when another spec's were removed.
+
+    A directory filled for another spec (or by a version that kept no record) would
+    otherwise serve that spec's days under this one's dates. Only the emulator's own
+    files (day files, their gzip fragments) are removed; anything else is left alone.
+    """
+    path = cache_dir / SPEC_RECORD_NAME
+    try:
+        found = orjson.loads(path.read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        found = None
+    if isinstance(found, dict) and found.get("cache_key") == record["cache_key"]:
+        return False
+    stale = list(cache_dir.glob("export-*.jsonl"))
+    for day_file in stale:
+        day_file.unlink(missing_ok=True)
+    shutil.rmtree(cache_dir / "gzip-fragments", ignore_errors=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    os.replace(tmp, path)
+    return bool(stale)
 
 
 def _prune(root: Path, *, keep: Path) -> None:

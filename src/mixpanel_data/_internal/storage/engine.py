@@ -63,12 +63,14 @@ from mixpanel_data._internal.storage.meta_tables import record_window as record_
 from mixpanel_data._internal.storage.meta_tables import rename_meta as rename_meta
 from mixpanel_data._internal.storage.meta_tables import write_meta as write_meta
 from mixpanel_data._internal.storage.safety import (
+    close_quietly,
     disk_full_error,
     fetch_lock,
     is_bad_wal,
     is_disk_full,
     private_mkdir,
     remove_unborn,
+    rollback_quietly,
     set_aside_wal,
 )
 from mixpanel_data.exceptions import (
@@ -362,16 +364,18 @@ class StorageEngine:
             self._active, self._active_write, self._depth = conn, write, 1
             try:
                 yield conn
-            except Exception as exc:
-                if is_disk_full(exc):
-                    raise self._disk_full(exc) from None
-                raise
-            finally:
+            except BaseException as exc:
                 self._active, self._depth = None, 0
                 if self.path is not None:
-                    if write:
-                        crash_point("checkpoint")
-                    self._close_quietly(conn)
+                    close_quietly(conn)  # a failing close must not replace this error
+                if isinstance(exc, Exception) and is_disk_full(exc):
+                    raise self._disk_full(exc) from None
+                raise
+            self._active, self._depth = None, 0
+            if self.path is not None:
+                if write:
+                    crash_point("checkpoint")
+                self._close_quietly(conn)
 
     def _close_quietly(self, conn: duckdb.DuckDBPyConnection) -> None:
         """Close (DuckDB checkpoints a writer here); a full disk is reported, not raised raw."""
@@ -529,5 +533,5 @@ class StorageEngine:
                     conn.execute(f"DELETE FROM {WINDOWS_TABLE} WHERE name = ?", [name])
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                rollback_quietly(conn)
                 raise

@@ -9,19 +9,26 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mixpanel_data._internal.storage.locks import lock_holder_pid
 from mixpanel_data.exceptions import DatabaseLockedError, StorageError
 
+if TYPE_CHECKING:
+    import duckdb
+
 __all__ = [
     "FETCH_ADDRESS_SPACE",
     "check_address_space",
+    "cleanup",
+    "close_quietly",
     "disk_full_error",
     "fetch_lock",
     "is_bad_wal",
     "is_disk_full",
     "private_mkdir",
     "remove_unborn",
+    "rollback_quietly",
     "set_aside_wal",
     "set_wal_recovery",
 ]
@@ -53,6 +60,43 @@ def is_disk_full(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:
+    """ROLLBACK after a failure without ever raising over it.
+
+    A failed COMMIT has already ended the transaction (ROLLBACK then fails with
+    "no transaction is active") and an invalidated database refuses everything:
+    either error would replace the one the user needs to see.
+    """
+    with contextlib.suppress(Exception):
+        conn.execute("ROLLBACK")
+
+
+def close_quietly(conn: duckdb.DuckDBPyConnection) -> None:
+    """Close a connection while another error is on its way out (never hides it)."""
+    with contextlib.suppress(Exception):
+        conn.close()
+
+
+@contextlib.contextmanager
+def cleanup(conn: duckdb.DuckDBPyConnection, *statements: str) -> Iterator[None]:
+    """Run `statements` (drop scratch tables, reset settings) after the block.
+
+    After a failed statement DuckDB refuses every other one until ROLLBACK
+    ("Current transaction is aborted"), so when the block failed the cleanup is
+    best effort and its own errors never replace the block's (the ROLLBACK that
+    follows drops scratch tables anyway). After a success it runs normally.
+    """
+    try:
+        yield
+    except BaseException:
+        for statement in statements:
+            with contextlib.suppress(Exception):
+                conn.execute(statement)
+        raise
+    for statement in statements:
+        conn.execute(statement)
 
 
 def disk_full_error(where: str, exc: BaseException) -> StorageError:

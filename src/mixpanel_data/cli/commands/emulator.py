@@ -89,7 +89,10 @@ def serve(
     username: Annotated[str | None, typer.Option(help="Service account username.")] = None,
     secret: Annotated[str | None, typer.Option(help="Service account secret.")] = None,
     cache_dir: Annotated[
-        Path | None, typer.Option(help="Where generated day files are cached.")
+        Path | None,
+        typer.Option(
+            help="Where generated day files are cached (days of another spec there are replaced)."
+        ),
     ] = None,
     env: Annotated[
         bool,
@@ -140,6 +143,13 @@ def serve(
         )
     except FaultSpecError as exc:
         raise ValidationError(str(exc)) from None
+    if emulator.project.cache_regenerated:
+        print(
+            f"note: {cache_dir} held days of another project spec; they were removed "
+            "and are generated again for this one",
+            file=sys.stderr,
+            flush=True,
+        )
     stop = threading.Event()
     on_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if on_main else None

@@ -22,6 +22,8 @@ including the extracted ones: lossless and simplest.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,7 +41,14 @@ from mixpanel_data._internal.http.client import (
 from mixpanel_data._internal.http.jsonl import is_terminated_early
 from mixpanel_data._internal.services.fetch.windows import DateWindow
 from mixpanel_data._internal.storage.engine import quote_ident
-from mixpanel_data.exceptions import NetworkError, RateLimitError, Retryable
+from mixpanel_data._internal.storage.safety import cleanup, close_quietly
+from mixpanel_data.exceptions import (
+    NetworkError,
+    RateLimitError,
+    Retryable,
+    StorageError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -51,11 +60,56 @@ __all__ = [
     "commit_events",
     "commit_profiles",
     "download_window",
+    "is_out_of_memory",
+    "out_of_memory_error",
     "sql_literal",
+    "writer_memory_limit",
 ]
 
 # DuckDB's buffer pool for ingestion; larger windows spill to disk, so RSS stays flat.
 INGEST_MEMORY_LIMIT = "256MB"
+# Raises (or lowers) the writer's pool: the one setting to change when a commit runs out.
+MEMORY_LIMIT_ENV = "MP_FETCH_MEMORY_LIMIT"
+_SIZE = re.compile(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*", re.IGNORECASE)
+# Rows merged per statement when a fetch overlaps stored days (see `_merge_losers`).
+MERGE_SLICE_ROWS = 500_000
+# Stored rows whose hashes one insert's anti-join may hold (`_skip_stored`): about
+# 130 MB of hash table, which fits the default 256MB pool beside the insert.
+SKIP_STORED_ROWS = 1_000_000
+
+
+def writer_memory_limit() -> str:
+    """The writer's DuckDB memory limit: ``MP_FETCH_MEMORY_LIMIT`` or 256MB."""
+    value = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if not value:
+        return INGEST_MEMORY_LIMIT
+    if not _SIZE.fullmatch(value):
+        raise ValidationError(
+            f"{MEMORY_LIMIT_ENV}={value!r} is not a memory size; use e.g. 512MB or 2GB"
+        )
+    return value.replace(" ", "")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for DuckDB's memory-pool failure (its own class, or its text under another)."""
+    import duckdb
+
+    return isinstance(exc, duckdb.OutOfMemoryException) or (
+        isinstance(exc, duckdb.Error) and "out of memory" in str(exc).lower()
+    )
+
+
+def out_of_memory_error(what: str, exc: BaseException) -> StorageError:
+    """One line for a commit that outgrew the writer's pool, naming the setting to raise."""
+    limit = writer_memory_limit()
+    return StorageError(
+        f"DuckDB ran out of memory while committing {what} (writer memory limit {limit}); "
+        f"nothing of it was stored; raise the limit, e.g. {MEMORY_LIMIT_ENV}=1GB, "
+        "and run the same command again (it resumes)",
+        memory_limit=limit,
+        setting=MEMORY_LIMIT_ENV,
+    )
+
 
 # read_json refuses an object over its `maximum_object_size` (16 MiB by default; lines
 # up to twice that still fit its buffer) and needs a few times a line's size in
@@ -415,8 +469,10 @@ def _big_scanner(spill: Path, longest: int = 0) -> Iterator[duckdb.DuckDBPyConne
     try:
         conn.execute("SET TimeZone = 'UTC'")
         yield conn
-    finally:
-        conn.close()
+    except BaseException:
+        close_quietly(conn)
+        raise
+    conn.close()
 
 
 def _scan(
@@ -424,8 +480,8 @@ def _scan(
 ) -> StagedFile:
     from dataclasses import replace
 
-    try:
-        _limit, size = long_line_limits(staged.longest_line, 0)
+    _limit, size = long_line_limits(staged.longest_line, 0)
+    with cleanup(conn, "DROP TABLE IF EXISTS dups"):
         conn.execute(
             "CREATE OR REPLACE TEMP TABLE dups AS "
             + _select_duplicate_keys([staged.path], legacy_tz=legacy_tz, object_size=size)
@@ -449,8 +505,6 @@ def _scan(
                 f"{sql_literal(str(losers))} (FORMAT parquet)"
             )
         needs_fix = bool(stats and stats[1]) or bool(ties and ties[0])
-    finally:
-        conn.execute("DROP TABLE IF EXISTS dups")
     return replace(staged, losers=losers, needs_fix=needs_fix)
 
 
@@ -477,7 +531,9 @@ def commit_events(
     ``$insert_id``) are resolved by a delete on the new rows only when present.
 
     ``merge`` widens the dedup to rows already in the table for the same days
-    (an append over an overlapping range): the newest version wins, once.
+    (an append over an overlapping range): the newest version wins, once. Lines
+    identical to a stored row are skipped by the insert (`_skip_stored`); the
+    rest is settled against the stored rows of its time span (`_merge_losers`).
     """
     target = quote_ident(table)
     present = [f for f in staged if f.size > 0]
@@ -514,6 +570,13 @@ def commit_events(
                     SELECT 1 FROM _mp_dups d
                     WHERE d.h = s.h AND d.ts = s.event_time AND d.pt = s.pt)
             """
+    lines = 0
+    if dedup and merge:
+        # A re-fetched day mostly repeats stored rows: a line identical to a stored
+        # row (same key, same properties text) cannot change the merge's outcome,
+        # so it is counted as a duplicate and never written (`_skip_stored`).
+        lines = sum(_count_lines(f.path) for f in present)
+        select = _skip_stored(conn, target, select, [f.window for f in present])
     # The optimizer may build the anti-join's hash table on the export side (its
     # size is unknown to it); keep the build on the small losers table.
     conn.execute("SET disabled_optimizers = 'build_side_probe_side'")
@@ -522,49 +585,232 @@ def commit_events(
         row = conn.execute("SELECT current_setting('memory_limit')").fetchone()
         restore = str(row[0]) if row else None
         conn.execute(f"SET memory_limit = '{pool}'")
-    try:
+    resets = [f"SET memory_limit = '{restore}'"] if restore is not None else []
+    with cleanup(
+        conn,
+        "RESET disabled_optimizers",
+        *resets,
+        "DROP TABLE IF EXISTS _mp_dups",
+        "DROP TABLE IF EXISTS _mp_stored",
+    ):
         inserted = _count(conn.execute(f"INSERT INTO {target} SELECT {_COLS} FROM ({select})"))
-    finally:
-        conn.execute("RESET disabled_optimizers")
-        if restore is not None:
-            conn.execute(f"SET memory_limit = '{restore}'")
-        conn.execute("DROP TABLE IF EXISTS _mp_dups")
+    # Lines neither skipped as losers nor inserted were identical to stored rows.
+    skipped += max(0, lines - skipped - inserted) if lines else 0
     malformed = _count(
         conn.execute(f"DELETE FROM {target} WHERE rowid >= $start AND event_time IS NULL", params)
     )
     fixed = 0
-    if dedup and needs_fix and inserted > malformed:
-        fixed = _delete_losers(conn, target, params, merge=merge)
+    if dedup and merge and inserted > malformed:
+        fixed = _merge_losers(conn, target, params)
+    elif dedup and needs_fix and inserted > malformed:
+        fixed = _delete_losers(conn, target, params)
     return WindowCounts(inserted - malformed - fixed, skipped + fixed, malformed)
 
 
-def _delete_losers(
-    conn: duckdb.DuckDBPyConnection, target: str, params: dict[str, Any], *, merge: bool
+def _count_lines(path: Path) -> int:
+    """Non-blank lines of a staged file: the rows ``read_json`` reads (it skips blank ones)."""
+    lines, carry = 0, b""
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            block = carry + block
+            cut = block.rfind(b"\n") + 1
+            body, carry = block[:cut], block[cut:]
+            if b"\n\n" in body or body.startswith(b"\n"):
+                lines += sum(1 for line in body.split(b"\n")[:-1] if line.strip())
+            else:
+                lines += body.count(b"\n")
+    return lines + bool(carry.strip())
+
+
+def _skip_stored(
+    conn: duckdb.DuckDBPyConnection, target: str, select: str, windows: Sequence[DateWindow]
+) -> str:
+    """Wrap `select` so that lines identical to a row stored near `windows` are dropped.
+
+    The stored rows of the windows' days (a day either side, as ``_overlaps``
+    looks) become fixed-width (key hash, time, two hashes of the properties
+    text) in ``_mp_stored``; an incoming line matching all four is a copy of a
+    stored row. Any row range would be correct (a key includes its time); the
+    days only bound the work.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    def utc(day: Any) -> datetime:
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+    first = min(w.start for w in windows)
+    bounds = [utc(first - timedelta(days=1)), utc(max(w.end for w in windows) + timedelta(days=2))]
+    row = conn.execute(
+        f"SELECT count(*) FROM {target} WHERE event_time >= ? AND event_time < ?", bounds
+    ).fetchone()
+    if row and row[0] > SKIP_STORED_ROWS:
+        # Too many to hash at once in the pool: only whole hours from the first
+        # day on, up to the cap; lines of the other hours go through the merge.
+        hours = conn.execute(
+            f"SELECT time_bucket(INTERVAL 1 HOUR, event_time) AS b, count(*) FROM {target} "
+            "WHERE event_time >= ? AND event_time < ? GROUP BY b ORDER BY b",
+            bounds,
+        ).fetchall()
+        lo = hi = utc(first)
+        taken = 0
+        for bucket, n in hours:
+            if bucket < lo:
+                continue
+            if taken + n > SKIP_STORED_ROWS:
+                break
+            taken += n
+            hi = bucket + timedelta(hours=1)
+        if hi == lo:
+            return select
+        bounds = [lo, hi]
+    conn.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _mp_stored AS
+        SELECT {_key_hash("event_name", "distinct_id", "insert_id")} AS h, event_time AS ts,
+               hash(properties::VARCHAR) AS p1, hash(properties::VARCHAR, 'mp-props') AS p2
+        FROM {target} WHERE event_time >= ? AND event_time < ?""",
+        bounds,
+    )
+    # A plain anti-join on computed columns: a correlated NOT EXISTS on expressions of
+    # the properties would make DuckDB materialize every incoming line first.
+    return f"""
+        SELECT n.* FROM (
+            SELECT *, {_key_hash("event_name", "distinct_id", "insert_id")} AS mh,
+                   hash(properties::VARCHAR) AS mp1,
+                   hash(properties::VARCHAR, 'mp-props') AS mp2
+            FROM ({select})
+        ) n
+        ANTI JOIN _mp_stored o
+          ON o.h = n.mh AND o.ts = n.event_time AND o.p1 = n.mp1 AND o.p2 = n.mp2
+    """
+
+
+def _merge_losers(conn: duckdb.DuckDBPyConnection, target: str, params: dict[str, Any]) -> int:
+    """Dedup the new rows together with the stored rows of the span they cover.
+
+    The same rule as ``_delete_losers`` (per exact key the largest processing
+    time wins, then the largest properties text, then the newest row), applied
+    to the rows whose ``event_time`` lies between the new rows' first and last;
+    a key includes its time, so no other row can compete. The span is cut into
+    time slices of at most MERGE_SLICE_ROWS rows and each slice is settled on its
+    own, so the work and memory of a merge follow the days it replaces (an
+    ``--update`` re-fetching six days of a large table), not the table.
+    """
+    bounds = conn.execute(
+        f"SELECT min(event_time), max(event_time) FROM {target} WHERE rowid >= $start", params
+    ).fetchone()
+    if not bounds or bounds[0] is None:
+        return 0
+    span = {"lo": bounds[0], "hi": bounds[1]}
+    # Rows per hour of the span (a scan of the time column only), packed into slices.
+    hours = conn.execute(
+        f"SELECT time_bucket(INTERVAL 1 HOUR, event_time) AS b, count(*) FROM {target} "
+        "WHERE event_time BETWEEN $lo AND $hi GROUP BY b ORDER BY b",
+        span,
+    ).fetchall()
+    slices: list[tuple[Any, Any]] = []
+    first, rows = hours[0][0], 0
+    for bucket, n in hours:
+        if rows and rows + n > MERGE_SLICE_ROWS:
+            slices.append((first, bucket))
+            first, rows = bucket, 0
+        rows += n
+    slices.append((first, None))
+    deleted = 0
+    for a, b in slices:
+        where = "event_time BETWEEN $lo AND $hi AND event_time >= $a"
+        if b is not None:
+            where += " AND event_time < $b"
+        deleted += _merge_slice(conn, target, where, {**span, "a": a, "b": b})
+    return deleted
+
+
+def _merge_slice(
+    conn: duckdb.DuckDBPyConnection, target: str, where: str, params: dict[str, Any]
 ) -> int:
+    """Settle one time slice of a merge; return the rows deleted.
+
+    Keys-only first: the slice's rows as fixed-width (row id, key hash, time, check
+    hash), keeping the keys seen more than once. Only those rows have their
+    properties read, as two 64-bit hashes. A key whose rows are all identical
+    (the common case: a re-fetched day) keeps one of them; which one cannot change
+    the table's contents, so it is the stored row (deleting a freshly inserted one
+    is cheaper than rewriting a stored row group at the checkpoint). Keys whose rows
+    differ, and key-hash collisions, are ranked exactly as ``_delete_losers`` does:
+    largest processing time, then largest properties text, then newest row.
+    """
+    if params.get("b") is None:
+        params = {k: v for k, v in params.items() if k != "b"}
+    hashed = _key_hash("event_name", "distinct_id", "insert_id")
+    check = _check_hash("event_name", "distinct_id", "insert_id")
+    scratch = ("_mp_merge_keys", "_mp_merge_rank")
+    with cleanup(conn, *(f"DROP TABLE IF EXISTS {name}" for name in scratch)):
+        conn.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _mp_merge_keys AS
+            WITH k AS MATERIALIZED (
+                SELECT rowid AS rid, {hashed} AS h, event_time AS ts, {check} AS h2
+                FROM {target} WHERE {where}
+            ),
+            g AS (SELECT h, ts FROM k GROUP BY ALL HAVING count(*) > 1)
+            SELECT k.* FROM k SEMI JOIN g ON k.h = g.h AND k.ts = g.ts""",
+            params,
+        )
+        conn.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _mp_merge_rank AS
+            WITH c AS (
+                SELECT k.rid, k.h, k.ts, k.h2, hash(t.properties::VARCHAR) AS p1,
+                       hash(t.properties::VARCHAR, 'mp-props') AS p2
+                FROM {target} t JOIN _mp_merge_keys k ON t.rowid = k.rid
+                WHERE {where.replace("event_time", "t.event_time")}
+            ),
+            b AS (
+                SELECT rid, min(h2) OVER w = max(h2) OVER w
+                            AND min(p1) OVER w = max(p1) OVER w
+                            AND min(p2) OVER w = max(p2) OVER w AS same,
+                       min(rid) OVER w AS keep  -- identical rows: the stored one stays
+                FROM c WINDOW w AS (PARTITION BY h, ts)
+            )
+            SELECT rid, CASE WHEN same THEN rid <> keep END AS lose FROM b""",
+            params,
+        )
+        deleted = _count(
+            conn.execute(
+                f"DELETE FROM {target} WHERE {where} AND rowid IN "
+                "(SELECT rid FROM _mp_merge_rank WHERE lose)",
+                params,
+            )
+        )
+        # The rare rest (lose IS NULL): ranked exactly, as _delete_losers does.
+        deleted += _count(
+            conn.execute(
+                f"""DELETE FROM {target} WHERE rowid IN (
+                    SELECT rid FROM (
+                        SELECT t.rowid AS rid, row_number() OVER (
+                            PARTITION BY t.event_name, t.distinct_id, t.event_time, t.insert_id
+                            ORDER BY {_PT_T} DESC NULLS LAST,
+                                     t.properties::VARCHAR DESC, t.rowid DESC) AS rn
+                        FROM {target} t
+                        SEMI JOIN (SELECT rid FROM _mp_merge_rank WHERE lose IS NULL) u
+                          ON t.rowid = u.rid
+                        WHERE {where.replace("event_time", "t.event_time")}
+                    ) WHERE rn > 1)""",
+                params,
+            )
+        )
+    return deleted
+
+
+def _delete_losers(conn: duckdb.DuckDBPyConnection, target: str, params: dict[str, Any]) -> int:
     """Delete all but the newest row of each duplicated key among the new rows.
 
-    With ``merge``, rows already stored for the same time span compete too.
+    A merge with stored rows goes through ``_merge_losers`` (same rule, sliced).
     """
-    params = dict(params)
-    if merge:
-        bounds = conn.execute(
-            f"SELECT min(event_time), max(event_time) FROM {target} WHERE rowid >= $start",
-            params,
-        ).fetchone()
-        params["lo"], params["hi"] = bounds if bounds else (None, None)
-
-    def scope(alias: str) -> str:
-        if not merge:
-            return f"{alias}rowid >= $start"
-        return f"({alias}rowid >= $start OR {alias}event_time BETWEEN $lo AND $hi)"
-
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE _mp_dup_keys AS "
         f"SELECT event_name, distinct_id, event_time, insert_id FROM {target} "
-        f"WHERE {scope('')} GROUP BY ALL HAVING count(*) > 1",
+        "WHERE rowid >= $start GROUP BY ALL HAVING count(*) > 1",
         params,
     )
-    try:
+    with cleanup(conn, "DROP TABLE IF EXISTS _mp_dup_keys"):
         return _count(
             conn.execute(
                 f"""DELETE FROM {target} WHERE rowid IN (
@@ -578,13 +824,11 @@ def _delete_losers(
                           ON t.event_name = d.event_name AND t.event_time = d.event_time
                          AND t.insert_id = d.insert_id
                          AND t.distinct_id IS NOT DISTINCT FROM d.distinct_id
-                        WHERE {scope("t.")}
+                        WHERE t.rowid >= $start
                     ) WHERE rn > 1)""",
                 params,
             )
         )
-    finally:
-        conn.execute("DROP TABLE IF EXISTS _mp_dup_keys")
 
 
 def _count(cursor: duckdb.DuckDBPyConnection) -> int:
@@ -613,7 +857,7 @@ def commit_profiles(
         FROM {source}
         QUALIFY row_number() OVER (PARTITION BY "$distinct_id") = 1"""
     )
-    try:
+    with cleanup(conn, "DROP TABLE IF EXISTS _mp_profiles"):
         malformed = _count(conn.execute("DELETE FROM _mp_profiles WHERE distinct_id IS NULL"))
         replaced = _count(
             conn.execute(
@@ -627,5 +871,3 @@ def commit_profiles(
         )
         rows = added - replaced
         return WindowCounts(rows, max(0, lines - malformed - added), malformed)
-    finally:
-        conn.execute("DROP TABLE IF EXISTS _mp_profiles")

@@ -18,10 +18,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from mixpanel_data._internal.results.fetch import FetchProgress, FetchResult
-from mixpanel_data._internal.services.fetch.ingest import INGEST_MEMORY_LIMIT, commit_profiles
+from mixpanel_data._internal.services.fetch.ingest import (
+    commit_profiles,
+    is_out_of_memory,
+    out_of_memory_error,
+    writer_memory_limit,
+)
 from mixpanel_data._internal.services.fetch.records import engage_params
 from mixpanel_data._internal.storage import engine as st
-from mixpanel_data._internal.storage.safety import check_address_space
+from mixpanel_data._internal.storage.safety import check_address_space, rollback_quietly
 from mixpanel_data.exceptions import (
     APIError,
     QueryError,
@@ -134,7 +139,7 @@ class ProfileFetching:
                             )
                         )
             with self.storage.writer() as conn:
-                conn.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
+                conn.execute(f"SET memory_limit = '{writer_memory_limit()}'")
                 conn.execute("BEGIN TRANSACTION")
                 try:
                     st.ensure_meta(conn)
@@ -165,8 +170,10 @@ class ProfileFetching:
                         fetched_at=datetime.now(tz=UTC),
                     )
                     conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
+                except BaseException as exc:
+                    rollback_quietly(conn)
+                    if is_out_of_memory(exc):
+                        raise out_of_memory_error("the profiles", exc) from exc
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -38,6 +38,8 @@ from mixpanel_data._internal.services.fetch.ingest import (
     StagedFile,
     WindowCounts,
     commit_events,
+    is_out_of_memory,
+    out_of_memory_error,
 )
 from mixpanel_data._internal.services.fetch.profiles import ASIDE_PREFIX, ProfileFetching
 from mixpanel_data._internal.services.fetch.profiles import fetch_id as new_fetch_id
@@ -62,7 +64,7 @@ from mixpanel_data._internal.services.fetch.windows import (
 )
 from mixpanel_data._internal.storage import engine as st
 from mixpanel_data._internal.storage.lake import ParquetDaySink
-from mixpanel_data._internal.storage.safety import check_address_space
+from mixpanel_data._internal.storage.safety import check_address_space, rollback_quietly
 from mixpanel_data.exceptions import (
     AuthenticationError,
     MixpanelDataError,
@@ -346,8 +348,11 @@ class FetcherService(ProfileFetching):
                             conn, target, [f.window for f in batch], zone=tz if legacy else None
                         )
                     conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
+                except BaseException as exc:
+                    rollback_quietly(conn)
+                    if is_out_of_memory(exc):
+                        first, last = batch[0].window.start, batch[-1].window.end
+                        raise out_of_memory_error(f"the days {first}..{last}", exc) from exc
                     raise
             _add(totals, counts)
 
@@ -371,7 +376,7 @@ class FetcherService(ProfileFetching):
             on_block=session.release,
             gzip=self.gzip,
         )
-        with contextlib.closing(session), contextlib.closing(downloads):  # type: ignore[type-var]
+        with session, contextlib.closing(downloads):  # type: ignore[type-var]
             for batch_or_error in downloads:
                 if isinstance(batch_or_error, tuple):
                     window, error = batch_or_error
@@ -517,7 +522,7 @@ class FetcherService(ProfileFetching):
                     st.rename_meta(conn, old=target, new=name)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                rollback_quietly(conn)
                 raise
 
     def _last_window_day(self, name: str) -> date | None:

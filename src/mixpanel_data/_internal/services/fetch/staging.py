@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 
 from mixpanel_data._internal.services.fetch.ingest import (
     HEAVY_STEP,
-    INGEST_MEMORY_LIMIT,
     StagedFile,
     download_window,
     scan_duplicates,
+    writer_memory_limit,
 )
 from mixpanel_data._internal.services.fetch.windows import DateWindow
 from mixpanel_data.exceptions import MixpanelDataError, Retryable
@@ -48,7 +48,7 @@ BATCH_BYTES = 2 << 30
 # commit, and never longer than MAX_COMMIT_LATENCY in all (readers see data by then).
 COMMIT_DELAY = 0.5
 MAX_COMMIT_LATENCY = 10.0
-# The writer's pool while it checkpoints on close (commits get INGEST_MEMORY_LIMIT).
+# The writer's pool while it checkpoints on close (commits get `writer_memory_limit()`).
 CHECKPOINT_MEMORY_LIMIT = "128MB"
 # Windows downloaded ahead of the writer (at most `workers` at once).
 LOOKAHEAD_WINDOWS = 64
@@ -103,7 +103,7 @@ class WriterSession:
                 stack = contextlib.ExitStack()
                 conn = stack.enter_context(self._storage.writer())
                 if not self._storage.is_memory:  # that connection is the user's for good
-                    conn.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
+                    conn.execute(f"SET memory_limit = '{writer_memory_limit()}'")
                     # One checkpoint when the session closes, not one per commit.
                     conn.execute("SET checkpoint_threshold = '4GB'")
                     conn.execute("SET preserve_insertion_order = false")
@@ -111,7 +111,8 @@ class WriterSession:
             with self._storage.writer() as conn:  # nested: reuses the held connection
                 yield conn
 
-    def release(self) -> None:
+    def release(self, *, failing: bool = False) -> None:
+        """Close the held connection (it checkpoints); ``failing``: never raise over an error."""
         if self._stack is not None:
             stack, conn = self._stack, self._conn
             self._stack, self._conn = None, None
@@ -123,10 +124,20 @@ class WriterSession:
                     # the checkpoint of a large table does not come on top of them.
                     with contextlib.suppress(duckdb.Error):
                         conn.execute(f"SET memory_limit = '{CHECKPOINT_MEMORY_LIMIT}'")
-                stack.close()
+                if failing:
+                    with contextlib.suppress(Exception):
+                        stack.close()
+                else:
+                    stack.close()
 
     def close(self) -> None:
         self.release()
+
+    def __enter__(self) -> WriterSession:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.release(failing=exc is not None)
 
 
 def download_ahead(
