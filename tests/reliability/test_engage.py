@@ -13,7 +13,7 @@ import pytest
 from mixpanel_data._internal.storage.engine import StorageEngine
 from mixpanel_data.emulator.project import ProjectSpec
 from mixpanel_data.emulator.server import Emulator
-from mixpanel_data.exceptions import QueryError
+from mixpanel_data.exceptions import APIError, QueryError
 
 from .conftest import Harness
 
@@ -71,10 +71,15 @@ def test_sessions_that_keep_expiring_fail_and_store_nothing(pem: Any, tmp_path: 
     harness = Harness(emu=pem, db=tmp_path / "p.duckdb")
     pem.faults.add("session_expired", endpoint="engage", count=3)
     try:
-        with pytest.raises(QueryError):
+        with pytest.raises(APIError) as info:
             harness.fetcher().fetch_profiles("profiles")
     finally:
         harness.close()
+    # Not the user's arguments (exit 3): a server-side failure, exit 1, that says so.
+    assert not isinstance(info.value, QueryError)
+    assert info.value.exit_code == 1
+    assert "engage session expired 3 times" in info.value.message
+    assert "nothing was stored; run the same command again" in info.value.message
     assert [s for _p, s in _pages(pem)].count(400) == 3
     assert not harness.db.exists() or not StorageEngine(harness.db, read_only=True).table_exists(
         "profiles"

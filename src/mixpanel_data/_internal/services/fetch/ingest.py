@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HEAVY_STEP",
+    "PROFILE_CHUNK_BYTES",
     "StagedFile",
     "WindowCounts",
     "commit_events",
@@ -56,6 +57,9 @@ __all__ = [
 
 # DuckDB's buffer pool for ingestion; larger windows spill to disk, so RSS stays flat.
 INGEST_MEMORY_LIMIT = "256MB"
+
+# A profile fetch stages engage pages into files of about this size, upserted one by one.
+PROFILE_CHUNK_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -519,39 +523,67 @@ def _count(cursor: duckdb.DuckDBPyConnection) -> int:
 
 
 def commit_profiles(
-    conn: duckdb.DuckDBPyConnection, *, table: str, path: Path, lines: int
+    conn: duckdb.DuckDBPyConnection, *, table: str, chunks: Sequence[tuple[Path, int]]
 ) -> WindowCounts:
-    """Upsert staged engage records into `table` on distinct_id: the newer fetch wins."""
+    """Upsert staged engage records into `table` on distinct_id: the newer fetch wins.
+
+    Call inside an open transaction. Chunks (staging files of at most
+    ``PROFILE_CHUNK_BYTES``) are upserted one statement set at a time, so the
+    commit's memory is one chunk's whatever the number of profiles; a profile
+    repeated in a later chunk replaces the earlier one and counts as a duplicate.
+    """
     target = quote_ident(table)
-    if lines == 0:
-        return WindowCounts(0, 0, 0)
-    source = (
-        f"read_json({sql_literal(str(path))}, format = 'newline_delimited', "
-        "columns = {\"$distinct_id\": 'VARCHAR', \"$properties\": 'JSON'}, "
-        "ignore_errors = true)"
-    )
-    conn.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _mp_profiles AS
-        SELECT "$distinct_id" AS distinct_id,
-               TRY_CAST(json_extract_string(coalesce("$properties", '{{}}'), '$."$last_seen"')
-                        AS TIMESTAMP)::TIMESTAMPTZ AS last_seen,
-               coalesce("$properties", '{{}}')::JSON AS properties
-        FROM {source}
-        QUALIFY row_number() OVER (PARTITION BY "$distinct_id") = 1"""
-    )
+    chunks = [(path, lines) for path, lines in chunks if lines > 0]
+    rows = duplicates = malformed = 0
+    track = len(chunks) > 1  # ids of earlier chunks, to count repeats as duplicates
+    if track:
+        conn.execute("CREATE OR REPLACE TEMP TABLE _mp_seen (distinct_id VARCHAR)")
     try:
-        malformed = _count(conn.execute("DELETE FROM _mp_profiles WHERE distinct_id IS NULL"))
-        replaced = _count(
-            conn.execute(
-                f"DELETE FROM {target} t USING _mp_profiles p WHERE t.distinct_id = p.distinct_id"
+        for path, lines in chunks:
+            source = (
+                f"read_json({sql_literal(str(path))}, format = 'newline_delimited', "
+                "columns = {\"$distinct_id\": 'VARCHAR', \"$properties\": 'JSON'}, "
+                "ignore_errors = true)"
             )
-        )
-        added = _count(
             conn.execute(
-                f"INSERT INTO {target} SELECT distinct_id, last_seen, properties FROM _mp_profiles"
+                f"""CREATE OR REPLACE TEMP TABLE _mp_profiles AS
+                SELECT "$distinct_id" AS distinct_id,
+                       TRY_CAST(json_extract_string(coalesce("$properties", '{{}}'),
+                                '$."$last_seen"') AS TIMESTAMP)::TIMESTAMPTZ AS last_seen,
+                       coalesce("$properties", '{{}}')::JSON AS properties
+                FROM {source}
+                QUALIFY row_number() OVER (PARTITION BY "$distinct_id") = 1"""
             )
-        )
-        rows = added - replaced
-        return WindowCounts(rows, max(0, lines - malformed - added), malformed)
+            try:
+                bad = _count(conn.execute("DELETE FROM _mp_profiles WHERE distinct_id IS NULL"))
+                repeats = 0
+                if track:
+                    repeats = _count(
+                        conn.execute(
+                            "SELECT count(*) FROM _mp_profiles p "
+                            "SEMI JOIN _mp_seen s ON p.distinct_id = s.distinct_id"
+                        )
+                    )
+                replaced = _count(
+                    conn.execute(
+                        f"DELETE FROM {target} t USING _mp_profiles p "
+                        "WHERE t.distinct_id = p.distinct_id"
+                    )
+                )
+                added = _count(
+                    conn.execute(
+                        f"INSERT INTO {target} "
+                        "SELECT distinct_id, last_seen, properties FROM _mp_profiles"
+                    )
+                )
+                if track:
+                    conn.execute("INSERT INTO _mp_seen SELECT distinct_id FROM _mp_profiles")
+            finally:
+                conn.execute("DROP TABLE IF EXISTS _mp_profiles")
+            rows += added - replaced
+            malformed += bad
+            duplicates += max(0, lines - bad - added) + repeats
     finally:
-        conn.execute("DROP TABLE IF EXISTS _mp_profiles")
+        if track:
+            conn.execute("DROP TABLE IF EXISTS _mp_seen")
+    return WindowCounts(rows, duplicates, malformed)
