@@ -11,7 +11,7 @@ import orjson
 import typer
 
 from mixpanel_data.cli.context import get_context
-from mixpanel_data.cli.formatters import emit, message
+from mixpanel_data.cli.formatters import check_output, emit, message, silence_stdout
 from mixpanel_data.cli.options import Format, FormatOpt, JqOpt
 
 if TYPE_CHECKING:
@@ -60,19 +60,24 @@ def progress_bar(*, enabled: bool, label: str) -> Iterator[Callable[[FetchProgre
 
 
 def _write_lines(lines: Iterator[bytes]) -> None:
-    """Write JSONL to stdout in large batches (a closed pipe is handled by `main`)."""
+    """Write JSONL to stdout in large batches; a reader that went away ends it with 0."""
     out = sys.stdout.buffer
     batch: list[bytes] = []
     size = 0
-    for line in lines:
-        batch.append(line)
-        size += len(line) + 1
-        if size >= _STDOUT_BATCH:
+    try:
+        for line in lines:
+            batch.append(line)
+            size += len(line) + 1
+            if size >= _STDOUT_BATCH:
+                out.write(b"\n".join(batch) + b"\n")
+                batch, size = [], 0
+        if batch:
             out.write(b"\n".join(batch) + b"\n")
-            batch, size = [], 0
-    if batch:
-        out.write(b"\n".join(batch) + b"\n")
-    out.flush()
+        out.flush()
+    except BrokenPipeError:
+        # `mp fetch events --stdout | head -1`: click would exit 1 on EPIPE.
+        silence_stdout()
+        raise typer.Exit(0) from None
 
 
 @contextmanager
@@ -161,6 +166,7 @@ def events(
 
     Example: mp fetch events jan --from 2024-01-01 --to 2024-01-31 -e Login -e "Sign Up"
     """
+    check_output(fmt=fmt, jq=jq)
     state = get_context(ctx)
     names = list(event or [])
     if events_csv:
@@ -275,6 +281,7 @@ def profiles(
 
     Example: mp fetch profiles paying --where 'properties["plan"] == "pro"'
     """
+    check_output(fmt=fmt, jq=jq)
     state = get_context(ctx)
     ids = list(distinct_id or [])
     if distinct_ids:
