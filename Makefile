@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck pytest bench bench-scaling clean
+.PHONY: demo test check lint typecheck pytest bench bench-scaling bench-profiles clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: $(STAMP)
 # 1M and 10M events (the 10M project is 8.5 GB of JSONL, kept in MP_BENCH_CACHE).
 bench-scaling: $(STAMP)
 	$(BIN)/python benchmarks/memory_scaling.py --cache-dir $${MP_BENCH_CACHE:-/var/tmp/mp-bench}
+
+# Peak RSS of `mp fetch profiles` at 100k and 1M profiles (each from its own emulator).
+bench-profiles: $(STAMP)
+	$(BIN)/python benchmarks/profile_benchmark.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

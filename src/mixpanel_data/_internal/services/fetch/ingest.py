@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HEAVY_STEP",
     "PROFILE_CHUNK_BYTES",
+    "PROFILE_MEMORY_LIMIT",
     "StagedFile",
     "WindowCounts",
     "commit_events",
@@ -58,8 +59,12 @@ __all__ = [
 # DuckDB's buffer pool for ingestion; larger windows spill to disk, so RSS stays flat.
 INGEST_MEMORY_LIMIT = "256MB"
 
-# A profile fetch stages engage pages into files of about this size, upserted one by one.
-PROFILE_CHUNK_BYTES = 64 << 20
+# A profile fetch stages engage pages into files of about this size, upserted one by
+# one in a pool of PROFILE_MEMORY_LIMIT (a chunk needs about 4x its size; the
+# transaction's new rows fill the rest and spill): its peak is the same at 100k
+# profiles as at 1M (benchmarks/profile_benchmark.py).
+PROFILE_CHUNK_BYTES = 16 << 20
+PROFILE_MEMORY_LIMIT = "128MB"
 
 
 @dataclass(frozen=True)

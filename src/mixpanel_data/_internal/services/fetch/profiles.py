@@ -20,8 +20,8 @@ import orjson
 
 from mixpanel_data._internal.results.fetch import FetchProgress, FetchResult
 from mixpanel_data._internal.services.fetch.ingest import (
-    INGEST_MEMORY_LIMIT,
     PROFILE_CHUNK_BYTES,
+    PROFILE_MEMORY_LIMIT,
     commit_profiles,
 )
 from mixpanel_data._internal.services.fetch.records import engage_params
@@ -117,7 +117,7 @@ class ProfileFetching:
             )
             lines, nbytes, pages = staged.lines, staged.bytes, staged.pages
             with self.storage.writer() as conn:
-                conn.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
+                conn.execute(f"SET memory_limit = '{PROFILE_MEMORY_LIMIT}'")
                 conn.execute("BEGIN TRANSACTION")
                 try:
                     st.ensure_meta(conn)
