@@ -81,6 +81,7 @@ class Workspace:
         transport: httpx.BaseTransport | None = None,
         budgets: Mapping[str, BudgetSpec | str] | None = None,
         retry: RetryPolicy | None = None,
+        quiet: bool = False,
     ) -> None:
         self._config = config or ConfigManager()
         creds = credentials or self._config.resolve(account)
@@ -98,6 +99,7 @@ class Workspace:
         self._transport = transport
         self._budgets = _budgets(budgets) if budgets is not None else budgets_from_env()
         self._retry = retry
+        self._quiet = quiet  # no progress notes on stderr (warnings still print)
         self._api: MixpanelAPIClient | None = None
         self._storage: StorageEngine | None = None
         self._ephemeral = False
@@ -129,6 +131,7 @@ class Workspace:
         ws._transport = None
         ws._budgets = {}
         ws._retry = None
+        ws._quiet = False
         ws._api = None
         ws._storage = None
         ws._ephemeral = False
@@ -229,7 +232,8 @@ class Workspace:
         from mixpanel_data._internal.services.fetch.service import FetcherService
 
         def notice(text: str) -> None:
-            print(text, file=sys.stderr)
+            if not self._quiet or text.startswith("warning:"):
+                print(text, file=sys.stderr)
 
         return FetcherService(
             self.api,

@@ -52,7 +52,8 @@ def test_stdout_into_a_closed_pipe_exits_0_quietly(cli_env: Path, emulator: Any)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     first = proc.stdout.readline()
     proc.stdout.close()
     err = proc.stderr.read().decode()
@@ -81,3 +82,82 @@ def test_a_failed_fetch_on_a_bad_db_path_leaves_no_lock_file(
     assert "DuckDB database" in _one_error_line(proc.stderr)
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
     assert bad.read_text() == "not a database\n"
+
+
+def _some_windows_committed(db: Path, total: int) -> bool:
+    from mixpanel_data._internal.storage.engine import StorageEngine
+    from mixpanel_data.exceptions import DatabaseLockedError
+
+    if not db.exists():
+        return False
+    engine = StorageEngine(db, read_only=True, lock_timeout=0.5, on_wait=None)
+    try:
+        meta = engine.table_metadata("events")
+    except DatabaseLockedError:  # mid-commit: look again
+        return False
+    return bool(meta and 2 <= meta["windows_done"] < total)
+
+
+def test_quiet_resume_prints_nothing(cli_env: Path, emulator: Any, tmp_path: Path) -> None:
+    """`-q` still printed `resuming: N of M windows already committed`."""
+    import os
+    import signal
+
+    from tests.reliability.mp_proc import wait_for
+
+    days = [str(d) for d in emulator.project.data_dates[:6]]
+    db = tmp_path / "resumed.duckdb"
+    argv = [MP, "-q", "--db", str(db), "fetch", "events", "--from", days[0], "--to", days[-1]]
+    emulator.faults.add("slow", endpoint="export", prob=1.0, bytes_per_second=250_000)
+    proc = subprocess.Popen([*argv, "--workers", "1"], stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _some_windows_committed(db, len(days)), what="some windows committed")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        emulator.faults.clear()
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stderr == ""
+    assert '"windows_resumed":' in rerun.stdout
+
+
+def test_progress_bar_says_what_it_waits_for_at_the_start(
+    cli_env: Path, emulator: Any, tmp_path: Path
+) -> None:
+    """On a terminal the bar sat at 0 windows for seconds with no word of why."""
+    import os
+    import pty
+    import select
+
+    day = str(emulator.project.data_dates[0])
+    db = tmp_path / "tty.duckdb"
+    emulator.faults.add("slow", endpoint="export", prob=1.0, bytes_per_second=200_000)
+    parent, child = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [MP, "--db", str(db), "fetch", "events", "--from", day, "--to", day],
+            stdout=subprocess.DEVNULL,
+            stderr=child,
+            env={**os.environ, "COLUMNS": "200", "TERM": "xterm"},
+        )
+        os.close(child)
+        seen = b""
+        while True:
+            ready, _, _ = select.select([parent], [], [], 1.0)
+            if ready:
+                try:
+                    chunk = os.read(parent, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif proc.poll() is not None:
+                break
+        proc.wait(timeout=300)
+    finally:
+        emulator.faults.clear()
+        os.close(parent)
+    assert proc.returncode == 0
+    assert b"waiting for the first export window" in seen

@@ -31,7 +31,9 @@ class CliContext:
         key = (read_only, credentials)
         if key not in self._workspaces:
             if credentials:
-                ws = Workspace(self.account, path=self.db_path, read_only=read_only)
+                ws = Workspace(
+                    self.account, path=self.db_path, read_only=read_only, quiet=self.quiet
+                )
             else:
                 ws = Workspace.open(self.db_path, read_only=read_only)
             self._workspaces[key] = ws
