@@ -60,6 +60,12 @@ def _via(
     return call
 
 
+def _stderr_line(text: str) -> None:
+    import sys
+
+    print(text, file=sys.stderr)
+
+
 class Workspace:
     """One project's data: live queries against Mixpanel, and the local DuckDB copy.
 
@@ -167,12 +173,15 @@ class Workspace:
 
             with _LAZY_LOCK:
                 if self._api is None:
-                    self._api = MixpanelAPIClient(
+                    api = MixpanelAPIClient(
                         self.credentials,
                         transport=self._transport,
                         budgets=self._budgets,
                         retry=self._retry,
                     )
+                    if not self._quiet:  # long rate-limit waits say what for, until when
+                        api.on_wait = _stderr_line
+                    self._api = api
         return self._api
 
     @property
