@@ -4,10 +4,10 @@ Against the emulator on loopback (about 1M events over 30 days by default), for 
 commit batch bound (``staging.BATCH_BYTES``) given:
 
 1. the fetch alone (`mp -q fetch events`, a child process), its wall time;
-2. the same fetch with `mp sql --scalar "SELECT count(*) FROM events"` run back to
-   back in other processes for the whole fetch; each reader's wait is its wall time
-   less the wall time of the same reader on the finished database (the process's
-   start-up and the query itself).
+2. the same fetch with readers (`SELECT count(*) FROM events` through the same
+   StorageEngine open-and-retry `mp sql` uses, in this process) back to back for the
+   whole fetch; each reader's wait is its wall time less the fastest such read of the
+   finished database.
 
     python benchmarks/reader_wait.py                                   # 128 MB (ours)
     python benchmarks/reader_wait.py --batch-mb 2048 128               # before vs now
@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 EVENTS_PER_USER_DAY = 3.09  # measured on the emulator's default spec
-MP = str(Path(sys.executable).with_name("mp"))
 # `mp` with a given commit batch bound (a benchmark knob, not an option of mp).
 FETCH_WITH_BATCH = (
     "import sys; from mixpanel_data._internal.services.fetch import staging; "
@@ -35,15 +34,26 @@ FETCH_WITH_BATCH = (
 
 
 def _read(env: dict[str, str]) -> tuple[float, bool]:
+    """One `mp sql`-style read (the same StorageEngine open and retry), timed.
+
+    In this process, not a child: a child's start-up on a busy machine would
+    swamp the wait being measured.
+    """
+    from mixpanel_data._internal.storage.engine import StorageEngine
+    from mixpanel_data.exceptions import MixpanelDataError
+
+    db = Path(env["MP_DB_PATH"])
+    if not db.exists():
+        time.sleep(0.05)
+        return 0.0, False
     started = time.perf_counter()
-    proc = subprocess.run(
-        [MP, "sql", "--scalar", "SELECT count(*) FROM events"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return time.perf_counter() - started, proc.returncode == 0
+    try:
+        engine = StorageEngine(db, read_only=True, on_wait=None)
+        engine.execute_scalar("SELECT count(*) FROM events")
+    except MixpanelDataError:  # before the first commit there is no table yet
+        time.sleep(0.05)
+        return 0.0, False
+    return time.perf_counter() - started, True
 
 
 def _fetch(batch: int, env: dict[str, str], first: str, last: str, readers: bool) -> Any:
