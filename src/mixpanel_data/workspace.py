@@ -61,6 +61,12 @@ def _via(
     return call
 
 
+def _stderr_line(text: str) -> None:
+    import sys
+
+    print(text, file=sys.stderr)
+
+
 class Workspace:
     """One project's data: live queries against Mixpanel, and the local DuckDB copy.
 
@@ -83,6 +89,7 @@ class Workspace:
         transport: httpx.BaseTransport | None = None,
         budgets: Mapping[str, BudgetSpec | str] | None = None,
         retry: RetryPolicy | None = None,
+        quiet: bool = False,
     ) -> None:
         self._config = config or ConfigManager()
         creds = credentials or self._config.resolve(account)
@@ -101,6 +108,7 @@ class Workspace:
         self._transport = transport
         self._budgets = _budgets(budgets) if budgets is not None else budgets_from_env()
         self._retry = retry
+        self._quiet = quiet  # no progress notes on stderr (warnings still print)
         self._api: MixpanelAPIClient | None = None
         self._storage: StorageEngine | None = None
         self._ephemeral = False
@@ -132,6 +140,7 @@ class Workspace:
         ws._transport = None
         ws._budgets = {}
         ws._retry = None
+        ws._quiet = False
         ws._api = None
         ws._storage = None
         ws._ephemeral = False
@@ -167,12 +176,15 @@ class Workspace:
 
             with _LAZY_LOCK:
                 if self._api is None:
-                    self._api = MixpanelAPIClient(
+                    api = MixpanelAPIClient(
                         self.credentials,
                         transport=self._transport,
                         budgets=self._budgets,
                         retry=self._retry,
                     )
+                    if not self._quiet:  # long rate-limit waits say what for, until when
+                        api.on_wait = _stderr_line
+                    self._api = api
         return self._api
 
     @property
@@ -243,7 +255,8 @@ class Workspace:
         from mixpanel_data._internal.services.fetch.service import FetcherService
 
         def notice(text: str) -> None:
-            print(text, file=sys.stderr)
+            if not self._quiet or text.startswith("warning:"):
+                print(text, file=sys.stderr)
 
         return FetcherService(
             self.api,

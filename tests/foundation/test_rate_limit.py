@@ -97,3 +97,29 @@ def test_concurrency_cap_is_never_exceeded() -> None:
     for t in threads:
         t.join()
     assert peak == 3
+
+
+def test_a_long_wait_is_announced_once_naming_its_limit() -> None:
+    """An exhausted hourly budget waited minutes saying nothing."""
+    clock = FakeClock()
+    budget = RateBudget(BudgetSpec(per_hour=2, hour_seconds=600.0), clock=clock, sleep=clock.sleep)
+    notes: list[tuple[float, str]] = []
+    for _ in range(2):
+        with budget.slot(lambda s, r: notes.append((s, r))):
+            pass
+    assert notes == []  # no wait, no word
+    with budget.slot(lambda s, r: notes.append((s, r))):
+        pass
+    assert notes == [(600.0, "the hourly request budget (2 requests an hour, all used)")]
+    assert sum(clock.slept) == pytest.approx(600.0)
+
+
+def test_a_short_wait_is_not_announced() -> None:
+    clock = FakeClock()
+    budget = RateBudget(BudgetSpec(per_second=1), clock=clock, sleep=clock.sleep)
+    notes: list[tuple[float, str]] = []
+    for _ in range(3):
+        with budget.slot(lambda s, r: notes.append((s, r))):
+            pass
+    assert clock.slept == [1.0, 1.0]
+    assert notes == []

@@ -99,3 +99,30 @@ def test_clients_of_one_process_share_one_budget_per_project_and_family(
         assert first.budget("export") is not first.budget("query")
     finally:
         harness.close()
+
+
+def test_a_long_budget_wait_says_what_for_and_until_when(
+    limited: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Engage retries used up the hourly budget and the fetch then waited minutes silently."""
+    import re
+
+    from mixpanel_data._internal.http import rate_limit
+
+    # The scaled "hour" is 4 s: announce any wait (how long it is depends on the load).
+    monkeypatch.setattr(rate_limit, "NOTICE_AFTER", 0.01)
+    harness = Harness(emu=limited, db=tmp_path / "w.duckdb")
+    api = harness.fetcher(budgets={"query": BudgetSpec(per_hour=2, hour_seconds=4.0)}).api
+    notes: list[str] = []
+    api.on_wait = notes.append
+    try:
+        for _ in range(3):
+            api.request("GET", "query", "events/names", params={"type": "general"})
+    finally:
+        harness.close()
+    (note,) = notes
+    assert re.fullmatch(
+        r"waiting [0-4] s for the hourly request budget \(2 requests an hour, all used\) "
+        r"of the query API; continuing at \d\d:\d\d:\d\d \S+",
+        note,
+    ), note

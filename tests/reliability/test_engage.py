@@ -13,7 +13,7 @@ import pytest
 from mixpanel_data._internal.storage.engine import StorageEngine
 from mixpanel_data.emulator.project import ProjectSpec
 from mixpanel_data.emulator.server import Emulator
-from mixpanel_data.exceptions import QueryError
+from mixpanel_data.exceptions import APIError, QueryError
 
 from .conftest import Harness
 
@@ -71,10 +71,15 @@ def test_sessions_that_keep_expiring_fail_and_store_nothing(pem: Any, tmp_path: 
     harness = Harness(emu=pem, db=tmp_path / "p.duckdb")
     pem.faults.add("session_expired", endpoint="engage", count=3)
     try:
-        with pytest.raises(QueryError):
+        with pytest.raises(APIError) as info:
             harness.fetcher().fetch_profiles("profiles")
     finally:
         harness.close()
+    # Not the user's arguments (exit 3): a server-side failure, exit 1, that says so.
+    assert not isinstance(info.value, QueryError)
+    assert info.value.exit_code == 1
+    assert "engage session expired 3 times" in info.value.message
+    assert "nothing was stored; run the same command again" in info.value.message
     assert [s for _p, s in _pages(pem)].count(400) == 3
     assert not harness.db.exists() or not StorageEngine(harness.db, read_only=True).table_exists(
         "profiles"
@@ -123,3 +128,101 @@ def test_pages_ending_short_of_total_are_reported(pem: Any, tmp_path: Path) -> N
     assert f"{len(want) - 7:,} distinct profiles of the {len(want):,} it announced" in warning
     assert result.to_dict()["warnings"] == [warning]
     assert harness.notices == [f"warning: {warning}"]
+
+
+def _staged_lines(db: Path) -> int:
+    return sum(
+        f.read_bytes().count(b"\n")
+        for d in db.parent.glob(".mp-staging-*")
+        for f in d.glob("*.jsonl")
+    )
+
+
+def test_profile_pages_go_to_disk_as_they_arrive(
+    pem: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory stays flat: when page N is asked for, pages 0..N-1 are already on disk.
+
+    (Holding every page until the last one arrived made a fetch's memory grow by
+    about 1.9 KB per profile.) Chunk files of one page each exercise the chunked
+    upsert, whose result must equal a one-chunk fetch.
+    """
+    from mixpanel_data._internal.services.fetch import profiles
+
+    monkeypatch.setattr(profiles, "PROFILE_CHUNK_BYTES", 1)
+    db = tmp_path / "p.duckdb"
+    on_disk: dict[int, int] = {}
+
+    def watching(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ["PATH_INFO"].endswith("/engage"):
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length)
+            import io
+            from urllib.parse import parse_qs
+
+            page = int(parse_qs(body.decode()).get("page", ["0"])[0])
+            on_disk[page] = _staged_lines(db)
+            environ["wsgi.input"] = io.BytesIO(body)
+        return pem.app(environ, start_response)  # type: ignore[no-any-return]
+
+    harness = Harness(emu=pem, db=db)
+    try:
+        result = harness.fetcher(transport=httpx.WSGITransport(app=watching)).fetch_profiles()
+    finally:
+        harness.close()
+    want = expected(pem)
+    assert on_disk == {0: 0, 1: 1000, 2: 2000}
+    assert stored(db) == want
+    assert result.rows_inserted == len(want) == result.table_rows
+    assert (result.duplicates_dropped, result.malformed_lines) == (0, 0)
+
+
+def _repeat_first_profile(app: Callable[..., Iterable[bytes]]) -> Callable[..., Any]:
+    """Wrap the emulator: the last engage page repeats page 0's first profile, changed."""
+    first: dict[str, Any] = {}
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        seen: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            seen["status"], seen["headers"] = status, headers
+            return lambda _data: None
+
+        body = b"".join(app(environ, capture))
+        headers = [(k, v) for k, v in seen["headers"] if k.lower() != "content-length"]
+        if environ["PATH_INFO"].endswith("/engage") and seen["status"].startswith("200"):
+            reply = json.loads(body)
+            if reply["page"] == 0:
+                first.update(reply["results"][0])
+            elif len(reply["results"]) < reply["page_size"]:
+                again = {**first, "$properties": {**first["$properties"], "plan": "again"}}
+                reply["results"].append(again)
+                body = json.dumps(reply).encode()
+        start_response(seen["status"], [*headers, ("Content-Length", str(len(body)))])
+        return [body]
+
+    return wrapped
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 64 << 20])
+def test_a_profile_repeated_in_a_later_chunk_counts_once(
+    pem: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int
+) -> None:
+    """Chunked or not, a repeated distinct_id is one row (the later page wins), one duplicate."""
+    from mixpanel_data._internal.services.fetch import profiles
+
+    monkeypatch.setattr(profiles, "PROFILE_CHUNK_BYTES", chunk_bytes)
+    harness = Harness(emu=pem, db=tmp_path / "p.duckdb")
+    transport = httpx.WSGITransport(app=_repeat_first_profile(pem.app))
+    try:
+        result = harness.fetcher(transport=transport).fetch_profiles("profiles")
+    finally:
+        harness.close()
+    want = expected(pem)
+    got = stored(harness.db)
+    assert set(got) == set(want)
+    assert result.rows_inserted == len(want)
+    assert result.duplicates_dropped == 1
+    if chunk_bytes == 1:  # chunks are upserted in page order: the later copy wins
+        (changed,) = [k for k, v in got.items() if v != want[k]]
+        assert got[changed]["plan"] == "again"

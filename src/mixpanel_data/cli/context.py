@@ -37,6 +37,7 @@ class CliContext:
                     path=self.db_path,
                     read_only=read_only,
                     workspace_id=self.workspace_id,
+                    quiet=self.quiet,
                 )
             else:
                 ws = Workspace.open(self.db_path, read_only=read_only)

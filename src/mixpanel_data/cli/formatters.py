@@ -76,6 +76,21 @@ def _apply_each(items: Sequence[Any], expression: str) -> list[Any]:
     return out
 
 
+def check_output(*, fmt: Format, jq: str | None) -> None:
+    """Refuse a bad --format/--jq pair before a command does any work (or stores anything)."""
+    if jq is None:
+        return
+    if fmt not in (Format.json, Format.jsonl):
+        raise ValidationError("--jq works only with --format json or jsonl")
+    import jq as jqlib
+
+    try:
+        jqlib.compile(jq)
+    except ValueError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        raise ValidationError(f"invalid --jq expression: {first}") from None
+
+
 def _rows(data: Any) -> list[dict[str, Any]]:
     if isinstance(data, list):
         return [r if isinstance(r, dict) else {"value": r} for r in data]
@@ -129,6 +144,7 @@ def render(
             items = _apply_each(items, jq)
         return "".join(_dumps(item, pretty=False) + "\n" for item in items)
     if jq is not None:
+        check_output(fmt=fmt, jq=jq)
         results = apply_jq(payload, jq)
         if len(results) != 1:
             return "".join(_dumps(r, pretty=False) + "\n" for r in results)
@@ -195,20 +211,25 @@ def emit(
 
 def write_stdout(text: str) -> None:
     """Write to stdout; a reader that went away (`| head -1`) ends the command quietly."""
-    import os
-
     import typer
 
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
+        silence_stdout()
         raise typer.Exit(0) from None
+
+
+def silence_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so nothing more fails on it."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def message(text: str, *, quiet: bool = False) -> None:

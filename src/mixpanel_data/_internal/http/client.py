@@ -26,6 +26,7 @@ import orjson
 from mixpanel_data._internal.config import Credentials
 from mixpanel_data._internal.http.rate_limit import (
     DEFAULT_BUDGETS,
+    NOTICE_AFTER,
     BudgetSpec,
     RateBudget,
     budget_for,
@@ -203,6 +204,8 @@ class MixpanelAPIClient:
             follow_redirects=False,
         )
         self.retries = 0
+        # Told about long waits (rate budgets, retry backoffs): what for and until when.
+        self.on_wait: Callable[[str], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -221,6 +224,20 @@ class MixpanelAPIClient:
         return f"MixpanelAPIClient(project_id={c.project_id!r}, region={c.region!r})"
 
     # -- helpers -------------------------------------------------------------------
+
+    def _wait_note(self, family: Family) -> Callable[[float, str], None] | None:
+        """Announce a long budget wait on `on_wait`, naming the limit and the resume time."""
+        notify = self.on_wait
+        if notify is None:
+            return None
+
+        def note(seconds: float, reason: str) -> None:
+            notify(
+                f"waiting {seconds:,.0f} s for {reason} of the {family} API; "
+                f"continuing at {_clock_after(seconds)}"
+            )
+
+        return note
 
     def budget(self, family: Family) -> RateBudget:
         """Return the shared rate budget for `family` of this project."""
@@ -283,7 +300,10 @@ class MixpanelAPIClient:
         while True:
             attempt += 1
             try:
-                with self.budget(family).slot(), translate_transport_errors(self, method, url):
+                with (
+                    self.budget(family).slot(self._wait_note(family)),
+                    translate_transport_errors(self, method, url),
+                ):
                     response = self._http.request(
                         method,
                         url,
@@ -309,6 +329,11 @@ class MixpanelAPIClient:
                 ):
                     raise
                 self.retries += 1
+                if self.on_wait is not None and delay >= NOTICE_AFTER:
+                    self.on_wait(
+                        f"{exc.message.split(';')[0]}; retrying in {delay:,.0f} s "
+                        f"(at {_clock_after(delay)})"
+                    )
                 self.sleep(delay)
 
     @contextmanager
@@ -329,7 +354,7 @@ class MixpanelAPIClient:
         url = build_url(self.credentials, family, endpoint)
         qs = self._params(params, project_scoped=True, family=family)
         with (
-            self.budget(family).slot(),
+            self.budget(family).slot(self._wait_note(family)),
             translate_transport_errors(self, method, url),
             self._http.stream(
                 method, url, params=qs, headers=dict(headers or {}), timeout=self.timeouts[family]
@@ -525,3 +550,10 @@ def iter_body(response: httpx.Response, chunk_size: int | None = None) -> Iterat
 def is_retryable(exc: BaseException) -> bool:
     """Return True when a retry of the same request may succeed."""
     return isinstance(exc, Retryable)
+
+
+def _clock_after(seconds: float) -> str:
+    """The local wall-clock time `seconds` from now, as HH:MM:SS and the zone."""
+    from datetime import datetime, timedelta
+
+    return (datetime.now().astimezone() + timedelta(seconds=seconds)).strftime("%H:%M:%S %Z")

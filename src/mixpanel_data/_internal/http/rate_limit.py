@@ -25,7 +25,14 @@ from dataclasses import dataclass
 
 from mixpanel_data.exceptions import ValidationError
 
-__all__ = ["BudgetSpec", "RateBudget", "budget_for", "parse_budget_spec", "reset_budgets"]
+__all__ = [
+    "NOTICE_AFTER",
+    "BudgetSpec",
+    "RateBudget",
+    "budget_for",
+    "parse_budget_spec",
+    "reset_budgets",
+]
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,10 @@ def parse_budget_spec(text: str) -> BudgetSpec:
     return BudgetSpec(**values)
 
 
+# Waits at least this long (seconds) are announced (`RateBudget.slot`'s on_wait).
+NOTICE_AFTER = 5.0
+
+
 class RateBudget:
     """A sliding-window budget with a concurrency cap; thread-safe."""
 
@@ -111,9 +122,22 @@ class RateBudget:
             wait = max(wait, spec.hour_seconds + self.margin - (now - self._hour[0]))
         return wait
 
+    def _reason(self, now: float) -> str:
+        """Which limit a wait at `now` is for (for the message that announces it)."""
+        if self._not_before > now:
+            return "a rate-limit answer (429) from Mixpanel"
+        if self.spec.per_hour and len(self._hour) >= self.spec.per_hour:
+            return f"the hourly request budget ({self.spec.per_hour} requests an hour, all used)"
+        return "the per-second request budget"
+
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold one request slot for the duration of a request."""
+    def slot(self, on_wait: Callable[[float, str], None] | None = None) -> Iterator[None]:
+        """Hold one request slot for the duration of a request.
+
+        A wait of NOTICE_AFTER seconds or more is announced once through
+        ``on_wait(seconds, reason)``, so a long pause never looks like a hang.
+        """
+        announced = False
         with self._cond:
             while True:
                 if self.spec.concurrent and self._running >= self.spec.concurrent:
@@ -123,6 +147,9 @@ class RateBudget:
                 wait = self._wait_time(now)
                 if wait <= 0:
                     break
+                if on_wait is not None and not announced and wait >= NOTICE_AFTER:
+                    announced = True
+                    on_wait(wait, self._reason(now))
                 self.waited_seconds += wait
                 self._cond.release()
                 try:

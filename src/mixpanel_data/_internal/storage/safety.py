@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -196,20 +197,29 @@ def fetch_lock(db: Path) -> Iterator[None]:
 
     private_mkdir(db.parent)
     side = Path(str(db) + ".fetch")
-    try:
-        fd = os.open(side, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise StorageError(
-            f"cannot create {side}: {exc.strerror}; check the folder's permissions",
-            path=str(side),
-        ) from None
-    try:
+    while True:
+        try:
+            fd = os.open(side, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create {side}: {exc.strerror}; check the folder's permissions",
+                path=str(side),
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raw = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
             pid = int(raw) if raw.isdigit() else lock_holder_pid(side)
             raise DatabaseLockedError(str(db), pid=pid) from None
+        try:
+            same = os.stat(side).st_ino == os.fstat(fd).st_ino
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # its holder removed the file as we opened it: lock the new one
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         try:
@@ -218,5 +228,23 @@ def fetch_lock(db: Path) -> Iterator[None]:
             if not is_disk_full(exc):
                 raise
             raise disk_full_error(str(db.parent), exc) from None
+        except BaseException:
+            # A fetch that failed before there was a database (a directory, a file
+            # that is not DuckDB, an unwritable place): leave no lock file behind.
+            if not _is_duckdb_file(db):
+                with contextlib.suppress(OSError):
+                    side.unlink()
+            raise
     finally:
         os.close(fd)  # releases the flock
+
+
+def _is_duckdb_file(db: Path) -> bool:
+    """True when `db` is a regular file starting with DuckDB's header (magic at byte 8)."""
+    try:
+        if not stat.S_ISREG(os.stat(db).st_mode):  # never open a FIFO (it would block)
+            return False
+        with open(db, "rb") as fh:
+            return fh.read(12)[8:12] == b"DUCK"
+    except OSError:
+        return False

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mixpanel_data.cli.context import get_context
-from mixpanel_data.cli.formatters import emit, message
+from mixpanel_data.cli.formatters import check_output, emit, message
 from mixpanel_data.cli.options import Format, FormatOpt, JqOpt
 
 
@@ -40,6 +40,7 @@ def export(
 
     Example: mp export events ./lake --partition-by day
     """
+    check_output(fmt=fmt, jq=jq)
     state = get_context(ctx)
     ws = state.workspace(read_only=True, credentials=False)
     result = ws.export_parquet(table, directory, partition_by=partition_by.value)

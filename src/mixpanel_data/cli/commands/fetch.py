@@ -11,7 +11,7 @@ import orjson
 import typer
 
 from mixpanel_data.cli.context import get_context
-from mixpanel_data.cli.formatters import emit, message
+from mixpanel_data.cli.formatters import check_output, emit, message, silence_stdout
 from mixpanel_data.cli.options import Format, FormatOpt, JqOpt
 
 if TYPE_CHECKING:
@@ -26,8 +26,14 @@ _STDOUT_BATCH = 1 << 20
 
 
 @contextmanager
-def progress_bar(*, enabled: bool, label: str) -> Iterator[Callable[[FetchProgress], None] | None]:
-    """A rich progress bar on stderr (only on a terminal, never with --quiet)."""
+def progress_bar(
+    *, enabled: bool, label: str, waiting: str = "waiting for the first export window…"
+) -> Iterator[Callable[[FetchProgress], None] | None]:
+    """A rich progress bar on stderr (only on a terminal, never with --quiet).
+
+    Until the first window (or page) is committed it says what it waits for: the
+    first download from a cold project can take several seconds.
+    """
     if not enabled or not sys.stderr.isatty():
         yield None
         return
@@ -41,12 +47,17 @@ def progress_bar(*, enabled: bool, label: str) -> Iterator[Callable[[FetchProgre
         TextColumn(
             "{task.fields[rows]:,} rows  {task.fields[mb]:.1f} MB  {task.fields[rate]:,.0f}/s"
         ),
+        TextColumn("{task.fields[status]}"),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=None, rows=0, mb=0.0, rate=0.0)
+        task = bar.add_task(label, total=None, rows=0, mb=0.0, rate=0.0, status=waiting)
+        first: list[int] = []
 
         def update(p: FetchProgress) -> None:
+            if not first:
+                first.append(p.windows_done)  # windows already committed (a resume)
+            started = p.windows_done > first[0] or p.rows > 0
             bar.update(
                 task,
                 completed=p.windows_done,
@@ -54,25 +65,31 @@ def progress_bar(*, enabled: bool, label: str) -> Iterator[Callable[[FetchProgre
                 rows=p.rows,
                 mb=p.bytes / 1e6,
                 rate=p.rows_per_second,
+                status="" if started else waiting,
             )
 
         yield update
 
 
 def _write_lines(lines: Iterator[bytes]) -> None:
-    """Write JSONL to stdout in large batches (a closed pipe is handled by `main`)."""
+    """Write JSONL to stdout in large batches; a reader that went away ends it with 0."""
     out = sys.stdout.buffer
     batch: list[bytes] = []
     size = 0
-    for line in lines:
-        batch.append(line)
-        size += len(line) + 1
-        if size >= _STDOUT_BATCH:
+    try:
+        for line in lines:
+            batch.append(line)
+            size += len(line) + 1
+            if size >= _STDOUT_BATCH:
+                out.write(b"\n".join(batch) + b"\n")
+                batch, size = [], 0
+        if batch:
             out.write(b"\n".join(batch) + b"\n")
-            batch, size = [], 0
-    if batch:
-        out.write(b"\n".join(batch) + b"\n")
-    out.flush()
+        out.flush()
+    except BrokenPipeError:
+        # `mp fetch events --stdout | head -1`: click would exit 1 on EPIPE.
+        silence_stdout()
+        raise typer.Exit(0) from None
 
 
 @contextmanager
@@ -161,6 +178,7 @@ def events(
 
     Example: mp fetch events jan --from 2024-01-01 --to 2024-01-31 -e Login -e "Sign Up"
     """
+    check_output(fmt=fmt, jq=jq)
     state = get_context(ctx)
     names = list(event or [])
     if events_csv:
@@ -311,6 +329,7 @@ def profiles(
 
     Example: mp fetch profiles paying --where 'properties["plan"] == "pro"'
     """
+    check_output(fmt=fmt, jq=jq)
     state = get_context(ctx)
     ids = list(distinct_id or [])
     if distinct_ids:
@@ -332,7 +351,11 @@ def profiles(
         _write_lines(_json_line(r) for r in rows)
         return
     ws = state.workspace()
-    with progress_bar(enabled=not state.quiet, label=f"profiles → {name}") as bar:
+    with progress_bar(
+        enabled=not state.quiet,
+        label=f"profiles → {name}",
+        waiting="waiting for the first engage page…",
+    ) as bar:
         result = ws.fetch_profiles(name, append=append, replace=replace, progress=bar, **filters)
     if result.malformed_lines:
         message(f"{result.malformed_lines} malformed profile records skipped", quiet=state.quiet)

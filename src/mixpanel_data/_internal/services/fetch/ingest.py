@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HEAVY_STEP",
+    "PROFILE_CHUNK_BYTES",
+    "PROFILE_MEMORY_LIMIT",
     "StagedFile",
     "WindowCounts",
     "commit_events",
@@ -62,6 +64,7 @@ __all__ = [
     "download_window",
     "is_out_of_memory",
     "out_of_memory_error",
+    "profile_memory_limit",
     "sql_literal",
     "writer_memory_limit",
 ]
@@ -88,6 +91,15 @@ def writer_memory_limit() -> str:
             f"{MEMORY_LIMIT_ENV}={value!r} is not a memory size; use e.g. 512MB or 2GB"
         )
     return value.replace(" ", "")
+
+
+def profile_memory_limit() -> str:
+    """A profile commit's pool: ``MP_FETCH_MEMORY_LIMIT`` if set, else PROFILE_MEMORY_LIMIT."""
+    return (
+        writer_memory_limit()
+        if os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+        else (PROFILE_MEMORY_LIMIT)
+    )
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -129,6 +141,14 @@ def long_line_limits(longest: int, pool_mb: int) -> tuple[str, int | None]:
 
 def _object_size_option(size: int | None) -> str:
     return "" if size is None else f", maximum_object_size = {size}"
+
+
+# A profile fetch stages engage pages into files of about this size, upserted one by
+# one in a pool of PROFILE_MEMORY_LIMIT (a chunk needs about 4x its size; the
+# transaction's new rows fill the rest and spill): its peak is the same at 100k
+# profiles as at 1M (benchmarks/profile_benchmark.py).
+PROFILE_CHUNK_BYTES = 16 << 20
+PROFILE_MEMORY_LIMIT = "128MB"
 
 
 @dataclass(frozen=True)
@@ -837,37 +857,62 @@ def _count(cursor: duckdb.DuckDBPyConnection) -> int:
 
 
 def commit_profiles(
-    conn: duckdb.DuckDBPyConnection, *, table: str, path: Path, lines: int
+    conn: duckdb.DuckDBPyConnection, *, table: str, chunks: Sequence[tuple[Path, int]]
 ) -> WindowCounts:
-    """Upsert staged engage records into `table` on distinct_id: the newer fetch wins."""
+    """Upsert staged engage records into `table` on distinct_id: the newer fetch wins.
+
+    Call inside an open transaction. Chunks (staging files of at most
+    ``PROFILE_CHUNK_BYTES``) are upserted one statement set at a time, so the
+    commit's memory is one chunk's whatever the number of profiles; a profile
+    repeated in a later chunk replaces the earlier one and counts as a duplicate.
+    """
     target = quote_ident(table)
-    if lines == 0:
-        return WindowCounts(0, 0, 0)
-    source = (
-        f"read_json({sql_literal(str(path))}, format = 'newline_delimited', "
-        "columns = {\"$distinct_id\": 'VARCHAR', \"$properties\": 'JSON'}, "
-        "ignore_errors = true)"
-    )
-    conn.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _mp_profiles AS
-        SELECT "$distinct_id" AS distinct_id,
-               TRY_CAST(json_extract_string(coalesce("$properties", '{{}}'), '$."$last_seen"')
-                        AS TIMESTAMP)::TIMESTAMPTZ AS last_seen,
-               coalesce("$properties", '{{}}')::JSON AS properties
-        FROM {source}
-        QUALIFY row_number() OVER (PARTITION BY "$distinct_id") = 1"""
-    )
-    with cleanup(conn, "DROP TABLE IF EXISTS _mp_profiles"):
-        malformed = _count(conn.execute("DELETE FROM _mp_profiles WHERE distinct_id IS NULL"))
-        replaced = _count(
-            conn.execute(
-                f"DELETE FROM {target} t USING _mp_profiles p WHERE t.distinct_id = p.distinct_id"
+    chunks = [(path, lines) for path, lines in chunks if lines > 0]
+    rows = duplicates = malformed = 0
+    track = len(chunks) > 1  # ids of earlier chunks, to count repeats as duplicates
+    if track:
+        conn.execute("CREATE OR REPLACE TEMP TABLE _mp_seen (distinct_id VARCHAR)")
+    with cleanup(conn, *(["DROP TABLE IF EXISTS _mp_seen"] if track else [])):
+        for path, lines in chunks:
+            source = (
+                f"read_json({sql_literal(str(path))}, format = 'newline_delimited', "
+                "columns = {\"$distinct_id\": 'VARCHAR', \"$properties\": 'JSON'}, "
+                "ignore_errors = true)"
             )
-        )
-        added = _count(
             conn.execute(
-                f"INSERT INTO {target} SELECT distinct_id, last_seen, properties FROM _mp_profiles"
+                f"""CREATE OR REPLACE TEMP TABLE _mp_profiles AS
+                SELECT "$distinct_id" AS distinct_id,
+                       TRY_CAST(json_extract_string(coalesce("$properties", '{{}}'),
+                                '$."$last_seen"') AS TIMESTAMP)::TIMESTAMPTZ AS last_seen,
+                       coalesce("$properties", '{{}}')::JSON AS properties
+                FROM {source}
+                QUALIFY row_number() OVER (PARTITION BY "$distinct_id") = 1"""
             )
-        )
-        rows = added - replaced
-        return WindowCounts(rows, max(0, lines - malformed - added), malformed)
+            with cleanup(conn, "DROP TABLE IF EXISTS _mp_profiles"):
+                bad = _count(conn.execute("DELETE FROM _mp_profiles WHERE distinct_id IS NULL"))
+                repeats = 0
+                if track:
+                    repeats = _count(
+                        conn.execute(
+                            "SELECT count(*) FROM _mp_profiles p "
+                            "SEMI JOIN _mp_seen s ON p.distinct_id = s.distinct_id"
+                        )
+                    )
+                replaced = _count(
+                    conn.execute(
+                        f"DELETE FROM {target} t USING _mp_profiles p "
+                        "WHERE t.distinct_id = p.distinct_id"
+                    )
+                )
+                added = _count(
+                    conn.execute(
+                        f"INSERT INTO {target} "
+                        "SELECT distinct_id, last_seen, properties FROM _mp_profiles"
+                    )
+                )
+                if track:
+                    conn.execute("INSERT INTO _mp_seen SELECT distinct_id FROM _mp_profiles")
+            rows += added - replaced
+            malformed += bad
+            duplicates += max(0, lines - bad - added) + repeats
+    return WindowCounts(rows, duplicates, malformed)

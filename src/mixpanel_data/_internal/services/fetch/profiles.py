@@ -1,6 +1,6 @@
 """Profile fetching (engage, contract §5), a part of FetcherService kept in its own module.
 
-Pages are staged to a file as they arrive and upserted on ``distinct_id`` in one
+Pages are staged to chunk files as they arrive and upserted on ``distinct_id`` in one
 transaction at the end, so a failed or interrupted profile fetch changes nothing.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,10 +20,11 @@ import orjson
 
 from mixpanel_data._internal.results.fetch import FetchProgress, FetchResult
 from mixpanel_data._internal.services.fetch.ingest import (
+    PROFILE_CHUNK_BYTES,
     commit_profiles,
     is_out_of_memory,
     out_of_memory_error,
-    writer_memory_limit,
+    profile_memory_limit,
 )
 from mixpanel_data._internal.services.fetch.records import engage_params
 from mixpanel_data._internal.storage import engine as st
@@ -112,34 +114,14 @@ class ProfileFetching:
                     raise TableExistsError(name)
         report = progress or self.progress
         staging = self._staging_dir()
-        nbytes = 0
-        pages = 0
         warnings: list[str] = []
         try:
-            path = staging / "profiles.jsonl"
-            lines = 0
-            with open(path, "wb") as fh:
-                for page in self._engage_pages(params, warnings=warnings):
-                    pages += 1
-                    if page:
-                        data = b"\n".join(orjson.dumps(r) for r in page) + b"\n"
-                        fh.write(data)
-                        nbytes += len(data)
-                        lines += len(page)
-                    if report is not None:
-                        report(
-                            FetchProgress(
-                                table=name,
-                                kind="profiles",
-                                windows_done=pages,
-                                windows_total=pages,
-                                rows=lines,
-                                bytes=nbytes,
-                                elapsed_seconds=time.monotonic() - started,
-                            )
-                        )
+            staged = self._stage_profiles(
+                params, staging, report=report, name=name, started=started
+            )
+            lines, nbytes, pages = staged.lines, staged.bytes, staged.pages
             with self.storage.writer() as conn:
-                conn.execute(f"SET memory_limit = '{writer_memory_limit()}'")
+                conn.execute(f"SET memory_limit = '{profile_memory_limit()}'")
                 conn.execute("BEGIN TRANSACTION")
                 try:
                     st.ensure_meta(conn)
@@ -148,7 +130,7 @@ class ProfileFetching:
                         conn.execute(f"DROP TABLE IF EXISTS {st.quote_ident(target)}")
                     if not st._table_exists(conn, target):
                         conn.execute(st.create_table_sql(target, "profiles"))
-                    counts = commit_profiles(conn, table=target, path=path, lines=lines)
+                    counts = commit_profiles(conn, table=target, chunks=staged.chunks)
                     if mode == "replace":
                         conn.execute(f"DROP TABLE IF EXISTS {st.quote_ident(name)}")
                         conn.execute(
@@ -177,6 +159,15 @@ class ProfileFetching:
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        # Distinct profiles read = staged lines less malformed and repeated ones.
+        got = lines - counts.malformed - counts.duplicates
+        if staged.total is not None and got < staged.total:
+            text = (
+                f"engage returned {got:,} distinct profiles of the {staged.total:,} it announced "
+                f"({pages} pages); run the fetch again with --append to retry"
+            )
+            self._say(f"warning: {text}")
+            warnings.append(text)
         return FetchResult(
             table=name,
             kind="profiles",
@@ -195,42 +186,89 @@ class ProfileFetching:
             warnings=tuple(warnings),
         )
 
-    def _engage_pages(
-        self, params: Mapping[str, Any], *, warnings: list[str] | None = None
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Yield engage result pages (contract §5): session_id paging until a short page.
+    def _stage_profiles(
+        self,
+        params: Mapping[str, Any],
+        staging: Path,
+        *,
+        report: Callable[[FetchProgress], None] | None,
+        name: str,
+        started: float,
+    ) -> _Staged:
+        """Write engage pages (contract §5) to chunk files as they arrive: memory stays flat.
 
         A session that is rejected or expires mid-way restarts the query from
-        page 0 (the caller stages pages and commits only at the end, upserting
-        on distinct_id), at most twice. Pages that add up to fewer profiles than
-        the first page's ``total`` are reported in `warnings` and on the notice
-        channel, not ignored.
+        page 0 into fresh files (the commit upserts on distinct_id), at most
+        twice; a third expiry fails the fetch with nothing stored.
         """
         restarts = 0
         while True:
-            collected: list[list[dict[str, Any]]] = []
+            for old in staging.glob("profiles-*.jsonl"):
+                old.unlink()
+            staged = _Staged()
             seen: dict[str, int] = {}
             try:
-                for page in self._engage_once(params, seen=seen):
-                    collected.append(page)
-            except QueryError:
-                if not collected or restarts >= 2:
+                self._write_pages(params, staging, staged, seen, report, name, started)
+            except QueryError as exc:
+                if not staged.pages:
                     raise
+                if restarts >= 2:
+                    raise APIError(
+                        f"the engage session expired {restarts + 1} times while paging "
+                        f"profiles (last after {staged.pages} pages: {exc.message}); "
+                        "nothing was stored; run the same command again, or narrow it "
+                        "with --where so each pass is shorter",
+                        status_code=exc.status_code,
+                        endpoint=exc.endpoint,
+                    ) from None
                 restarts += 1
                 self._say("engage session expired; restarting the profile query from page 0")
                 continue
-            got = len({_profile_key(r) for page in collected for r in page})
-            total = seen.get("total")
-            if total is not None and got < total:
-                text = (
-                    f"engage returned {got:,} distinct profiles of the {total:,} it announced "
-                    f"({len(collected)} pages); run the fetch again with --append to retry"
-                )
-                self._say(f"warning: {text}")
-                if warnings is not None:
-                    warnings.append(text)
-            yield from collected
-            return
+            staged.total = seen.get("total")
+            return staged
+
+    def _write_pages(
+        self,
+        params: Mapping[str, Any],
+        staging: Path,
+        staged: _Staged,
+        seen: dict[str, int],
+        report: Callable[[FetchProgress], None] | None,
+        name: str,
+        started: float,
+    ) -> None:
+        fh = None
+        try:
+            for page in self._engage_once(params, seen=seen):
+                staged.pages += 1
+                if page:
+                    if fh is None or fh.tell() >= PROFILE_CHUNK_BYTES:
+                        if fh is not None:
+                            fh.close()
+                        path = staging / f"profiles-{len(staged.chunks):05d}.jsonl"
+                        fh = open(path, "wb")  # noqa: SIM115 (closed below, one per chunk)
+                        staged.chunks.append((path, 0))
+                    data = b"\n".join(orjson.dumps(r) for r in page) + b"\n"
+                    fh.write(data)
+                    path, n = staged.chunks[-1]
+                    staged.chunks[-1] = (path, n + len(page))
+                    staged.bytes += len(data)
+                    staged.lines += len(page)
+                if report is not None:
+                    report(
+                        FetchProgress(
+                            table=name,
+                            kind="profiles",
+                            windows_done=staged.pages,
+                            windows_total=staged.pages,
+                            rows=staged.lines,
+                            bytes=staged.bytes,
+                            elapsed_seconds=time.monotonic() - started,
+                        )
+                    )
+        finally:
+            if fh is not None:
+                fh.close()
 
     def _engage_once(
         self, params: Mapping[str, Any], *, seen: dict[str, int] | None = None
@@ -257,5 +295,12 @@ class ProfileFetching:
             page = int(reply.get("page", page)) + 1
 
 
-def _profile_key(record: Mapping[str, Any]) -> str:
-    return str(record.get("$distinct_id"))
+@dataclass
+class _Staged:
+    """What one pass over the engage pages wrote to the staging file."""
+
+    pages: int = 0
+    lines: int = 0
+    chunks: list[tuple[Path, int]] = field(default_factory=list)
+    bytes: int = 0
+    total: int | None = None

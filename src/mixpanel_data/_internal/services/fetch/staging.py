@@ -39,11 +39,12 @@ if TYPE_CHECKING:
 
 __all__ = ["WriterSession", "clean_stale_staging", "download_ahead", "is_loopback"]
 
-# Windows ready together are committed together, up to this many bytes of JSONL:
-# each commit appends to the table and costs a checkpoint that rewrites its tail,
-# so few large commits are much faster than many small ones. The insert streams,
-# so memory does not grow with the batch.
-BATCH_BYTES = 2 << 30
+# Windows ready together are committed together, up to this many bytes of JSONL
+# (plus the window that crosses it). Fewer, larger commits are cheaper, but a
+# reader (`mp sql`) waits for the commit under way: 128 MB commit in about a
+# second, so a reader waits under 2 s (benchmarks/reader_wait.py; 2 GB batches
+# made it wait 8.5 s). The insert streams, so memory does not grow with the batch.
+BATCH_BYTES = 128 << 20
 # Downloaded windows wait for the next one up to COMMIT_DELAY seconds to share its
 # commit, and never longer than MAX_COMMIT_LATENCY in all (readers see data by then).
 COMMIT_DELAY = 0.5
