@@ -226,3 +226,20 @@ def test_stdout_and_to_parquet_are_refused_together(tmp_path) -> None:
         )
     assert done.value.code == 3
     assert not (tmp_path / "lake").exists()
+
+
+def test_replace_with_to_parquet_rewrites_table_and_lake(account, emulator, tmp_path) -> None:
+    days = _days(emulator, 3)
+    db, lake = tmp_path / "r.duckdb", tmp_path / "lake"
+    base = (*account, "--db", str(db), "fetch", "events", "--to-parquet", str(lake))
+    first = _mp(*base, "--from", str(days[0]), "--to", str(days[-1]))
+    assert first.exit_code == 0, first.stderr
+    replaced = _mp(*base, "--from", str(days[1]), "--to", str(days[-1]), "--replace")
+    assert replaced.exit_code == 0, replaced.stderr
+    assert orjson.loads(replaced.stdout)["mode"] == "replace"
+    in_duckdb = _duckdb(db)
+    assert {d for d, _ in in_duckdb} == {str(d) for d in days[1:]}
+    # The replaced days' partitions hold exactly the new table's rows.
+    _, counts = _dask(lake / "events")
+    kept = Counter({k: v for k, v in counts.items() if k[0] != str(days[0])})
+    assert kept == in_duckdb

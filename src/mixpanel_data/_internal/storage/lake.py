@@ -57,6 +57,7 @@ DATA_FILE = "data_0.parquet"
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 _STAGING_PREFIX = ".mp-staging-"
 _PARTITION_DIR = re.compile(r"^(date|month)=")
+_SOURCE_TABLE = re.compile(r"^[A-Za-z0-9_]{1,128}$")
 
 
 def _sql_literal(value: str) -> str:
@@ -309,8 +310,11 @@ class ParquetDaySink:
         day (`zone`) for older ones (contract §3.5), so a window's days hold exactly
         the rows that window fetched. The fetcher calls this inside the window's
         transaction: a day is in the lake if and only if its window is committed.
+        `table` may be the fetch's hidden build table (``--replace``), so only
+        its shape is checked (it is always quoted).
         """
-        validate_table_name(table)
+        if not _SOURCE_TABLE.match(table):
+            raise ValidationError(f"invalid source table name {table!r}")
         tz = ZoneInfo(zone or "UTC")
         cols = ", ".join(quote_ident(c) for c, _ in EVENTS_COLUMNS)
         query = (
