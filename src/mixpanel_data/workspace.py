@@ -572,7 +572,8 @@ class Workspace:
         """
         from mixpanel_data._internal.storage.lake import export_table
 
-        return export_table(self.storage, table, directory, partition_by=partition_by)
+        with self.storage.exclusive_fetch(action=f"export table '{table}'"):
+            return export_table(self.storage, table, directory, partition_by=partition_by)
 
 
 def _budgets(given: Mapping[str, BudgetSpec | str]) -> dict[str, BudgetSpec]:

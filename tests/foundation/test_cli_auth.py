@@ -15,6 +15,7 @@ import pytest
 from mixpanel_data._internal.config import ConfigManager
 
 SECRET = "s3cr3t"
+MP_MODULE = (sys.executable, "-m", "mixpanel_data")
 
 
 def mp(
@@ -181,8 +182,17 @@ def test_twelve_concurrent_auth_adds_keep_every_account(config_path: Path) -> No
     # Twelve writers released at once: every account saved, none crashes.
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "mixpanel_data", "auth", "add", f"acc{i}", "-u", f"sa.{i}"]
-            + ["-p", str(100 + i), "--secret-stdin"],
+            [
+                *MP_MODULE,
+                "auth",
+                "add",
+                f"acc{i}",
+                "-u",
+                f"sa.{i}",
+                "-p",
+                str(100 + i),
+                "--secret-stdin",
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import traceback
 from typing import Annotated
 
@@ -161,4 +162,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
+    if code == EXIT_INTERRUPTED and argv is None and threading.active_count() > 1:
+        # A worker thread still inside DuckDB would abort the interpreter's exit
+        # ("terminate called ..."): the work is rolled back already, so leave now.
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)

@@ -285,9 +285,10 @@ class StorageEngine:
         return disk_full_error(self.display_path, exc)
 
     @contextlib.contextmanager
-    def exclusive_fetch(self) -> Iterator[None]:
+    def exclusive_fetch(self, *, action: str | None = None) -> Iterator[None]:
         """Hold the database's fetch lock for a whole fetch (``db_safety.fetch_lock``):
-        a second writer fails at once, naming this PID. Re-entrant within one engine."""
+        a second writer fails at once, naming this PID. Re-entrant within one engine.
+        Drops and exports hold it too (`action` says what was refused)."""
         if self.path is None or self._fetch_depth:
             self._fetch_depth += 1
             try:
@@ -295,7 +296,7 @@ class StorageEngine:
             finally:
                 self._fetch_depth -= 1
             return
-        with fetch_lock(self.path):
+        with fetch_lock(self.path, action=action):
             self._fetch_depth = 1
             try:
                 yield
@@ -506,7 +507,7 @@ class StorageEngine:
     def drop_table(self, name: str) -> None:
         """Drop a table and its metadata; raise TableNotFoundError if it is missing."""
         validate_table_name(name)
-        with self.writer() as conn:
+        with self.exclusive_fetch(action=f"drop table '{name}'"), self.writer() as conn:
             if not _table_exists(conn, name):
                 raise TableNotFoundError(name)
             conn.execute("BEGIN TRANSACTION")

@@ -61,6 +61,7 @@ from mixpanel_data._internal.services.fetch.windows import (
     validate_range,
 )
 from mixpanel_data._internal.storage import engine as st
+from mixpanel_data._internal.storage.interrupts import deferred_interrupts, interrupt_pending
 from mixpanel_data._internal.storage.lake import ParquetDaySink
 from mixpanel_data.exceptions import (
     AuthenticationError,
@@ -69,6 +70,7 @@ from mixpanel_data.exceptions import (
     PartialFetchError,
     RateLimitError,
     Retryable,
+    StorageError,
     TableExistsError,
     TableNotFoundError,
     ValidationError,
@@ -285,14 +287,33 @@ class FetcherService(ProfileFetching):
                 )
 
         session = WriterSession(self.storage)
+        complete_note = (
+            f"the interrupt came after the last window was committed: table '{name}' "
+            f"is complete ({start}..{end})"
+        )
+        # Windows this fetch has recorded; each commit first checks they are all still
+        # there (a drop or re-creation of the table by another command must fail the
+        # fetch, never let it mark a range complete that the table does not hold).
+        recorded = set(committed)
 
         def commit(batch: list[StagedFile], done_after: int) -> None:
+            # Ctrl-C waits until the window is committed (or rolled back) and closed.
+            with deferred_interrupts():
+                _commit(batch, done_after)
+                recorded.update(f.window.start for f in batch)
+                if interrupt_pending():
+                    session.release()
+                    if done_after == len(windows) and mode != "replace":
+                        self._say(complete_note)
+
+        def _commit(batch: list[StagedFile], done_after: int) -> None:
             if self.storage.readers_waiting():
                 session.release()  # a reader gets in before this commit
             with session.connection() as conn:
                 conn.execute("BEGIN TRANSACTION")
                 try:
                     st.ensure_meta(conn)
+                    _check_recorded(conn, name, target, fetch_id, recorded)
                     conn.execute(
                         st.create_table_sql(target, "events").replace(
                             "CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1
@@ -388,7 +409,10 @@ class FetcherService(ProfileFetching):
                 done += len(batch_or_error)
                 emit(done)
         if not todo or (done == len(windows) and mode == "replace"):
-            self._finish(name, target, mode, args, fetch_id, len(windows), start, end)
+            with deferred_interrupts():
+                self._finish(name, target, mode, args, fetch_id, len(windows), start, end, recorded)
+                if interrupt_pending():
+                    self._say(complete_note)
         warnings = []
         if totals.malformed:
             warnings.append(
@@ -463,9 +487,12 @@ class FetcherService(ProfileFetching):
                 done = st.committed_windows(conn, name=target, fetch_id=fetch_id)
                 return target, fetch_id, done, mode == "append"
         if mode == "create" and exists:
+            if meta is not None and meta["complete"] and meta["fetch_args"] == dict(args):
+                span = f"{args['from_date']}..{args['to_date']}"
+                raise TableExistsError(name, complete_range=span)
             raise TableExistsError(name)
         if mode == "replace" and target_exists:
-            with self.storage.writer() as conn:
+            with deferred_interrupts(), self.storage.writer() as conn:
                 conn.execute("BEGIN TRANSACTION")
                 conn.execute(f"DROP TABLE IF EXISTS {st.quote_ident(target)}")
                 st.rename_meta(conn, old="", new=target)  # forget the stale aside's metadata
@@ -482,12 +509,14 @@ class FetcherService(ProfileFetching):
         windows_total: int,
         start: date,
         end: date,
+        recorded: set[date],
     ) -> None:
         """Mark the fetch complete; for a replace, swap the aside table in atomically."""
         with self.storage.writer() as conn:
             conn.execute("BEGIN TRANSACTION")
             try:
                 st.ensure_meta(conn)
+                _check_recorded(conn, name, target, fetch_id, recorded)
                 if not st._table_exists(conn, target):
                     conn.execute(st.create_table_sql(target, str(args.get("kind", "events"))))
                 st.write_meta(
@@ -637,6 +666,23 @@ def _add(totals: _Totals, counts: WindowCounts) -> None:
     totals.rows += counts.rows_inserted
     totals.duplicates += counts.duplicates
     totals.malformed += counts.malformed
+
+
+def _check_recorded(
+    conn: duckdb.DuckDBPyConnection, name: str, target: str, fetch_id: str, recorded: set[date]
+) -> None:
+    """Fail when windows this fetch recorded are gone (table dropped or re-created)."""
+    if not recorded:
+        return
+    held = st.committed_windows(conn, name=target, fetch_id=fetch_id)
+    missing = sorted(recorded - held.keys()) if st._table_exists(conn, target) else sorted(recorded)
+    if missing:
+        raise StorageError(
+            f"table '{name}' was dropped or changed by another command during this fetch "
+            f"({len(missing)} committed window(s) from {missing[0]} are gone); nothing more "
+            "was recorded; run the same command again to fetch the table afresh",
+            table=name,
+        )
 
 
 def _overlaps(conn: duckdb.DuckDBPyConnection, table: str, window: DateWindow) -> bool:
