@@ -64,7 +64,7 @@ def test_drop_and_export_during_a_fetch_are_refused_and_the_fetch_completes(
                 f"{db}; wait for it to finish (or stop it) and run the command again"
             ]
         emu.faults.clear()
-        out, err = fetch.communicate(timeout=300)
+        _out, err = fetch.communicate(timeout=300)
     finally:
         stop(fetch)
         emu.faults.clear()
