@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -155,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         code = 1
     finally:
+        if argv is None:  # the command is over: a late Ctrl-C must not cut the exit short
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         from mixpanel_data.workspace import Workspace
 
         Workspace.set_wal_recovery(False)

@@ -303,8 +303,6 @@ class FetcherService(ProfileFetching):
                 recorded.update(f.window.start for f in batch)
                 if interrupt_pending():
                     session.release()
-                    if done_after == len(windows) and mode != "replace":
-                        self._say(complete_note)
 
         def _commit(batch: list[StagedFile], done_after: int) -> None:
             if self.storage.readers_waiting():
@@ -387,32 +385,41 @@ class FetcherService(ProfileFetching):
             on_block=session.release,
             gzip=self.gzip,
         )
-        with contextlib.closing(session), contextlib.closing(downloads):  # type: ignore[type-var]
-            for batch_or_error in downloads:
-                if isinstance(batch_or_error, tuple):
-                    window, error = batch_or_error
-                    failed.append(
-                        {
-                            "from_date": str(window.start),
-                            "to_date": str(window.end),
-                            "error": error.message,
-                        }
+        swapped = False
+        try:
+            with contextlib.closing(session), contextlib.closing(downloads):  # type: ignore[type-var]
+                for batch_or_error in downloads:
+                    if isinstance(batch_or_error, tuple):
+                        window, error = batch_or_error
+                        failed.append(
+                            {
+                                "from_date": str(window.start),
+                                "to_date": str(window.end),
+                                "error": error.message,
+                            }
+                        )
+                        continue
+                    try:
+                        commit(batch_or_error, done + len(batch_or_error))
+                    finally:
+                        for staged in batch_or_error:
+                            staged.path.unlink(missing_ok=True)
+                            if staged.losers is not None:
+                                staged.losers.unlink(missing_ok=True)
+                    done += len(batch_or_error)
+                    emit(done)
+            if not todo or (done == len(windows) and mode == "replace"):
+                with deferred_interrupts():
+                    self._finish(
+                        name, target, mode, args, fetch_id, len(windows), start, end, recorded
                     )
-                    continue
-                try:
-                    commit(batch_or_error, done + len(batch_or_error))
-                finally:
-                    for staged in batch_or_error:
-                        staged.path.unlink(missing_ok=True)
-                        if staged.losers is not None:
-                            staged.losers.unlink(missing_ok=True)
-                done += len(batch_or_error)
-                emit(done)
-        if not todo or (done == len(windows) and mode == "replace"):
-            with deferred_interrupts():
-                self._finish(name, target, mode, args, fetch_id, len(windows), start, end, recorded)
-                if interrupt_pending():
-                    self._say(complete_note)
+                    swapped = True  # a Ctrl-C held during the swap is raised just after
+        except KeyboardInterrupt:
+            # Ctrl-C after the last window committed (e.g. during the final checkpoint):
+            # the table is complete; say so rather than leave the user guessing.
+            if swapped or (mode != "replace" and recorded.issuperset(w.start for w in windows)):
+                self._say(complete_note)
+            raise
         warnings = []
         if totals.malformed:
             warnings.append(
