@@ -338,7 +338,7 @@ class StorageEngine:
                 try:
                     yield self._active
                 except Exception as exc:
-                    if is_disk_full(exc):
+                    if is_disk_full(exc) and not isinstance(exc, StorageError):
                         raise self._disk_full(exc) from None
                     raise
                 finally:
@@ -352,7 +352,8 @@ class StorageEngine:
             try:
                 yield conn
             except Exception as exc:
-                if is_disk_full(exc):
+                # A StorageError already names its file (e.g. the lake's full disk).
+                if is_disk_full(exc) and not isinstance(exc, StorageError):
                     raise self._disk_full(exc) from None
                 raise
             finally:

@@ -62,7 +62,7 @@ from mixpanel_data._internal.services.fetch.windows import (
 )
 from mixpanel_data._internal.storage import engine as st
 from mixpanel_data._internal.storage.interrupts import deferred_interrupts, interrupt_pending
-from mixpanel_data._internal.storage.lake import ParquetDaySink
+from mixpanel_data._internal.storage.lake import LakeBatch, ParquetDaySink
 from mixpanel_data.exceptions import (
     AuthenticationError,
     MixpanelDataError,
@@ -307,6 +307,7 @@ class FetcherService(ProfileFetching):
         def _commit(batch: list[StagedFile], done_after: int) -> None:
             if self.storage.readers_waiting():
                 session.release()  # a reader gets in before this commit
+            lake: LakeBatch | None = None
             with session.connection() as conn:
                 conn.execute("BEGIN TRANSACTION")
                 try:
@@ -356,13 +357,17 @@ class FetcherService(ProfileFetching):
                         fetched_at=now,
                     )
                     if sink is not None:  # --to-parquet: the lake's days commit with the window
-                        sink.write_windows(
+                        lake = sink.write_windows(
                             conn, target, [f.window for f in batch], zone=tz if legacy else None
                         )
                     conn.execute("COMMIT")
                 except BaseException:
+                    if lake is not None:
+                        lake.undo()  # the window is not committed: neither are its days
                     conn.execute("ROLLBACK")
                     raise
+            if lake is not None:
+                lake.finish()
             _add(totals, counts)
 
         done = len(windows) - len(todo)
