@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
+from mixpanel_data._internal.crashpoints import crash_point
 from mixpanel_data._internal.storage.engine import EVENTS_COLUMNS, quote_ident, validate_table_name
 from mixpanel_data._internal.storage.safety import disk_full_error, is_disk_full
 from mixpanel_data.exceptions import StorageError, TableNotFoundError, ValidationError
@@ -270,6 +271,7 @@ def export_table(
                 target = staging / f"{DATA_FILE.removesuffix('.parquet')}{_STAGED}"
             copy = f"COPY ({query}) TO {_sql_literal(str(target))} ({options})"
             rows = _copy(conn, copy, None, target=table_dir)
+            crash_point("lake")
             files, partitions = _publish(staging, table_dir, partitioned=partitioned)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -328,6 +330,7 @@ class LakeBatch:
     def publish(self) -> list[Path]:
         """Rename every staged day into its partition (old files kept for `undo`)."""
         out = []
+        crash_point("lake")
         try:
             for k, (tmp, part) in enumerate(self._staged):
                 _mkdir(part)
