@@ -21,6 +21,7 @@ from mixpanel_data._internal.results.fetch import FetchProgress, FetchResult
 from mixpanel_data._internal.services.fetch.ingest import INGEST_MEMORY_LIMIT, commit_profiles
 from mixpanel_data._internal.services.fetch.records import engage_params
 from mixpanel_data._internal.storage import engine as st
+from mixpanel_data._internal.storage.interrupts import deferred_interrupts
 from mixpanel_data.exceptions import (
     APIError,
     QueryError,
@@ -131,7 +132,8 @@ class ProfileFetching:
                                 elapsed_seconds=time.monotonic() - started,
                             )
                         )
-            with self.storage.writer() as conn:
+            # Ctrl-C waits for the commit (or rollback) and the close, then is raised.
+            with deferred_interrupts(), self.storage.writer() as conn:
                 conn.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
                 conn.execute("BEGIN TRANSACTION")
                 try:
