@@ -210,7 +210,8 @@ class TableExistsError(StorageError):
             message = (
                 f"table '{table}' already exists and is complete: this same fetch "
                 f"({complete_range}) committed every window; nothing to fetch; use "
-                "--replace to fetch it again, or --update to bring it up to today"
+                "--replace to fetch it again, --update to bring it up to today, or "
+                "--append to add another range"
             )
         else:
             message = (

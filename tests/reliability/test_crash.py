@@ -151,7 +151,7 @@ def test_ctrl_c_after_the_last_commit_says_the_table_is_complete(
     assert rerun.stderr.strip() == (
         "Error: table 'events' already exists and is complete: this same fetch "
         f"({days[0]}..{days[0]}) committed every window; nothing to fetch; use --replace "
-        "to fetch it again, or --update to bring it up to today"
+        "to fetch it again, --update to bring it up to today, or --append to add another range"
     )
     assert table_rows(db) == clean_rows(days)
 
