@@ -225,17 +225,33 @@ class StorageError(MixpanelDataError):
 class TableExistsError(StorageError):
     """The target table exists and neither append nor replace was asked for."""
 
-    def __init__(self, table: str) -> None:
-        super().__init__(
-            f"table '{table}' already exists; pass append=True to add to it, "
-            f"replace=True to rebuild it, or choose another name",
-            table=table,
-        )
+    def __init__(self, table: str, *, complete_range: str | None = None) -> None:
+        self.complete_range = complete_range
+        if complete_range:  # the same fetch again (e.g. after a late Ctrl-C): nothing to do
+            message = (
+                f"table '{table}' already exists and is complete: this same fetch "
+                f"({complete_range}) committed every window; nothing to fetch; pass "
+                "append=True to add to it, replace=True to fetch it again, or use "
+                "update_events() to bring it up to today"
+            )
+        else:
+            message = (
+                f"table '{table}' already exists; pass append=True to add to it, "
+                f"replace=True to rebuild it, or choose another name"
+            )
+        super().__init__(message, table=table)
         self.table = table
 
     @property
     def cli_message(self) -> str:
         """The same advice in `mp fetch` flags."""
+        if self.complete_range:
+            return (
+                f"table '{self.table}' already exists and is complete: this same fetch "
+                f"({self.complete_range}) committed every window; nothing to fetch; use "
+                "--replace to fetch it again, --update to bring it up to today, or "
+                "--append to add another range"
+            )
         return (
             f"table '{self.table}' already exists; use --append to add to it, "
             f"--replace to rebuild it, or choose another name"
@@ -257,14 +273,19 @@ class TableNotFoundError(StorageError):
 class DatabaseLockedError(StorageError):
     """Another process holds the database's write lock."""
 
-    def __init__(self, path: str, *, pid: int | None = None) -> None:
+    def __init__(self, path: str, *, pid: int | None = None, action: str | None = None) -> None:
         holder = f"process {pid}" if pid else "another process"
-        super().__init__(
-            f"database {path} is locked by {holder}; wait for it to finish "
-            "or use another --db path (reading with `mp sql` still works)",
-            path=path,
-            pid=pid,
-        )
+        if action:  # a drop/export refused while a fetch writes the database
+            message = (
+                f"cannot {action}: a fetch ({holder}) is writing database {path}; "
+                "wait for it to finish (or stop it) and run the command again"
+            )
+        else:
+            message = (
+                f"database {path} is locked by {holder}; wait for it to finish "
+                "or use another --db path (reading with `mp sql` still works)"
+            )
+        super().__init__(message, path=path, pid=pid)
         self.path = path
         self.pid = pid
 

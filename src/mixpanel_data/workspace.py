@@ -255,7 +255,7 @@ class Workspace:
         from mixpanel_data._internal.services.fetch.service import FetcherService
 
         def notice(text: str) -> None:
-            if not self._quiet or text.startswith("warning:"):
+            if not self._quiet or text.startswith(("warning:", "note:")):
                 print(text, file=sys.stderr)
 
         return FetcherService(
@@ -591,7 +591,8 @@ class Workspace:
         """
         from mixpanel_data._internal.storage.lake import export_table
 
-        return export_table(self.storage, table, directory, partition_by=partition_by)
+        with self.storage.exclusive_fetch(action=f"export table '{table}'"):
+            return export_table(self.storage, table, directory, partition_by=partition_by)
 
 
 def _budgets(given: Mapping[str, BudgetSpec | str]) -> dict[str, BudgetSpec]:

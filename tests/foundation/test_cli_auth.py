@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from mixpanel_data._internal.config import ConfigManager
 
 SECRET = "s3cr3t"
+MP_MODULE = (sys.executable, "-m", "mixpanel_data")
 
 
 def mp(
@@ -162,3 +164,61 @@ def test_no_credentials_at_all(config_path: Path) -> None:
     r = mp("auth", "show")
     assert r.returncode == 1
     assert "no Mixpanel credentials found; add an account with `mp auth add NAME`" in r.stderr
+
+
+def wait_reading_stdin(pid: int) -> None:
+    """Block until process `pid` sits in read(0, ...) (Linux /proc), i.e. past its imports."""
+    syscall = Path(f"/proc/{pid}/syscall")
+    for _ in range(6000):
+        try:
+            fields = syscall.read_text().split()
+        except OSError:
+            fields = []
+        if fields[:2] == ["0", "0x0"]:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never read its stdin")
+
+
+def test_twelve_concurrent_auth_adds_keep_every_account(config_path: Path) -> None:
+    # Twelve writers released at once: every account saved, none crashes.
+    procs = [
+        subprocess.Popen(
+            [
+                *MP_MODULE,
+                "auth",
+                "add",
+                f"acc{i}",
+                "-u",
+                f"sa.{i}",
+                "-p",
+                str(100 + i),
+                "--secret-stdin",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(12)
+    ]
+    for p in procs:  # all twelve wait at the secret prompt: then release them at once
+        wait_reading_stdin(p.pid)
+    for i, p in enumerate(procs):
+        assert p.stdin is not None
+        p.stdin.write(f"secret-{i}\n")
+        p.stdin.close()
+    for p in procs:
+        assert p.stderr is not None
+        with p.stderr:
+            err = p.stderr.read()
+        assert p.wait(timeout=120) == 0, err
+        assert "unexpected" not in err
+    saved = ConfigManager(config_path).list_accounts()
+    assert sorted(a.name for a in saved) == sorted(f"acc{i}" for i in range(12))
+    for i in range(12):
+        creds = ConfigManager(config_path).get_account(f"acc{i}")
+        assert (creds.username, creds.project_id) == (f"sa.{i}", str(100 + i))
+        assert creds.secret.get_secret_value() == f"secret-{i}"
+    assert sum(a.is_default for a in saved) == 1
+    assert not [p for p in config_path.parent.iterdir() if p.name.endswith(".tmp")]

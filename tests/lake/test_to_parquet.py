@@ -226,3 +226,70 @@ def test_stdout_and_to_parquet_are_refused_together(tmp_path) -> None:
         )
     assert done.value.code == 3
     assert not (tmp_path / "lake").exists()
+
+
+def test_replace_with_to_parquet_rewrites_table_and_lake(account, emulator, tmp_path) -> None:
+    days = _days(emulator, 3)
+    db, lake = tmp_path / "r.duckdb", tmp_path / "lake"
+    base = (*account, "--db", str(db), "fetch", "events", "--to-parquet", str(lake))
+    first = _mp(*base, "--from", str(days[0]), "--to", str(days[-1]))
+    assert first.exit_code == 0, first.stderr
+    replaced = _mp(*base, "--from", str(days[1]), "--to", str(days[-1]), "--replace")
+    assert replaced.exit_code == 0, replaced.stderr
+    assert orjson.loads(replaced.stdout)["mode"] == "replace"
+    in_duckdb = _duckdb(db)
+    assert {d for d, _ in in_duckdb} == {str(d) for d in days[1:]}
+    # The replaced days' partitions hold exactly the new table's rows.
+    _, counts = _dask(lake / "events")
+    kept = Counter({k: v for k, v in counts.items() if k[0] != str(days[0])})
+    assert kept == in_duckdb
+
+
+def _engines_read(table_dir: Path) -> int:
+    """Rows as DuckDB (a glob over the whole lake) and Polars (the table folder) see them."""
+    import duckdb
+    import polars as pl
+
+    glob = str(table_dir.parent / "**" / "*.parquet")
+    ((in_duckdb,),) = duckdb.execute("SELECT count(*) FROM read_parquet(?)", [glob]).fetchall()
+    in_polars = pl.scan_parquet(str(table_dir)).select(pl.len()).collect().item()
+    assert in_duckdb == in_polars
+    return int(in_polars)
+
+
+@pytest.mark.parametrize("command", ["export", "to-parquet"])
+def test_a_killed_lake_write_leaves_nothing_engines_read_and_is_swept(
+    account, emulator, tmp_path: Path, command: str
+) -> None:
+    import os
+    import subprocess
+
+    days = _days(emulator, 3)
+    db, lake = tmp_path / "k.duckdb", tmp_path / "lake"
+    fetch = [*account, "--db", str(db), "fetch", "events", "--from", str(days[0])]
+    ran = _mp(*fetch, "--to", str(days[1]), "--to-parquet", str(lake))
+    assert ran.exit_code == 0, ran.stderr
+    before = _engines_read(lake / "events")
+    if command == "export":
+        argv = ["--db", str(db), "export", "events", str(lake)]
+    else:
+        argv = [*fetch, "--to", str(days[2]), "--append", "--to-parquet", str(lake)]
+    env = {**os.environ, "MP_TEST_CRASH_AT": "lake"}
+    killed = subprocess.run(
+        [sys.executable, "-m", "mixpanel_data", *argv], env=env, capture_output=True, timeout=120
+    )
+    assert killed.returncode == -9, killed.stderr
+    staged = list(lake.glob(".mp-staging-*"))
+    assert staged  # what the killed writer left
+    assert all(p.is_dir() for p in staged)
+    assert not list((lake / "events").rglob("*.tmp"))  # none inside the table folder
+    assert _engines_read(lake / "events") == before  # engines read the lake regardless
+    again = _mp(*argv)
+    assert again.exit_code == 0, again.stderr
+    assert not list(lake.glob(".mp-staging-*"))  # the dead writer's staging was swept
+    assert _engines_read(lake / "events") == _mp_table_rows(db)
+
+
+def _mp_table_rows(db: Path) -> int:
+    with Workspace.open(db) as ws:
+        return int(ws.sql_scalar("SELECT count(*) FROM events"))

@@ -97,13 +97,14 @@ def test_kill_9_then_rerun_equals_a_clean_run(
     assert staging_left(db) == []  # the dead process's staging folder was swept
 
 
-def test_ctrl_c_inside_a_commit_rolls_the_window_back(
+def test_ctrl_c_inside_a_commit_finishes_that_commit_then_exits_130(
     emu: Any, tmp_path: Path, clean_rows: Any
 ) -> None:
     days = emu.project.data_dates[DAYS]
     db = tmp_path / "int.duckdb"
     env = mp_env(emu, db)
-    # SIGINT while the 3rd window's rows are written, before its COMMIT.
+    # SIGINT while the 3rd commit's rows are written, before its COMMIT: the key is
+    # held until the commit is done and the database closed, then honoured.
     proc = run_mp(fetch_argv(days, "--workers", "1"), {**env, "MP_TEST_CRASH_AT": "commit:3:INT"})
     assert proc.returncode == 130
     assert proc.stderr.strip().splitlines()[-1] == "Interrupted."
@@ -111,21 +112,47 @@ def test_ctrl_c_inside_a_commit_rolls_the_window_back(
     assert proc.stdout == ""
     assert staging_left(db) == []
     done = _consistent(db)
-    assert 0 <= done < 3  # the interrupted window (and any sharing its commit) is not recorded
+    assert done == -1 or done >= 3  # the interrupted commit is recorded
     # The rows stored are exactly those of the windows recorded: nothing half-written.
     engine = StorageEngine(db, read_only=True)
-    if not engine.table_exists("events"):
-        assert done == 0  # the whole first commit was rolled back, table creation included
-    else:
-        _c, rows = engine.execute_rows(
-            "SELECT (SELECT count(*) FROM events), coalesce(sum(rows_inserted), 0), "
-            "count(*) FILTER (rows_inserted IS NULL) FROM _mp_windows"
-        )
-        stored, recorded, batched = rows[0]
-        if batched == 0:  # windows committed alone carry their row counts
-            assert stored == recorded
+    _c, rows = engine.execute_rows(
+        "SELECT (SELECT count(*) FROM events), coalesce(sum(rows_inserted), 0), "
+        "count(*) FILTER (rows_inserted IS NULL) FROM _mp_windows"
+    )
+    stored, recorded, batched = rows[0]
+    if batched == 0:  # windows committed alone carry their row counts
+        assert stored == recorded
     rerun = run_mp(fetch_argv(days), env)
-    assert rerun.returncode == 0, rerun.stderr
+    if done == -1:  # the 3rd commit was the last
+        assert rerun.returncode == 1
+        assert "already exists and is complete" in rerun.stderr
+    else:
+        assert rerun.returncode == 0, rerun.stderr
+    assert table_rows(db) == clean_rows(days)
+
+
+@pytest.mark.parametrize("moment", ["commit:1:INT", "checkpoint:1:INT"])
+def test_ctrl_c_after_the_last_commit_says_the_table_is_complete(
+    emu: Any, tmp_path: Path, clean_rows: Any, moment: str
+) -> None:
+    days = emu.project.data_dates[0:1]  # one window: its commit is the last
+    db = tmp_path / "late.duckdb"
+    env = mp_env(emu, db)
+    proc = run_mp(fetch_argv(days, "--workers", "1"), {**env, "MP_TEST_CRASH_AT": moment})
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "note: the interrupt came after the last window was committed: table 'events' is "
+        f"complete ({days[0]}..{days[0]})",
+        "Interrupted.",
+    ]
+    assert _consistent(db) == -1
+    rerun = run_mp(fetch_argv(days), env)
+    assert rerun.returncode == 1
+    assert rerun.stderr.strip() == (
+        "Error: table 'events' already exists and is complete: this same fetch "
+        f"({days[0]}..{days[0]}) committed every window; nothing to fetch; use --replace "
+        "to fetch it again, --update to bring it up to today, or --append to add another range"
+    )
     assert table_rows(db) == clean_rows(days)
 
 

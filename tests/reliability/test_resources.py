@@ -157,3 +157,59 @@ def test_disk_full_rolls_back_names_the_path_and_a_rerun_completes(
     rerun = run_mp(fetch_argv(days), env)
     assert rerun.returncode == 0, rerun.stderr
     assert table_rows(db) == clean_rows(days)
+
+
+def _lake_days(lake: Path) -> set[str]:
+    return {p.parent.name.removeprefix("date=") for p in (lake / "events").glob("date=*/*.parquet")}
+
+
+def _committed_days(db: Path) -> set[str]:
+    if not db.exists():
+        return set()
+    import duckdb
+
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        if not conn.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_mp_windows'"
+        ).fetchone()[0]:
+            return set()
+        rows = conn.execute(
+            "SELECT DISTINCT CAST(from_date + INTERVAL (d) DAY AS DATE) FROM _mp_windows, "
+            "range(0, 400) t(d) WHERE from_date + INTERVAL (d) DAY <= to_date"
+        ).fetchall()
+    finally:
+        conn.close()
+    return {str(r[0]) for r in rows}
+
+
+# The lake on its own (full) disk, the database elsewhere: free space for a few days.
+@pytest.mark.parametrize("left", [60_000, 110_000])
+def test_lake_disk_full_keeps_lake_days_to_committed_windows_and_names_the_lake(
+    emu: Any, tmp_path: Path, small_disk: Path, clean_rows: Any, left: int
+) -> None:
+    days = emu.project.data_dates[DAYS]
+    db = tmp_path / "db" / "lake.duckdb"
+    db.parent.mkdir()
+    lake = small_disk / "lake"
+    env = mp_env(emu, db)
+    ballast = small_disk / "ballast"
+    free = os.statvfs(small_disk)
+    with open(ballast, "wb") as fh:
+        fh.write(b"\0" * (free.f_bavail * free.f_frsize - left))
+    argv = fetch_argv(days, "--workers", "1", "--to-parquet", str(lake))
+    proc = run_mp(argv, env)
+    assert proc.returncode == 1, proc.stderr
+    line = _one_error_line(proc.stderr)
+    assert "no space left" in line.lower()
+    assert str(lake) in line
+    assert str(db) not in line
+    # Every day in the lake belongs to a committed window (and every committed one is there).
+    assert _lake_days(lake) == _committed_days(db)
+    assert _committed_days(db) != {str(d) for d in days}
+    assert not list(lake.glob(".mp-staging-*"))
+    ballast.unlink()
+    rerun = run_mp(argv, env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert table_rows(db) == clean_rows(days)
+    assert _lake_days(lake) == {str(d) for d in days}

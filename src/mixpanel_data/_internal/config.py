@@ -27,7 +27,7 @@ import stat
 import sys
 import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -436,10 +436,6 @@ class ConfigManager:
             workspace_id=workspace_id,
             kind=kind,
         )
-        doc = self._load()
-        accounts = doc.setdefault("accounts", {})
-        if name in accounts:
-            raise AccountExistsError(name)
         entry: dict[str, Any] = {
             "username": creds.username,
             "secret": creds.secret.get_secret_value(),
@@ -455,35 +451,80 @@ class ConfigManager:
             entry["timezone"] = creds.timezone
         if creds.workspace_id:
             entry["workspace_id"] = creds.workspace_id
-        accounts[name] = entry
-        if make_default or not doc.get("default"):
-            doc["default"] = name
-        self._write(doc)
-        return next(a for a in self.list_accounts() if a.name == name)
+        with self._locked():
+            doc = self._load()
+            accounts = doc.setdefault("accounts", {})
+            if name in accounts:
+                raise AccountExistsError(name)
+            accounts[name] = entry
+            if make_default or not doc.get("default"):
+                doc["default"] = name
+            self._write(doc)
+        # Built from what was written: re-reading could see a later writer's file.
+        return AccountInfo(
+            name=name,
+            username=creds.username,
+            project_id=creds.project_id,
+            region=creds.region,
+            is_default=doc.get("default") == name,
+            base_url=creds.base_url,
+            timezone=creds.timezone,
+            workspace_id=creds.workspace_id,
+            kind=creds.kind,
+        )
 
     def remove_account(self, name: str) -> None:
         """Remove an account; if it was the default, the first remaining becomes default."""
-        doc = self._load()
-        accounts = self._accounts(doc)
-        if name not in accounts:
-            raise AccountNotFoundError(name, available=sorted(accounts))
-        del accounts[name]
-        if doc.get("default") == name:
-            remaining = sorted(accounts)
-            if remaining:
-                doc["default"] = remaining[0]
-            else:
-                doc.pop("default", None)
-        self._write(doc)
+        with self._locked():
+            doc = self._load()
+            accounts = self._accounts(doc)
+            if name not in accounts:
+                raise AccountNotFoundError(name, available=sorted(accounts))
+            del accounts[name]
+            if doc.get("default") == name:
+                remaining = sorted(accounts)
+                if remaining:
+                    doc["default"] = remaining[0]
+                else:
+                    doc.pop("default", None)
+            self._write(doc)
 
     def set_default(self, name: str) -> None:
         """Make the named account the default."""
-        doc = self._load()
-        accounts = self._accounts(doc)
-        if name not in accounts:
-            raise AccountNotFoundError(name, available=sorted(accounts))
-        doc["default"] = name
-        self._write(doc)
+        with self._locked():
+            doc = self._load()
+            accounts = self._accounts(doc)
+            if name not in accounts:
+                raise AccountNotFoundError(name, available=sorted(accounts))
+            doc["default"] = name
+            self._write(doc)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialize read-modify-write across processes (flock on the config's folder).
+
+        Without it two `mp auth add` run at once both read the old file and the
+        later rename drops the other's account. Waits (writers are quick). The
+        folder itself is locked, so no lock file is left beside the config.
+        """
+        import fcntl
+
+        self._check_not_symlink()
+        directory = self.path.parent
+        if not directory.exists():
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot open {directory}: {exc.strerror}; check the folder's permissions",
+                path=str(directory),
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
 
     def _write(self, doc: dict[str, Any]) -> None:
         import tomli_w

@@ -5,6 +5,8 @@ default, or ``INT``) to this process the ``n``-th time (default 1st) the phase i
 reached. Phases:
 
 - ``commit``: inside a window's transaction, rows written, before COMMIT.
+- ``lake``: Parquet files staged in the lake root (``mp export``, ``--to-parquet``),
+  before they are renamed into their partitions.
 - ``checkpoint``: as a write connection closes (DuckDB checkpoints then); the
   signal is sent from a helper thread a moment later, so it lands mid-checkpoint.
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Mapping
 from typing import Annotated
@@ -219,6 +221,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         code = 1
     finally:
+        if argv is None:  # the command is over: a late Ctrl-C must not cut the exit short
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         workspace = sys.modules.get("mixpanel_data.workspace")
         if workspace is not None:  # loaded only by commands that used one
             workspace.Workspace.set_wal_recovery(False)
@@ -226,4 +230,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
+    if code == EXIT_INTERRUPTED and argv is None and threading.active_count() > 1:
+        # A worker thread still inside DuckDB would abort the interpreter's exit
+        # ("terminate called ..."): the work is rolled back already, so leave now.
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)

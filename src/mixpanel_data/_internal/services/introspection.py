@@ -418,13 +418,17 @@ class IntrospectionService:
             validate_table_name(name)
         if not self._storage.exists():
             raise DatabaseNotFoundError(self._storage.display_path)
-        for name in names:
-            if not self._storage.table_exists(name):
-                raise TableNotFoundError(name)
-        dropped: list[str] = []
-        for name in dict.fromkeys(names):
-            self._storage.drop_table(name)
-            dropped.append(name)
+        listed = ", ".join(f"'{n}'" for n in dict.fromkeys(names))
+        action = f"drop table {listed}" if len(set(names)) == 1 else f"drop tables {listed}"
+        # A fetch writing the database would re-create a dropped table and mark it complete.
+        with self._storage.exclusive_fetch(action=action):
+            for name in names:
+                if not self._storage.table_exists(name):
+                    raise TableNotFoundError(name)
+            dropped: list[str] = []
+            for name in dict.fromkeys(names):
+                self._storage.drop_table(name)
+                dropped.append(name)
         return dropped
 
     def drop_all(self, *, type: str | None = None) -> list[str]:
@@ -435,7 +439,9 @@ class IntrospectionService:
             )
         if not self._storage.exists():
             raise DatabaseNotFoundError(self._storage.display_path)
-        names = [t.name for t in self.tables() if type is None or t.kind == type]
-        for name in names:
-            self._storage.drop_table(name)
+        action = "drop every table" if type is None else f"drop every {type} table"
+        with self._storage.exclusive_fetch(action=action):
+            names = [t.name for t in self.tables() if type is None or t.kind == type]
+            for name in names:
+                self._storage.drop_table(name)
         return names

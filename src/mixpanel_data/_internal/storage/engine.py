@@ -299,9 +299,10 @@ class StorageEngine:
         return disk_full_error(self.display_path, exc)
 
     @contextlib.contextmanager
-    def exclusive_fetch(self) -> Iterator[None]:
+    def exclusive_fetch(self, *, action: str | None = None) -> Iterator[None]:
         """Hold the database's fetch lock for a whole fetch (``db_safety.fetch_lock``):
-        a second writer fails at once, naming this PID. Re-entrant within one engine."""
+        a second writer fails at once, naming this PID. Re-entrant within one engine.
+        Drops and exports hold it too (`action` says what was refused)."""
         if self.path is None or self._fetch_depth:
             self._fetch_depth += 1
             try:
@@ -309,7 +310,7 @@ class StorageEngine:
             finally:
                 self._fetch_depth -= 1
             return
-        with fetch_lock(self.path):
+        with fetch_lock(self.path, action=action):
             self._fetch_depth = 1
             try:
                 yield
@@ -351,7 +352,7 @@ class StorageEngine:
                 try:
                     yield self._active
                 except Exception as exc:
-                    if is_disk_full(exc):
+                    if is_disk_full(exc) and not isinstance(exc, StorageError):
                         raise self._disk_full(exc) from None
                     raise
                 finally:
@@ -368,7 +369,12 @@ class StorageEngine:
                 self._active, self._depth = None, 0
                 if self.path is not None:
                     close_quietly(conn)  # a failing close must not replace this error
-                if isinstance(exc, Exception) and is_disk_full(exc):
+                # A StorageError already names its file (e.g. the lake's full disk).
+                if (
+                    isinstance(exc, Exception)
+                    and is_disk_full(exc)
+                    and not isinstance(exc, StorageError)
+                ):
                     raise self._disk_full(exc) from None
                 raise
             self._active, self._depth = None, 0
@@ -522,7 +528,7 @@ class StorageEngine:
     def drop_table(self, name: str) -> None:
         """Drop a table and its metadata; raise TableNotFoundError if it is missing."""
         validate_table_name(name)
-        with self.writer() as conn:
+        with self.exclusive_fetch(action=f"drop table '{name}'"), self.writer() as conn:
             if not _table_exists(conn, name):
                 raise TableNotFoundError(name)
             conn.execute("BEGIN TRANSACTION")

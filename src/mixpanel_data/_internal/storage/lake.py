@@ -15,6 +15,11 @@ replaces exactly that partition's older files (other partitions are left alone),
 re-running an export or a day of ``mp fetch events --to-parquet`` never duplicates
 rows. Files are written under a temporary name and renamed into place; a partition
 normally holds one file, so readers see the old file or the new one, never both.
+
+Work in progress lives in ``DIR/.mp-staging-<pid>-...`` folders whose files end in
+``.tmp``: outside every table folder (Polars and Dask read every file under the
+folder they are given) and never matching ``DIR/**/*.parquet`` (DuckDB, Spark). A
+folder left by a killed process is removed by the next write to that lake.
 """
 
 # SQL here is built from validated, always-quoted identifiers and escaped literals.
@@ -22,17 +27,22 @@ normally holds one file, so readers see the old file or the new one, never both.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import time as clock
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
+from mixpanel_data._internal.crashpoints import crash_point
 from mixpanel_data._internal.storage.engine import EVENTS_COLUMNS, quote_ident, validate_table_name
+from mixpanel_data._internal.storage.safety import disk_full_error, is_disk_full
 from mixpanel_data.exceptions import StorageError, TableNotFoundError, ValidationError
 
 if TYPE_CHECKING:
@@ -41,7 +51,7 @@ if TYPE_CHECKING:
     from mixpanel_data._internal.results.tables import ParquetExport
     from mixpanel_data._internal.storage.engine import StorageEngine
 
-__all__ = ["PARTITION_KEYS", "ParquetDaySink", "PartitionBy", "export_table"]
+__all__ = ["PARTITION_KEYS", "LakeBatch", "ParquetDaySink", "PartitionBy", "export_table"]
 
 PartitionBy = Literal["day", "month"]
 
@@ -56,7 +66,11 @@ DATA_FILE = "data_0.parquet"
 # Hive's name for rows whose partition value is NULL (Spark and Trino read it as NULL).
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 _STAGING_PREFIX = ".mp-staging-"
+_STAGED = ".tmp"  # staged files never end in .parquet, so no glob of the lake picks them
+# Staging left by an older version carries no PID: removed once it is this old (s).
+_LEGACY_STALE_AFTER = 3600.0
 _PARTITION_DIR = re.compile(r"^(date|month)=")
+_SOURCE_TABLE = re.compile(r"^[A-Za-z0-9_]{1,128}$")
 
 
 def _sql_literal(value: str) -> str:
@@ -171,8 +185,8 @@ def _replace_files(source_dir: Path, target_dir: Path) -> list[Path]:
     _refuse_symlinks(target_dir.parent, target_dir)
     _mkdir(target_dir)
     moved = []
-    for staged in sorted(source_dir.glob("*.parquet")):
-        final = target_dir / staged.name
+    for staged in sorted(source_dir.glob(f"*{_STAGED}")):
+        final = target_dir / f"{staged.name.removesuffix(_STAGED)}.parquet"
         os.chmod(staged, lake_modes()[1])
         os.replace(staged, final)  # atomic on one filesystem: readers see old or new
         moved.append(final)
@@ -190,6 +204,8 @@ def _copy(conn: duckdb.DuckDBPyConnection, sql: str, params: Any, *, target: Pat
     try:
         row = conn.execute(sql, params).fetchone()
     except duckdb.IOException as exc:
+        if is_disk_full(exc):  # name the lake's disk, not the database's
+            raise disk_full_error(str(target), exc) from None
         raise StorageError(
             f"cannot write Parquet under {target}: {exc}; check the directory and free space",
             path=str(target),
@@ -213,6 +229,46 @@ def _mkdir(path: Path) -> None:
         raise StorageError(
             f"cannot create {path}: {exc.strerror}; choose another directory", path=str(path)
         ) from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_staging(root: Path) -> None:
+    """Remove staging left in the lake root by processes that died (kill -9).
+
+    Also the ``.data_0.parquet.*.tmp`` files older versions wrote inside partitions.
+    """
+    if not root.is_dir():
+        return
+    now = clock.time()
+    with contextlib.suppress(OSError):
+        for entry in root.glob(f"{_STAGING_PREFIX}*"):
+            pid = entry.name[len(_STAGING_PREFIX) :].split("-", 1)[0]
+            if pid.isdigit():
+                if _pid_alive(int(pid)):
+                    continue
+            elif now - entry.lstat().st_mtime < _LEGACY_STALE_AFTER:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+        for old in root.glob(f"*/*=*/.{DATA_FILE}.*{_STAGED}"):
+            if now - old.lstat().st_mtime >= _LEGACY_STALE_AFTER:
+                old.unlink(missing_ok=True)
+
+
+def _new_staging(root: Path, table: str) -> Path:
+    """A fresh staging folder in the lake root (same filesystem: renames are atomic)."""
+    _mkdir(root)
+    clean_stale_staging(root)
+    return root / f"{_STAGING_PREFIX}{os.getpid()}-{table}-{uuid.uuid4().hex}"
 
 
 def export_table(
@@ -247,22 +303,25 @@ def export_table(
                 table=table,
             )
         _check_layout(table_dir, key if partitioned else "")
-        _mkdir(root)
-        staging = root / f"{_STAGING_PREFIX}{table}-{uuid.uuid4().hex}"
+        staging = _new_staging(root, table)
         try:
             if partitioned:
                 expr = _partition_expr(columns[TIME_COLUMN], fmt)
                 select = _lake_columns(list(columns.items()))
                 query = f"SELECT {select}, {expr} AS {quote_ident(key)} FROM {quote_ident(table)}"
-                options = f"FORMAT parquet, PARTITION_BY ({quote_ident(key)}), COMPRESSION zstd"
+                options = (
+                    f"FORMAT parquet, PARTITION_BY ({quote_ident(key)}), COMPRESSION zstd, "
+                    f"FILE_EXTENSION '{_STAGED[1:]}'"
+                )
                 target = staging
             else:
                 query = f"SELECT {_lake_columns(list(columns.items()))} FROM {quote_ident(table)}"
                 options = "FORMAT parquet, COMPRESSION zstd"
                 staging.mkdir(parents=True)
-                target = staging / DATA_FILE
+                target = staging / f"{DATA_FILE.removesuffix('.parquet')}{_STAGED}"
             copy = f"COPY ({query}) TO {_sql_literal(str(target))} ({options})"
             rows = _copy(conn, copy, None, target=table_dir)
+            crash_point("lake")
             files, partitions = _publish(staging, table_dir, partitioned=partitioned)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -291,11 +350,110 @@ def _publish(staging: Path, table_dir: Path, *, partitioned: bool) -> tuple[list
     return files, partitions
 
 
+class LakeBatch:
+    """Days written into the lake for one database commit, undoable until it commits.
+
+    Every day is first written to the staging folder (a full disk fails here, with
+    nothing in the lake changed); then the days are renamed into their partitions,
+    the files they replace kept aside as hard links. `undo()` (the commit failed)
+    puts the old files back; `finish()` (it committed) drops them. So the lake holds
+    a day only when its window's commit succeeded (a kill between the renames and
+    the commit leaves days the re-run fetches and rewrites).
+    """
+
+    def __init__(self, root: Path, table: str) -> None:
+        self._root = root
+        self._staging = _new_staging(root, table)
+        self._staged: list[tuple[Path, Path]] = []  # (staged file, partition folder)
+        self._moved: list[tuple[Path, Path | None]] = []  # (final file, kept old file)
+        self.written: list[tuple[Path, int]] = []  # (file, rows) per day, once published
+
+    def stage(self, conn: duckdb.DuckDBPyConnection, query: str, params: Any, *, part: Path) -> int:
+        """Write `query`'s rows as the next file for partition `part`; return the rows.
+
+        Written through PARTITION_BY, as `mp export` writes, so both writers give one
+        schema: DuckDB's single-file writer marks a column NOT NULL whenever a file
+        happens to hold no nulls in it, its partitioned writer never does.
+        """
+        _mkdir(self._staging)
+        n = len(self._staged)
+        tmp = self._staging / f"{n}{_STAGED}"
+        folder = self._staging / f"part-{n}"
+        key = quote_ident("_mp_part")
+        copy = (
+            f"COPY (SELECT *, 0 AS {key} FROM ({query})) TO {_sql_literal(str(folder))} "
+            f"(FORMAT parquet, PARTITION_BY ({key}), COMPRESSION zstd, "
+            f"FILE_EXTENSION '{_STAGED[1:]}')"
+        )
+        rows = _copy(conn, copy, params, target=part)
+        written = sorted(folder.rglob(f"*{_STAGED}"))
+        if len(written) == 1:
+            os.replace(written[0], tmp)
+        else:  # no rows (an explicit empty day), or split files: one plain file instead
+            single = (
+                f"COPY ({query}) TO {_sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
+            )
+            _copy(conn, single, params, target=part)
+        shutil.rmtree(folder, ignore_errors=True)
+        self._staged.append((tmp, part))
+        return rows
+
+    def publish(self) -> list[Path]:
+        """Rename every staged day into its partition (old files kept for `undo`)."""
+        out = []
+        crash_point("lake")
+        try:
+            for k, (tmp, part) in enumerate(self._staged):
+                _refuse_symlinks(part.parent, part)
+                _mkdir(part)
+                os.chmod(tmp, lake_modes()[1])
+                final = part / DATA_FILE
+                kept: Path | None = None
+                if final.exists():
+                    kept = self._staging / f"old-{k}{_STAGED}"
+                    os.link(final, kept)
+                os.replace(tmp, final)
+                self._moved.append((final, kept))
+                out.append(final)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full_error(str(self._root), exc) from None
+            raise StorageError(
+                f"cannot write Parquet under {self._root}: {exc.strerror}; check the directory",
+                path=str(self._root),
+            ) from None
+        return out
+
+    def undo(self) -> None:
+        """The database commit failed: put the lake back as it was."""
+        for final, kept in reversed(self._moved):
+            with contextlib.suppress(OSError):
+                if kept is not None:
+                    os.replace(kept, final)
+                else:
+                    final.unlink(missing_ok=True)
+                    final.parent.rmdir()  # only if empty
+        self._moved.clear()
+        self._cleanup()
+
+    def finish(self) -> None:
+        """The database committed: drop the old files and any other file of those days."""
+        for final, _kept in self._moved:
+            for old in final.parent.glob("*.parquet"):
+                if old.name != DATA_FILE:
+                    old.unlink(missing_ok=True)
+        self._moved.clear()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        shutil.rmtree(self._staging, ignore_errors=True)
+
+
 class ParquetDaySink:
     """Write each fetched day straight into its ``date=YYYY-MM-DD`` partition.
 
     Used by ``mp fetch events --to-parquet DIR``: a window is one export day, and
-    writing it replaces exactly that day's partition (temp file, then rename, then
+    writing it replaces exactly that day's partition (staged file, then rename, then
     the partition's older files removed), so each shard of a backfill is idempotent.
 
     Example:
@@ -310,6 +468,7 @@ class ParquetDaySink:
         if self.table_dir.parent.exists() and not self.table_dir.parent.is_dir():
             raise ValidationError(f"{self.table_dir.parent} is a file; give a directory")
         _check_layout(self.table_dir, "date")
+        clean_stale_staging(self.table_dir.parent)
 
     def partition_dir(self, day: date) -> Path:
         """The folder that holds `day`."""
@@ -329,33 +488,14 @@ class ParquetDaySink:
         """
         part = self.partition_dir(day)
         _refuse_symlinks(part.parent, part)
-        _mkdir(part)
-        # Written through PARTITION_BY, like `mp export`, so both writers give one schema
-        # (DuckDB's single-file writer marks a column NOT NULL when a file has no nulls).
-        # The staging folder is a dot name beside the table: no engine reads it.
-        staging = self.table_dir.parent / f"{_STAGING_PREFIX}{self.table}-{uuid.uuid4().hex}"
-        key = quote_ident("date")
+        batch = LakeBatch(self.table_dir.parent, self.table)
         try:
-            copy = (
-                f"COPY (SELECT *, {_sql_literal(day.isoformat())} AS {key} FROM ({query})) "
-                f"TO {_sql_literal(str(staging))} "
-                f"(FORMAT parquet, PARTITION_BY ({key}), COMPRESSION zstd)"
-            )
-            rows = _copy(conn, copy, params, target=part)
-            final = part / DATA_FILE
-            written = sorted((staging / part.name).glob("*.parquet"))
-            if written:
-                os.chmod(written[0], lake_modes()[1])
-                os.replace(written[0], final)
-            else:  # no rows: an empty partition file keeps the day's (empty) state explicit
-                empty = f"COPY (SELECT * FROM ({query}) LIMIT 0) TO {_sql_literal(str(final))} "
-                _copy(conn, empty + "(FORMAT parquet, COMPRESSION zstd)", params, target=part)
-                os.chmod(final, lake_modes()[1])
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        for old in part.glob("*.parquet"):
-            if old.name != DATA_FILE:
-                old.unlink(missing_ok=True)
+            rows = batch.stage(conn, query, params, part=part)
+            (final,) = batch.publish()
+        except BaseException:
+            batch.undo()
+            raise
+        batch.finish()
         return final, rows
 
     def write_window(
@@ -371,24 +511,11 @@ class ParquetDaySink:
 
         An export day is a UTC day for projects created after 2023, a project-timezone
         day (`zone`) for older ones (contract §3.5), so a window's days hold exactly
-        the rows that window fetched. The fetcher calls this inside the window's
-        transaction: a day is in the lake if and only if its window is committed.
+        the rows that window fetched.
         """
-        validate_table_name(table)
-        tz = ZoneInfo(zone or "UTC")
-        cols = _lake_columns(EVENTS_COLUMNS)
-        query = (
-            f"SELECT {cols} FROM {quote_ident(table)} "
-            "WHERE event_time >= ? AND event_time < ? ORDER BY event_time, insert_id"
-        )
-        out = []
-        day = start
-        while day <= end:
-            after = day + timedelta(days=1)
-            bounds = [datetime.combine(d, time(), tzinfo=tz) for d in (day, after)]
-            out.append(self.write_day(conn, query, day=day, params=bounds))
-            day = after
-        return out
+        batch = self.write_windows(conn, table, [DateSpan(start, end)], zone=zone)
+        batch.finish()
+        return batch.written
 
     def write_windows(
         self,
@@ -397,9 +524,41 @@ class ParquetDaySink:
         windows: Sequence[Any],
         *,
         zone: str | None = None,
-    ) -> list[tuple[Path, int]]:
-        """`write_window` for each of `windows` (objects with ``start`` and ``end`` dates)."""
-        out = []
-        for w in windows:
-            out.extend(self.write_window(conn, table, start=w.start, end=w.end, zone=zone))
-        return out
+    ) -> LakeBatch:
+        """Stage and publish each day of `windows` (objects with ``start`` and ``end``).
+
+        The fetcher calls this inside the windows' transaction, then `finish()` after
+        COMMIT or `undo()` if the commit fails. `table` may be the fetch's hidden
+        build table (``--replace``), so only its shape is checked (it is quoted).
+        """
+        if not _SOURCE_TABLE.match(table):
+            raise ValidationError(f"invalid source table name {table!r}")
+        tz = ZoneInfo(zone or "UTC")
+        cols = _lake_columns(EVENTS_COLUMNS)
+        query = (
+            f"SELECT {cols} FROM {quote_ident(table)} "
+            "WHERE event_time >= ? AND event_time < ? ORDER BY event_time, insert_id"
+        )
+        batch = LakeBatch(self.table_dir.parent, self.table)
+        try:
+            counts = []
+            for w in windows:
+                day = w.start
+                while day <= w.end:
+                    after = day + timedelta(days=1)
+                    bounds = [datetime.combine(d, time(), tzinfo=tz) for d in (day, after)]
+                    counts.append(batch.stage(conn, query, bounds, part=self.partition_dir(day)))
+                    day = after
+            batch.written = list(zip(batch.publish(), counts, strict=True))
+        except BaseException:
+            batch.undo()
+            raise
+        return batch
+
+
+@dataclass(frozen=True)
+class DateSpan:
+    """A ``start..end`` pair of days (what `write_windows` reads from a window)."""
+
+    start: date
+    end: date

@@ -185,13 +185,15 @@ def check_address_space(needed: int = FETCH_ADDRESS_SPACE) -> None:
 
 
 @contextlib.contextmanager
-def fetch_lock(db: Path) -> Iterator[None]:
+def fetch_lock(db: Path, *, action: str | None = None) -> Iterator[None]:
     """Hold ``<db>.fetch`` (flock, our PID inside) for a whole fetch.
 
     Two fetches interleaving commits into one table could commit a window twice;
     the second is refused at once with DatabaseLockedError naming the holder.
     Readers are not affected. A full disk while staging (staging lives next to
-    the database) is reported naming that folder.
+    the database) is reported naming that folder. Commands that drop or export
+    tables take it too (`action` names them in the refusal), so they never run
+    under a fetch.
     """
     import fcntl
 
@@ -201,6 +203,9 @@ def fetch_lock(db: Path) -> Iterator[None]:
         try:
             fd = os.open(side, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
+            if action and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                yield  # a folder we cannot write to: no fetch can be writing there either
+                return
             raise StorageError(
                 f"cannot create {side}: {exc.strerror}; check the folder's permissions",
                 path=str(side),
@@ -211,7 +216,7 @@ def fetch_lock(db: Path) -> Iterator[None]:
             raw = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
             os.close(fd)
             pid = int(raw) if raw.isdigit() else lock_holder_pid(side)
-            raise DatabaseLockedError(str(db), pid=pid) from None
+            raise DatabaseLockedError(str(db), pid=pid, action=action) from None
         try:
             same = os.stat(side).st_ino == os.fstat(fd).st_ino
         except OSError:

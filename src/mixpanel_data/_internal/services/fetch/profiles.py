@@ -28,6 +28,7 @@ from mixpanel_data._internal.services.fetch.ingest import (
 )
 from mixpanel_data._internal.services.fetch.records import engage_params
 from mixpanel_data._internal.storage import engine as st
+from mixpanel_data._internal.storage.interrupts import deferred_interrupts
 from mixpanel_data._internal.storage.safety import check_address_space, rollback_quietly
 from mixpanel_data.exceptions import (
     APIError,
@@ -120,7 +121,8 @@ class ProfileFetching:
                 params, staging, report=report, name=name, started=started
             )
             lines, nbytes, pages = staged.lines, staged.bytes, staged.pages
-            with self.storage.writer() as conn:
+            # Ctrl-C waits for the commit (or rollback) and the close, then is raised.
+            with deferred_interrupts(), self.storage.writer() as conn:
                 conn.execute(f"SET memory_limit = '{profile_memory_limit()}'")
                 conn.execute("BEGIN TRANSACTION")
                 try:

@@ -63,7 +63,8 @@ from mixpanel_data._internal.services.fetch.windows import (
     validate_range,
 )
 from mixpanel_data._internal.storage import engine as st
-from mixpanel_data._internal.storage.lake import ParquetDaySink
+from mixpanel_data._internal.storage.interrupts import deferred_interrupts, interrupt_pending
+from mixpanel_data._internal.storage.lake import LakeBatch, ParquetDaySink
 from mixpanel_data._internal.storage.safety import check_address_space, rollback_quietly
 from mixpanel_data.exceptions import (
     AuthenticationError,
@@ -72,6 +73,7 @@ from mixpanel_data.exceptions import (
     PartialFetchError,
     RateLimitError,
     Retryable,
+    StorageError,
     TableExistsError,
     TableNotFoundError,
     ValidationError,
@@ -292,14 +294,32 @@ class FetcherService(ProfileFetching):
                 )
 
         session = WriterSession(self.storage)
+        complete_note = (
+            f"note: the interrupt came after the last window was committed: table '{name}' "
+            f"is complete ({start}..{end})"
+        )
+        # Windows this fetch has recorded; each commit first checks they are all still
+        # there (a drop or re-creation of the table by another command must fail the
+        # fetch, never let it mark a range complete that the table does not hold).
+        recorded = set(committed)
 
         def commit(batch: list[StagedFile], done_after: int) -> None:
+            # Ctrl-C waits until the window is committed (or rolled back) and closed.
+            with deferred_interrupts():
+                _commit(batch, done_after)
+                recorded.update(f.window.start for f in batch)
+                if interrupt_pending():
+                    session.release()
+
+        def _commit(batch: list[StagedFile], done_after: int) -> None:
             if self.storage.readers_waiting():
                 session.release()  # a reader gets in before this commit
+            lake: LakeBatch | None = None
             with session.connection() as conn:
                 conn.execute("BEGIN TRANSACTION")
                 try:
                     st.ensure_meta(conn)
+                    _check_recorded(conn, name, target, fetch_id, recorded)
                     conn.execute(
                         st.create_table_sql(target, "events").replace(
                             "CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1
@@ -344,16 +364,20 @@ class FetcherService(ProfileFetching):
                         fetched_at=now,
                     )
                     if sink is not None:  # --to-parquet: the lake's days commit with the window
-                        sink.write_windows(
+                        lake = sink.write_windows(
                             conn, target, [f.window for f in batch], zone=tz if legacy else None
                         )
                     conn.execute("COMMIT")
                 except BaseException as exc:
+                    if lake is not None:
+                        lake.undo()  # the window is not committed: neither are its days
                     rollback_quietly(conn)
                     if is_out_of_memory(exc):
                         first, last = batch[0].window.start, batch[-1].window.end
                         raise out_of_memory_error(f"the days {first}..{last}", exc) from exc
                     raise
+            if lake is not None:
+                lake.finish()
             _add(totals, counts)
 
         done = len(windows) - len(todo)
@@ -376,29 +400,41 @@ class FetcherService(ProfileFetching):
             on_block=session.release,
             gzip=self.gzip,
         )
-        with session, contextlib.closing(downloads):  # type: ignore[type-var]
-            for batch_or_error in downloads:
-                if isinstance(batch_or_error, tuple):
-                    window, error = batch_or_error
-                    failed.append(
-                        {
-                            "from_date": str(window.start),
-                            "to_date": str(window.end),
-                            "error": error.message,
-                        }
+        swapped = False
+        try:
+            with session, contextlib.closing(downloads):  # type: ignore[type-var]
+                for batch_or_error in downloads:
+                    if isinstance(batch_or_error, tuple):
+                        window, error = batch_or_error
+                        failed.append(
+                            {
+                                "from_date": str(window.start),
+                                "to_date": str(window.end),
+                                "error": error.message,
+                            }
+                        )
+                        continue
+                    try:
+                        commit(batch_or_error, done + len(batch_or_error))
+                    finally:
+                        for staged in batch_or_error:
+                            staged.path.unlink(missing_ok=True)
+                            if staged.losers is not None:
+                                staged.losers.unlink(missing_ok=True)
+                    done += len(batch_or_error)
+                    emit(done)
+            if not todo or (done == len(windows) and mode == "replace"):
+                with deferred_interrupts():
+                    self._finish(
+                        name, target, mode, args, fetch_id, len(windows), start, end, recorded
                     )
-                    continue
-                try:
-                    commit(batch_or_error, done + len(batch_or_error))
-                finally:
-                    for staged in batch_or_error:
-                        staged.path.unlink(missing_ok=True)
-                        if staged.losers is not None:
-                            staged.losers.unlink(missing_ok=True)
-                done += len(batch_or_error)
-                emit(done)
-        if not todo or (done == len(windows) and mode == "replace"):
-            self._finish(name, target, mode, args, fetch_id, len(windows), start, end)
+                    swapped = True  # a Ctrl-C held during the swap is raised just after
+        except KeyboardInterrupt:
+            # Ctrl-C after the last window committed (e.g. during the final checkpoint):
+            # the table is complete; say so rather than leave the user guessing.
+            if swapped or (mode != "replace" and recorded.issuperset(w.start for w in windows)):
+                self._say(complete_note)
+            raise
         warnings = []
         if totals.malformed:
             warnings.append(
@@ -473,9 +509,12 @@ class FetcherService(ProfileFetching):
                 done = st.committed_windows(conn, name=target, fetch_id=fetch_id)
                 return target, fetch_id, done, mode == "append"
         if mode == "create" and exists:
+            if meta is not None and meta["complete"] and meta["fetch_args"] == dict(args):
+                span = f"{args['from_date']}..{args['to_date']}"
+                raise TableExistsError(name, complete_range=span)
             raise TableExistsError(name)
         if mode == "replace" and target_exists:
-            with self.storage.writer() as conn:
+            with deferred_interrupts(), self.storage.writer() as conn:
                 conn.execute("BEGIN TRANSACTION")
                 conn.execute(f"DROP TABLE IF EXISTS {st.quote_ident(target)}")
                 st.rename_meta(conn, old="", new=target)  # forget the stale aside's metadata
@@ -492,12 +531,14 @@ class FetcherService(ProfileFetching):
         windows_total: int,
         start: date,
         end: date,
+        recorded: set[date],
     ) -> None:
         """Mark the fetch complete; for a replace, swap the aside table in atomically."""
         with self.storage.writer() as conn:
             conn.execute("BEGIN TRANSACTION")
             try:
                 st.ensure_meta(conn)
+                _check_recorded(conn, name, target, fetch_id, recorded)
                 if not st._table_exists(conn, target):
                     conn.execute(st.create_table_sql(target, str(args.get("kind", "events"))))
                 st.write_meta(
@@ -647,6 +688,23 @@ def _add(totals: _Totals, counts: WindowCounts) -> None:
     totals.rows += counts.rows_inserted
     totals.duplicates += counts.duplicates
     totals.malformed += counts.malformed
+
+
+def _check_recorded(
+    conn: duckdb.DuckDBPyConnection, name: str, target: str, fetch_id: str, recorded: set[date]
+) -> None:
+    """Fail when windows this fetch recorded are gone (table dropped or re-created)."""
+    if not recorded:
+        return
+    held = st.committed_windows(conn, name=target, fetch_id=fetch_id)
+    missing = sorted(recorded - held.keys()) if st._table_exists(conn, target) else sorted(recorded)
+    if missing:
+        raise StorageError(
+            f"table '{name}' was dropped or changed by another command during this fetch "
+            f"({len(missing)} committed window(s) from {missing[0]} are gone); nothing more "
+            "was recorded; run the same command again to fetch the table afresh",
+            table=name,
+        )
 
 
 def _overlaps(conn: duckdb.DuckDBPyConnection, table: str, window: DateWindow) -> bool:

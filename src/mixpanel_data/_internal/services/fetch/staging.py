@@ -29,6 +29,7 @@ from mixpanel_data._internal.services.fetch.ingest import (
     writer_memory_limit,
 )
 from mixpanel_data._internal.services.fetch.windows import DateWindow
+from mixpanel_data._internal.storage.interrupts import deferred_interrupts
 from mixpanel_data.exceptions import MixpanelDataError, Retryable
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ MAX_COMMIT_LATENCY = 10.0
 CHECKPOINT_MEMORY_LIMIT = "128MB"
 # Windows downloaded ahead of the writer (at most `workers` at once).
 LOOKAHEAD_WINDOWS = 64
+# After a stop (Ctrl-C, an error), how long to wait for worker threads to finish (s).
+WORKER_EXIT_WAIT = 15.0
 
 
 class _Cancelled(Exception):
@@ -114,6 +117,10 @@ class WriterSession:
 
     def release(self, *, failing: bool = False) -> None:
         """Close the held connection (it checkpoints); ``failing``: never raise over an error."""
+        with deferred_interrupts():  # closing checkpoints: never cut by Ctrl-C
+            self._release(failing=failing)
+
+    def _release(self, *, failing: bool) -> None:
         if self._stack is not None:
             stack, conn = self._stack, self._conn
             self._stack, self._conn = None, None
@@ -263,4 +270,9 @@ def download_ahead(
             future.cancel()
         for _ in threads:
             jobs.put(None)
+        # Wait for the workers (a cancelled download stops at its next chunk): a
+        # thread still inside DuckDB when the interpreter exits aborts the process.
+        deadline = time.monotonic() + WORKER_EXIT_WAIT
+        for t in threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
         shutil.rmtree(staging, ignore_errors=True)
