@@ -231,7 +231,7 @@ class TableExistsError(StorageError):
             message = (
                 f"table '{table}' already exists and is complete: this same fetch "
                 f"({complete_range}) committed every window; nothing to fetch; pass "
-                "append=True to add to it, replace=True to fetch it again, or use "
+                "append=True to add to it, replace=True to rebuild it, or use "
                 "update_events() to bring it up to today"
             )
         else:
@@ -249,8 +249,8 @@ class TableExistsError(StorageError):
             return (
                 f"table '{self.table}' already exists and is complete: this same fetch "
                 f"({self.complete_range}) committed every window; nothing to fetch; use "
-                "--replace to fetch it again, --update to bring it up to today, or "
-                "--append to add another range"
+                "--append to add to it, --replace to rebuild it, or --update to bring it "
+                "up to today"
             )
         return (
             f"table '{self.table}' already exists; use --append to add to it, "

@@ -289,7 +289,9 @@ def test_custom_event_step_counts_either_alternative(emu, client):
 
 # Required parameters the emulator keeps optional, with the reason (reported as decisions).
 LENIENT: dict[str, set[str]] = {
-    # Our client's property_values(prop) sends no event (values across all events).
+    # Our client's property_values(prop) sends no event (values across all events), and so
+    # does a third-party client: JMF (contract's jaredmcfarland/mixpanel_data) api_client.py
+    # get_property_values(property_name, *, event=None) sends `event` only when given.
     "/events/properties/values": {"event"},
 }
 

@@ -150,8 +150,8 @@ def test_ctrl_c_after_the_last_commit_says_the_table_is_complete(
     assert rerun.returncode == 1
     assert rerun.stderr.strip() == (
         "Error: table 'events' already exists and is complete: this same fetch "
-        f"({days[0]}..{days[0]}) committed every window; nothing to fetch; use --replace "
-        "to fetch it again, --update to bring it up to today, or --append to add another range"
+        f"({days[0]}..{days[0]}) committed every window; nothing to fetch; use --append "
+        "to add to it, --replace to rebuild it, or --update to bring it up to today"
     )
     assert table_rows(db) == clean_rows(days)
 
