@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from mixpanel_data._internal.config import ConfigManager, Credentials
 from mixpanel_data._internal.http.rate_limit import BudgetSpec
 from mixpanel_data._internal.services.discovery import DiscoveryService
+from mixpanel_data._internal.services.frames import FrameService
 from mixpanel_data._internal.services.introspection import IntrospectionService
 from mixpanel_data._internal.services.live_query import LiveQueryService
 from mixpanel_data._internal.services.sql import SQLService
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 
     import httpx
     import pandas as pd
-    import polars as pl
-    import pyarrow as pa
 
     from mixpanel_data._internal.http.client import MixpanelAPIClient, RetryPolicy
     from mixpanel_data._internal.results.fetch import FetchProgress, FetchResult
@@ -530,25 +529,12 @@ class Workspace:
 
     sql_rows = _via("_sql", SQLService.rows)
 
-    def sql_arrow(
-        self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
-    ) -> pa.Table:
-        """Run SQL and return a ``pyarrow.Table``, straight from DuckDB (no pandas).
+    sql_arrow = _via("_frames", FrameService.arrow)  # pyarrow.Table straight from DuckDB
+    sql_polars = _via("_frames", FrameService.polars)  # needs the polars extra
 
-        Example:
-            ws.sql_arrow("SELECT event_name, count(*) AS n FROM events GROUP BY 1")
-        """
-        from mixpanel_data._internal.services.frames import FrameService
-
-        return FrameService(self.storage).arrow(query, params)
-
-    def sql_polars(
-        self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
-    ) -> pl.DataFrame:
-        """Run SQL and return a Polars DataFrame (``pip install 'mixpanel_data[polars]'``)."""
-        from mixpanel_data._internal.services.frames import FrameService
-
-        return FrameService(self.storage).polars(query, params)
+    @property
+    def _frames(self) -> FrameService:
+        return FrameService(self.storage)
 
     @staticmethod
     def notebook_progress(*, label: str | None = None) -> NotebookProgress:
