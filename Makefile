@@ -24,8 +24,8 @@ demo: $(STAMP)
 	$(BIN)/mp demo
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy --strict src
 	$(BIN)/python -m pytest -q -n auto -m 'not spark'
 
