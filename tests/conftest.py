@@ -37,7 +37,6 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # completion's name records: in HOME
     monkeypatch.setenv("MP_CONFIG_PATH", str(home / ".mp" / "config.toml"))
     # Each test's emulator has its own origin, so budgets never leak between tests;
     # the hourly budgets are off here (tests that check budgets set them explicitly).

@@ -326,14 +326,16 @@ def test_names_written_by_a_fetch_complete_without_duckdb(clean_environ: Path) -
     db = clean_environ / "shop.duckdb"
     with StorageEngine.temporary(directory=clean_environ) as scratch, scratch.writer() as conn:
         conn.execute("CREATE TABLE t AS SELECT 'X' AS event_name")
-    assert not (clean_environ / ".cache" / "mp").exists()  # a temporary database: no record
+    assert not list(clean_environ.glob("mp-*"))  # a temporary database: gone, no record
     with StorageEngine(db) as engine, engine.writer() as conn:
         conn.execute(
             "CREATE TABLE jan AS SELECT * FROM (VALUES ('Login'), ('Purchase')) t(event_name)"
         )
         conn.execute("CREATE TABLE profiles AS SELECT 'u1' AS distinct_id")
-    records = list((clean_environ / ".cache" / "mp").glob("names-*.json"))
-    assert len(records) == 1
+    assert json.loads((clean_environ / "shop.duckdb.names.json").read_text())["table"] == [
+        "jan",
+        "profiles",
+    ]
     probe = (
         "import sys\n"
         "from mixpanel_data.cli import entry\n"

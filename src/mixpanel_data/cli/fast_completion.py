@@ -218,12 +218,9 @@ def _collect(conn: Any) -> dict[str, list[str]]:
     return {"table": tables, "event": sorted(events)}
 
 
-def _names_file(db: Path, env: Mapping[str, str]) -> Path:
+def _names_file(db: Path) -> Path:
     """Where a writer left ``db``'s names (storage/names_index.py writes this format)."""
-    import hashlib
-
-    digest = hashlib.sha256(str(db.resolve()).encode()).hexdigest()[:16]
-    return _cache_dir(env) / f"names-{digest}.json"
+    return db.with_name(db.name + ".names.json")
 
 
 def _db_names(db: Path, env: Mapping[str, str]) -> dict[str, list[str]]:
@@ -238,7 +235,7 @@ def _db_names(db: Path, env: Mapping[str, str]) -> dict[str, list[str]]:
     except OSError:
         return {"table": [], "event": []}
     key = f"{st.st_mtime_ns}:{st.st_size}"
-    record = _names_file(db, env)
+    record = _names_file(db)
     found = _read_json(record)
     if isinstance(found, dict) and found.get("key") == key:
         return {k: list(found.get(k) or []) for k in ("table", "event")}

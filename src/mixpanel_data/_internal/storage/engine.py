@@ -422,7 +422,7 @@ class StorageEngine:
             self._memory_conn.close()
             self._memory_conn = None
         if self.ephemeral and self.path is not None:
-            for suffix in ("", ".wal", ".tmp", ".readers", ".fetch"):
+            for suffix in ("", ".wal", ".tmp", ".readers", ".fetch", ".names.json"):
                 target = Path(str(self.path) + suffix)
                 if target.is_dir():
                     import shutil

@@ -5,7 +5,7 @@ writes a database leaves its table and event names in a small JSON file, keyed b
 file's size and mtime; the TAB (``cli/fast_completion.py``, which reads this format) only
 reads that file. The format, shared by both sides:
 
-    $XDG_CACHE_HOME/mp/names-<sha256(resolved db path)[:16]>.json   (else ~/.cache/mp/)
+    <db>.names.json   (beside the database, like its .wal; gone with a temporary one)
     {"key": "<st_mtime_ns>:<st_size>", "table": [...], "event": [...]}
 
 A file written by another program (the duckdb shell) leaves the key stale; the TAB then
@@ -15,15 +15,11 @@ reads the database itself, once.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from mixpanel_data._internal.storage.safety import private_mkdir
 
 if TYPE_CHECKING:
     import duckdb
@@ -33,12 +29,9 @@ __all__ = ["EVENT_LIMIT", "collect_names", "index_path", "stat_key", "write_name
 EVENT_LIMIT = 5000  # distinct event names per table, enough for any shell menu
 
 
-def index_path(db: Path, env: Mapping[str, str] | None = None) -> Path:
+def index_path(db: Path) -> Path:
     """Where the names of database ``db`` are kept."""
-    env = os.environ if env is None else env
-    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".cache")
-    digest = hashlib.sha256(str(db.resolve()).encode()).hexdigest()[:16]
-    return Path(base) / "mp" / f"names-{digest}.json"
+    return db.with_name(db.name + ".names.json")
 
 
 def stat_key(db: Path) -> str | None:
@@ -93,7 +86,6 @@ def write_names_index(db: Path) -> None:
         return  # changed while we read: the next writer's close records it
     target = index_path(db)
     with contextlib.suppress(OSError):
-        private_mkdir(target.parent)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-names-")
         with os.fdopen(fd, "w") as out:
             json.dump({"key": before, **names}, out)
