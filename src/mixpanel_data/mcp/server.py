@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import queue
 import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec
 
+import orjson
 from pydantic import Field
 
 from mixpanel_data._version import __version__
@@ -581,7 +583,69 @@ def build_server(tools: MixpanelTools) -> MCPServer[Any]:
 
 def serve_stdio(tools: MixpanelTools) -> None:
     """Serve the tools over stdin/stdout until the client closes the connection."""
+    from mixpanel_data.mcp import fast_start
+
     try:
-        build_server(tools).run("stdio")
+        early = fast_start.active()
+        if early is None:
+            build_server(tools).run("stdio")
+        else:
+            import anyio
+
+            anyio.run(_serve_after_handshake, build_server(tools), early)
     finally:
         tools.close()
+
+
+class _Lines:
+    """stdin for the SDK: what the early reader answered, then every later line."""
+
+    def __init__(self, replay: list[bytes], lines: queue.Queue[bytes | None]) -> None:
+        self._replay = list(replay)
+        self._lines = lines
+
+    def __aiter__(self) -> _Lines:
+        return self
+
+    async def __anext__(self) -> str:
+        import anyio.to_thread
+
+        if self._replay:
+            return self._replay.pop(0).decode("utf-8", errors="replace")
+        line = await anyio.to_thread.run_sync(self._lines.get, abandon_on_cancel=True)
+        if line is None:
+            raise StopAsyncIteration
+        return line.decode("utf-8", errors="replace")
+
+
+class _Wire:
+    """stdout for the SDK: drops its answer to the replayed ``initialize``."""
+
+    def __init__(self, early: Any) -> None:
+        self._early = early
+        self._drop = early.answered_id
+
+    async def write(self, text: str) -> None:
+        if self._drop is not None:
+            message = orjson.loads(text)
+            if message.get("id") == self._drop and ("result" in message or "error" in message):
+                self._drop = None
+                return
+        with self._early.out_lock:
+            self._early.out.write(text.encode())
+
+    async def flush(self) -> None:
+        with self._early.out_lock:
+            self._early.out.flush()
+
+
+async def _serve_after_handshake(server: MCPServer[Any], early: Any) -> None:
+    from mcp.server.stdio import stdio_server
+
+    lines = early.take_over()
+    async with stdio_server(
+        stdin=_Lines(early.replay, lines),  # type: ignore[arg-type]
+        stdout=_Wire(early),  # type: ignore[arg-type]
+    ) as (read, write):
+        low = server._lowlevel_server  # what MCPServer.run_stdio_async runs, on our streams
+        await low.run(read, write, low.create_initialization_options())
