@@ -363,7 +363,7 @@ class MixpanelTools:
         to_date: DateArg,
         on: Annotated[str | None, Field(description="property name or expression")] = None,
         where: Annotated[str | None, Field(description="Mixpanel expression filter")] = None,
-        unit: Literal["minute", "hour", "day", "month"] = "day",
+        unit: Literal["minute", "hour", "day", "month"] | None = None,
         type: Annotated[
             Literal["general", "unique", "average"],
             Field(description="general=events, unique=users, average=events per user"),
@@ -420,7 +420,7 @@ class MixpanelTools:
         to_date: DateArg,
         event: Annotated[str | None, Field(description="return event (default any)")] = None,
         retention_type: Literal["birth", "compounded"] = "birth",
-        unit: Literal["day", "week", "month"] = "day",
+        unit: Literal["day", "week", "month"] | None = None,
         interval_count: Annotated[int, Field(ge=1, le=90)] = 7,
         local: LocalArg = False,
         max_rows: MaxRows | None = None,

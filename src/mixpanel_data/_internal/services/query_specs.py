@@ -38,6 +38,7 @@ from mixpanel_data._internal.services.params import (
     LENGTH_UNITS,
     MAX_LIMIT,
     RETENTION_TYPES,
+    SEGMENTATION_ONLY_UNITS,
     SEGMENTATION_UNITS,
     TYPES,
     check_choice,
@@ -159,6 +160,18 @@ class QuerySpec(Generic[R]):
         )
         self._set(from_date=start, to_date=end)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The checked parameters as JSON-ready data (dates as ``YYYY-MM-DD``)."""
+        out: dict[str, Any] = {"report": self.report}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, date):
+                value = value.isoformat()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
     @property
     def start(self) -> date:
         """``from_date`` as a date (checked)."""
@@ -231,8 +244,10 @@ class SegmentationQuery(QuerySpec[SegmentationResult]):
                     "average (Mixpanel's /segmentation spec); use unit for general counts"
                 )
             check_positive(self.interval, name="interval")
+        elif unit is not None and str(unit).strip().lower() == "week":
+            unit = "week"  # the local engine's; the live report refuses it with advice
         elif unit is not None:
-            unit = check_choice(unit, SEGMENTATION_UNITS, name="unit")
+            unit = check_choice(unit, SEGMENTATION_ONLY_UNITS, name="unit")
         self._set(type=kind, unit=unit, on=to_expression(self.on), limit=_limit(self.limit))
 
 

@@ -131,6 +131,7 @@ def _window(text: str) -> tuple[int, str]:
     return int(value[:-1]), units[value[-1]]
 
 
+_ANNOTATED: Any = Annotated  # built at import time from the spec's fields
 WindowOpt = Annotated[
     str | None,
     typer.Option("--window", help="Conversion window as 7d, 12h, 30m or 90s (sets --length)."),
@@ -168,7 +169,7 @@ def _report_command(spec: type[QuerySpec[Any]]) -> None:
             default = inspect.Parameter.empty
         elif isinstance(default, (list, tuple)):
             default = None
-        annotation = Annotated[_cli_type(hints[f.name]), info]
+        annotation = _ANNOTATED[_cli_type(hints[f.name]), info]
         params.append(inspect.Parameter(f.name, kind, default=default, annotation=annotation))
     if spec is FunnelQuery:
         params.append(inspect.Parameter("window", kind, default=None, annotation=WindowOpt))

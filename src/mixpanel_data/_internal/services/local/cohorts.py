@@ -17,6 +17,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from mixpanel_data._internal.results.live import FrequencyResult
 from mixpanel_data._internal.results.reports import FunnelResult, RetentionResult
+from mixpanel_data._internal.services.local.engine import (
+    LocalEngine,
+    bucket_series,
+    top_segments,
+)
 from mixpanel_data._internal.services.local.expressions import (
     LocalUnsupportedError,
     filter_sql,
@@ -35,7 +40,6 @@ from mixpanel_data._internal.storage.meta_tables import quote_ident
 from mixpanel_data.exceptions import ValidationError
 
 if TYPE_CHECKING:
-    from mixpanel_data._internal.services.local.reports import LocalQueryService
     from mixpanel_data._internal.services.query_specs import (
         FrequencyQuery,
         FunnelQuery,
@@ -48,14 +52,12 @@ SEGMENT_LIMIT: Final = 255  # funnels' and retention's default `limit` (contract
 ADHOC_WINDOW_DAYS: Final = 30  # an ad-hoc funnel's default window, the emulator's default
 
 
-def funnel(svc: LocalQueryService, q: FunnelQuery) -> FunnelResult:
+def funnel(svc: LocalEngine, q: FunnelQuery) -> FunnelResult:
     """A funnel over the fetched events: a saved one by id, or ad hoc from ``q.steps``.
 
     A saved funnel's steps and window are its saved definition's; ``length`` (and
     ``length_unit``) override the window, as they do for the live report.
     """
-    from mixpanel_data._internal.services.local.reports import bucket_series
-
     start, end = q.start, q.end
     expr, where, top = q.on, q.where, q.limit or SEGMENT_LIMIT
     if q.steps is not None:
@@ -123,7 +125,7 @@ def funnel(svc: LocalQueryService, q: FunnelQuery) -> FunnelResult:
     )
 
 
-def _saved(svc: LocalQueryService, funnel_id: int, end: date, *, window_given: bool) -> SavedFunnel:
+def _saved(svc: LocalEngine, funnel_id: int, end: date, *, window_given: bool) -> SavedFunnel:
     """The saved funnel's definition, from its bookmark (or its steps, with a given window)."""
     live = svc._live
     if live is None:
@@ -153,7 +155,7 @@ def _saved(svc: LocalQueryService, funnel_id: int, end: date, *, window_given: b
     return SavedFunnel(tuple(s.event for s in result.steps), 0.0)
 
 
-def retention(svc: LocalQueryService, q: RetentionQuery) -> RetentionResult:
+def retention(svc: LocalEngine, q: RetentionQuery) -> RetentionResult:
     """Birth ("first time") or compounded ("recurring") retention by cohort.
 
     Birth finds each user's first ``born_event`` in the table, so the table should
@@ -161,8 +163,6 @@ def retention(svc: LocalQueryService, q: RetentionQuery) -> RetentionResult:
     Intervals are exact durations from the birth (a month is 30 days), as the
     retention docs' "within 24 hours (the 0th interval)" reads; the emulator agrees.
     """
-    from mixpanel_data._internal.services.local.reports import bucket_series, top_segments
-
     start, end = q.start, q.end
     kind, born, ret, days = q.retention_type, q.born_event, q.event, q.interval
     count = q.interval_count or 1
@@ -263,10 +263,8 @@ def retention(svc: LocalQueryService, q: RetentionQuery) -> RetentionResult:
     )
 
 
-def frequency(svc: LocalQueryService, q: FrequencyQuery) -> FrequencyResult:
+def frequency(svc: LocalEngine, q: FrequencyQuery) -> FrequencyResult:
     """Users by how many ``addiction_unit`` periods of each ``unit`` they were active in."""
-    from mixpanel_data._internal.services.local.reports import bucket_series, top_segments
-
     start, end = q.start, q.end
     unit, addiction_unit, name, expr, where = q.unit, q.addiction_unit, q.event, q.on, q.where
     top = q.limit or SEGMENT_LIMIT
