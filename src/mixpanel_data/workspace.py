@@ -464,6 +464,7 @@ class Workspace:
         """The live reports (also on the Workspace itself: ``ws.funnel`` is ``ws.live.funnel``)."""
         return self._live
 
+    run = _via("_live", LiveQueryService.run)  # a query spec: ws.run(FunnelQuery(...))
     segmentation = _via("_live", LiveQueryService.segmentation)
     segmentation_numeric = _via("_live", LiveQueryService.segmentation_numeric)
     segmentation_sum = _via("_live", LiveQueryService.segmentation_sum)
