@@ -31,14 +31,14 @@ def test_checkpoint_out_of_memory_names_the_setting_and_keeps_the_rows(
 ) -> None:
     db = tmp_path / "ckpt.duckdb"
     # The setting users have: both the commit's pool and the checkpoint's.
-    monkeypatch.setenv("MP_FETCH_MEMORY_LIMIT", "8MB")
+    monkeypatch.setenv("MP_FETCH_MEMORY_LIMIT", "4MB")
     session = staging.WriterSession(StorageEngine(db))
     _write(session)
     with pytest.raises(StorageError) as caught:
         session.release()
     message = str(caught.value)
     assert message == (
-        f"DuckDB ran out of memory while checkpointing {db} (checkpoint memory limit 8MB); "
+        f"DuckDB ran out of memory while checkpointing {db} (checkpoint memory limit 4MB); "
         f"every committed window is kept in its write-ahead log {db}.wal; raise the limit, "
         "e.g. MP_FETCH_MEMORY_LIMIT=1GB, and run the same command again (it resumes)"
     )
