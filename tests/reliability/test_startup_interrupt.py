@@ -16,8 +16,6 @@ import threading
 import time
 from pathlib import Path
 
-import duckdb
-
 from .mp_proc import MP
 
 RUNS = int(os.environ.get("MP_TEST_STARTUP_INTERRUPTS", "16"))
@@ -34,7 +32,8 @@ def _run(db: Path, delay: float | None) -> tuple[int, list[str], str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert proc.stderr is not None and proc.stdout is not None
+    assert proc.stderr is not None
+    assert proc.stdout is not None
     started = threading.Event()
     lines: list[str] = []
 
@@ -63,6 +62,8 @@ def _run(db: Path, delay: float | None) -> tuple[int, list[str], str]:
 
 
 def test_ctrl_c_at_any_moment_of_start_up_exits_130_with_one_line(tmp_path: Path) -> None:
+    import duckdb
+
     db = tmp_path / "t.duckdb"
     conn = duckdb.connect(str(db))
     conn.execute("CREATE TABLE t AS SELECT range AS x FROM range(7)")
