@@ -1,81 +1,160 @@
 """Readers during a fetch: how long `mp sql` waits while `mp fetch events` commits.
 
-Against the emulator on loopback (about 1M events over 30 days by default), for each
-commit batch bound (``staging.BATCH_BYTES``) given:
+Through the `mp` command against `mp emulator serve` in another process (about 1M
+events over 30 days by default), for each commit batch bound (``staging.BATCH_BYTES``)
+given, ``--repeat`` rounds, the bounds interleaved within a round (their order
+alternating from round to round, since a shared machine's speed drifts):
 
-1. the fetch alone (`mp -q fetch events`, a child process), its wall time;
-2. the same fetch with readers (`SELECT count(*) FROM events` through the same
-   StorageEngine open-and-retry `mp sql` uses, in this process) back to back for the
-   whole fetch; each reader's wait is its wall time less the fastest such read of the
-   finished database.
+1. the fetch alone (`mp -q fetch events`, a child process): wall time and CPU time
+   (user + sys of the child and its threads, from ``os.wait4``), which a busy machine
+   disturbs far less than wall time;
+2. the same fetch while an `mp -v sql "SELECT count(*) FROM events"` starts every
+   ``--interval`` seconds (each its own process; at most two at once, a tick is
+   skipped otherwise). A reader's wait is what it logs itself (-v: "opened ...
+   after waiting S s for the lock"; 0 if the file was free); its wall time less
+   the median of the same `mp sql` on the finished database right after is given
+   too (that also counts the CPU the fetch and the machine take from it).
+   Readers that started before the first commit (no table yet) are not counted.
+
+The batch bound is set in the `mp` child by a one-line wrapper (a benchmark knob, not
+an option of mp). Targets: every reader's wait < 2 s; the fetch's CPU time at our
+bound <= 1.05x that at the first bound given (2 GB: before), alone and with readers.
 
     python benchmarks/reader_wait.py                                   # 128 MB (ours)
-    python benchmarks/reader_wait.py --batch-mb 2048 128               # before vs now
+    python benchmarks/reader_wait.py --batch-mb 2048 128 --repeat 3    # before vs now
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-EVENTS_PER_USER_DAY = 3.09  # measured on the emulator's default spec
-# `mp` with a given commit batch bound (a benchmark knob, not an option of mp).
+from fetch_benchmark import EVENTS_PER_USER_DAY
+from update_benchmark import _serve, _warm
+
+# `mp` with a given commit batch bound: the console script's own entry point.
 FETCH_WITH_BATCH = (
     "import sys; from mixpanel_data._internal.services.fetch import staging; "
-    "staging.BATCH_BYTES = int(sys.argv[1]); "
-    "from mixpanel_data.cli.main import main; main(sys.argv[2:])"
+    "staging.BATCH_BYTES = int(sys.argv[1]); sys.argv = ['mp', *sys.argv[2:]]; "
+    "from mixpanel_data.cli.entry import main; main()"
 )
+MP = str(Path(sys.executable).with_name("mp"))
+QUERY = "SELECT count(*) FROM events"
+READERS_AT_ONCE = 2
+LOCK_WAIT = re.compile(r"read-only after waiting ([0-9.]+) s for the lock")
 
 
-def _read(env: dict[str, str]) -> tuple[float, bool]:
-    """One `mp sql`-style read (the same StorageEngine open and retry), timed.
+@dataclass
+class Run:
+    """One fetch: its times and (with readers) every counted reader's wall time."""
 
-    In this process, not a child: a child's start-up on a busy machine would
-    swamp the wait being measured.
-    """
-    from mixpanel_data._internal.storage.engine import StorageEngine
-    from mixpanel_data.exceptions import MixpanelDataError
+    mb: int
+    wall: float
+    cpu: float
+    with_readers: bool
+    readers: list[float] = field(default_factory=list)
+    locks: list[float] = field(default_factory=list)  # each reader's wait for the lock
+    early: int = 0  # readers before the first commit (not counted)
+    base: float = 0.0  # median `mp sql` on the finished database
 
-    db = Path(env["MP_DB_PATH"])
-    if not db.exists():
-        time.sleep(0.05)
-        return 0.0, False
+    @property
+    def waits(self) -> list[float]:
+        return [max(0.0, r - self.base) for r in self.readers]
+
+
+def _remove_db(db: Path) -> None:
+    for suffix in ("", ".wal", ".readers", ".fetch", ".tmp"):
+        target = Path(str(db) + suffix)
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+
+
+def _sql(env: dict[str, str]) -> tuple[float, int, str]:
     started = time.perf_counter()
-    try:
-        engine = StorageEngine(db, read_only=True, on_wait=None)
-        engine.execute_scalar("SELECT count(*) FROM events")
-    except MixpanelDataError:  # before the first commit there is no table yet
-        time.sleep(0.05)
-        return 0.0, False
-    return time.perf_counter() - started, True
+    proc = subprocess.run(
+        [MP, "-v", "sql", "--scalar", QUERY], env=env, capture_output=True, text=True
+    )
+    return time.perf_counter() - started, proc.returncode, proc.stderr
 
 
-def _fetch(batch: int, env: dict[str, str], first: str, last: str, readers: bool) -> Any:
+def _lock_wait(stderr: str) -> float:
+    """The reader's own wait for the database (its -v log), 0 if it found it free."""
+    match = LOCK_WAIT.search(stderr)
+    return float(match.group(1)) if match else 0.0
+
+
+def _fetch(
+    mb: int, env: dict[str, str], span: tuple[str, str], *, readers: bool, interval: float
+) -> Run:
     db = Path(env["MP_DB_PATH"])
-    for suffix in ("", ".wal"):
-        Path(str(db) + suffix).unlink(missing_ok=True)
-    os.sync()
-    argv = ["-q", "fetch", "events", "--from", first, "--to", last]
+    _remove_db(db)
+    os.sync()  # no run pays for the previous one's writeback
+    argv = ["-q", "fetch", "events", "--from", span[0], "--to", span[1]]
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-c", FETCH_WITH_BATCH, str(batch), *argv],
+        [sys.executable, "-c", FETCH_WITH_BATCH, str(mb << 20), *argv],
         env=env,
         stdout=subprocess.DEVNULL,
     )
-    waits: list[float] = []
-    while readers and proc.poll() is None:
-        seconds, ok = _read(env)
-        if ok:  # before the first commit there is no table yet
-            waits.append(seconds)
-    if proc.wait() != 0:
-        raise SystemExit(f"fetch failed with exit code {proc.returncode}")
-    return time.perf_counter() - started, waits
+    results: list[tuple[float, int, str]] = []
+    threads: list[threading.Thread] = []
+    done = threading.Event()
+
+    def launch() -> None:
+        tick = time.perf_counter()
+        while not done.is_set():
+            # At most READERS_AT_ONCE: on a busy machine a pile of `mp` start-ups
+            # would measure the load they add, not the fetch.
+            if sum(t.is_alive() for t in threads) < READERS_AT_ONCE:
+                t = threading.Thread(target=lambda: results.append(_sql(env)))
+                t.start()
+                threads.append(t)
+            tick += interval
+            done.wait(max(0.0, tick - time.perf_counter()))
+
+    launcher = threading.Thread(target=launch)
+    if readers:
+        launcher.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    done.set()
+    if readers:
+        launcher.join()
+    for t in threads:
+        t.join()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"fetch failed with exit code {os.waitstatus_to_exitcode(status)}")
+    run = Run(mb, wall, usage.ru_utime + usage.ru_stime, readers)
+    if readers:
+        for seconds, code, err in results:
+            if code != 0:  # no database or table yet
+                run.early += 1
+                continue
+            run.readers.append(seconds)
+            run.locks.append(_lock_wait(err))
+        base = [_sql(env) for _ in range(5)]
+        if any(code != 0 for _, code, _ in base):
+            raise SystemExit(f"mp sql failed on the finished database: {base[0][2]}")
+        run.base = statistics.median(s for s, _, _ in base)
+    return run
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else 0.0
 
 
 def main() -> None:
@@ -83,48 +162,100 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--batch-mb", type=int, nargs="+", default=[128])
-    parser.add_argument("--cache-dir", default=None, help="keep generated days between runs")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (medians are reported)")
+    parser.add_argument("--interval", type=float, default=0.5, help="seconds between readers")
+    parser.add_argument(
+        "--cache-dir",
+        default=os.environ.get("MP_BENCH_CACHE", "/var/tmp/mp-bench"),
+        help="keep generated days between runs (default $MP_BENCH_CACHE or /var/tmp/mp-bench)",
+    )
     opts = parser.parse_args()
 
-    from mixpanel_data.emulator.project import ProjectSpec
-    from mixpanel_data.emulator.server import Emulator
-
     users = max(1, round(opts.events / (opts.days * EVENTS_PER_USER_DAY)))
-    spec = ProjectSpec(seed=7, users=users, days=opts.days)
     work = Path(tempfile.mkdtemp(prefix="mp-readers-"))
-    cache = Path(opts.cache_dir) if opts.cache_dir else work / "cache"
-    with Emulator(spec=spec, cache_dir=cache, threads=32) as emu:
-        days = list(emu.project.data_dates)
-        for day in days:
-            emu.project.export_day_path(day)  # generate before timing
-        env = {
-            **os.environ,
-            "HOME": str(work),
-            "MP_CONFIG_PATH": str(work / "config.toml"),
-            "MP_USERNAME": emu.username,
-            "MP_SECRET": emu.secret,
-            "MP_PROJECT_ID": str(spec.project_id),
-            "MP_BASE_URL": emu.base_url,
-            "MP_TIMEZONE": spec.timezone,
-            "MP_DB_PATH": str(work / "readers.duckdb"),
-            "MP_RATE_LIMIT_EXPORT": "100c",
-        }
-        first, last = str(days[0]), str(days[-1])
-        print("| commit batch | fetch alone | fetch with readers | readers | max wait |")
-        print("|---:|---:|---:|---:|---:|")
-        for mb in opts.batch_mb:
-            alone, _ = _fetch(mb << 20, env, first, last, readers=False)
-            busy, times = _fetch(mb << 20, env, first, last, readers=True)
-            base = min(_read(env)[0] for _ in range(5))
-            worst = max(times) - base if times else 0.0
-            print(
-                f"| {mb} MB | {alone:.2f} s | {busy:.2f} s | {len(times)} | {worst:.2f} s |",
-                flush=True,
-            )
-    if not opts.cache_dir:
-        import shutil
+    cache = Path(opts.cache_dir) / f"{opts.events}-events"
+    import update_benchmark
 
+    update_benchmark.DAYS = opts.days
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the emulator too
+    serve, creds = _serve(users, cache, work / "emulator.log")
+    runs: list[Run] = []
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MP_")}
+        env.update(
+            HOME=str(work),
+            MP_CONFIG_PATH=str(work / "config.toml"),
+            MP_BASE_URL=creds["base_url"],
+            MP_USERNAME=creds["username"],
+            MP_SECRET=creds["secret"],
+            MP_PROJECT_ID=creds["project_id"],
+            MP_DB_PATH=str(work / "readers.duckdb"),
+            MP_RATE_LIMIT_EXPORT="100c",  # the emulator runs without Mixpanel's budgets
+        )
+        import datetime as dt
+        from zoneinfo import ZoneInfo
+
+        today = dt.datetime.now(ZoneInfo("America/Los_Angeles")).date()  # the default zone
+        span = (
+            (today - dt.timedelta(days=opts.days)).isoformat(),
+            (today - dt.timedelta(days=1)).isoformat(),
+        )
+        _warm(creds, *span)
+        for round_ in range(opts.repeat):
+            order = opts.batch_mb if round_ % 2 == 0 else opts.batch_mb[::-1]
+            for mb in order:
+                for readers in (False, True):
+                    run = _fetch(mb, env, span, readers=readers, interval=opts.interval)
+                    runs.append(run)
+                    detail = (
+                        f", {len(run.readers)} readers ({sum(w > 0 for w in run.locks)} "
+                        f"waited), max lock wait {max(run.locks, default=0):.2f} s, max wall "
+                        f"over base {max(run.waits, default=0):.2f} s (base {run.base:.2f} s)"
+                        if readers
+                        else ""
+                    )
+                    print(
+                        f"  round {round_ + 1} {mb} MB {'with readers' if readers else 'alone'}: "
+                        f"{run.wall:.1f} s wall, {run.cpu:.1f} s CPU{detail}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    finally:
+        serve.terminate()
+        serve.wait(timeout=60)
         shutil.rmtree(work, ignore_errors=True)
+
+    def med(mb: int, readers: bool, attr: str) -> float:
+        return statistics.median(
+            getattr(r, attr) for r in runs if r.mb == mb and r.with_readers == readers
+        )
+
+    ref = opts.batch_mb[0]
+    print(
+        f"\n{opts.repeat} rounds, medians; a reader every {opts.interval} s; CPU = user + sys "
+        f"of the `mp fetch` process; ratios against the {ref} MB bound of the same run\n"
+    )
+    print(
+        "| commit batch | fetch alone: wall / CPU | CPU ratio | fetch with readers: wall / CPU "
+        "| CPU ratio | readers (waited) | lock wait p95 / max | reader wall over base p95 / max |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for mb in opts.batch_mb:
+        mine = [r for r in runs if r.mb == mb]
+        waits = [w for r in mine for w in r.waits]
+        locks = [w for r in mine for w in r.locks]
+        print(
+            f"| {mb} MB | {med(mb, False, 'wall'):.1f} s / {med(mb, False, 'cpu'):.1f} s "
+            f"| {med(mb, False, 'cpu') / med(ref, False, 'cpu'):.3f}x "
+            f"| {med(mb, True, 'wall'):.1f} s / {med(mb, True, 'cpu'):.1f} s "
+            f"| {med(mb, True, 'cpu') / med(ref, True, 'cpu'):.3f}x "
+            f"| {len(locks)} ({sum(w > 0 for w in locks)}) "
+            f"| {_p95(locks):.2f} / {max(locks, default=0):.2f} s "
+            f"| {_p95(waits):.2f} / {max(waits, default=0):.2f} s |"
+        )
+    print(json.dumps({"load": os.getloadavg()}), file=sys.stderr)
 
 
 if __name__ == "__main__":

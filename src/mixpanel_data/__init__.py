@@ -8,6 +8,29 @@ The one public door: the Workspace facade, the result types and the exceptions.
     ...     ws.sql("SELECT event_name, count(*) FROM events GROUP BY 1")
 """
 
+# The imports follow the Ctrl-C guard below.
+# ruff: noqa: E402
+
+import sys as _sys
+
+
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    """Ctrl-C while `mp` imports: nothing is written yet, so leave as main() would."""
+    import os
+
+    os.write(2, b"Interrupted.\n")
+    os._exit(130)
+
+
+# The `mp` console script imports this package first: from here until `mp`'s main()
+# takes over, a Ctrl-C exits 130 with one line instead of a traceback from an import.
+# (Only for the command, never for a program that imports the library.)
+if _sys.argv and _sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1] == "mp":
+    import signal as _signal
+
+    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+        _signal.signal(_signal.SIGINT, _interrupted_while_starting)
+
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 

@@ -194,3 +194,44 @@ def test_read_only_engine_refuses_writes(tmp_path: Path) -> None:
     StorageEngine(path).execute_scalar("CREATE TABLE t AS SELECT 1 AS a", write=True)
     with pytest.raises(StorageError, match="read-only"):
         StorageEngine(path, read_only=True).execute_scalar("DROP TABLE t", write=True)
+
+
+def test_a_claiming_writer_keeps_new_readers_out_until_it_is_done(tmp_path: Path) -> None:
+    """A writer about to open the file claims it (``<db>.writer``): readers started
+    back to back can no longer keep it out, and each waits for the writer instead."""
+    path = tmp_path / "claimed.duckdb"
+    StorageEngine(path).execute_scalar("CREATE TABLE t AS SELECT 1 AS a", write=True)
+    # Another process claims the database (as a writer does before it opens it) but
+    # has not opened it yet: DuckDB alone would let the reader in.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; "
+            "from mixpanel_data._internal.storage.locks import WriterClaim; "
+            f"c = WriterClaim(Path({str(path)!r})); c.take(); print('ready', flush=True); "
+            "sys.stdin.read(); c.release()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ready"
+        notices: list[str] = []
+        engine = StorageEngine(path, read_only=True, lock_timeout=2, on_wait=notices.append)
+        with pytest.raises(DatabaseLockedError) as info:
+            engine.execute_scalar("SELECT count(*) FROM t")
+        assert info.value.pid == holder.pid
+        assert notices == [f"waiting for process {holder.pid} to release {path} ..."]
+    finally:
+        holder.communicate("")
+    # Released: readers get in again; the claim is never the writer's own obstacle.
+    assert StorageEngine(path, read_only=True).execute_scalar("SELECT count(*) FROM t") == 1
+    writer = StorageEngine(path)
+    with writer.writer() as conn:
+        conn.execute("INSERT INTO t VALUES (2)")
+        # A read inside the writer (the same connection) is not kept out by its claim.
+        assert writer.execute_scalar("SELECT count(*) FROM t") == 2
+    assert StorageEngine(path, read_only=True).execute_scalar("SELECT sum(a) FROM t") == 3

@@ -4,7 +4,10 @@ before anything heavy is imported."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
+
+import mixpanel_data
 
 # global options that take a value (the rest of `mp`'s global options are flags)
 _VALUED = frozenset({"--account", "-a", "--db", "--workspace-id"})
@@ -25,7 +28,13 @@ def _command(argv: list[str]) -> str | None:
 
 def main() -> None:
     """Run `mp`; ``_MP_COMPLETE=complete_<shell>`` (a TAB) takes the fast path, and so does
-    the handshake of `mp mcp` (``mcp/fast_start.py``)."""
+    the handshake of `mp mcp` (``mcp/fast_start.py``).
+
+    Until `mp`'s main() takes over, a Ctrl-C exits 130 with the one ``Interrupted.``
+    line (the package installs that for the console script; ``python -m`` gets it here).
+    """
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, mixpanel_data._interrupted_while_starting)
     if os.environ.get("_MP_COMPLETE", "").startswith("complete_"):
         from mixpanel_data.cli.fast_completion import respond
 

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+import mixpanel_data
 from mixpanel_data._version import __version__
 from mixpanel_data.cli import completion
 from mixpanel_data.cli.commands import auth, demo, emulator, fetch, inspect, mcp, query, sql
@@ -161,6 +162,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_INVALID_ARGS)
     code = 0
     try:
+        # From here a Ctrl-C is a KeyboardInterrupt, handled below (until now, while
+        # importing, the handler of the `mp` script exited 130 at once).
+        if signal.getsignal(signal.SIGINT) is mixpanel_data._interrupted_while_starting:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         result = app(args=argv, standalone_mode=False, prog_name="mp")
         # Typer returns the exit code of typer.Exit (130 for Ctrl-C) in this mode.
         code = result if isinstance(result, int) else 0

@@ -31,6 +31,7 @@ Metadata lives in two tables the engine owns (``meta_tables.py``; names start wi
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -46,6 +47,7 @@ from mixpanel_data._internal.storage.locks import (
     PID_IN_TEXT,
     READER_GRACE,
     ReaderQueue,
+    WriterClaim,
     lock_holder_pid,
 )
 from mixpanel_data._internal.storage.meta_tables import EVENTS_COLUMNS as EVENTS_COLUMNS
@@ -103,6 +105,7 @@ __all__ = [
 ]
 
 MEMORY = ":memory:"
+_log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]{0,127}$")
 _DUCKDB_MAGIC = b"DUCK"
 
@@ -189,6 +192,7 @@ class StorageEngine:
         self._closed = False
         self._fetch_depth = 0
         self._wrote = False  # a write connection closed: record the names for completion
+        self._claim: WriterClaim | None = None
         if self.path is not None:
             self._check_path(self.path)
 
@@ -251,13 +255,54 @@ class StorageEngine:
             if not write:
                 raise DatabaseNotFoundError(str(self.path))
             private_mkdir(self.path.parent)
-        deadline = time.monotonic() + self.lock_timeout
-        delay = 0.01
-        announced = False
+        claim = WriterClaim(self.path)
         waiting = ReaderQueue(self.path)
+        deadline = time.monotonic() + self.lock_timeout
         if write:
             waiting.let_readers_in(deadline=min(deadline, time.monotonic() + READER_GRACE))
+            claim.take()  # from here on new readers wait, so the reads under way end
+        try:
+            conn = self._connect(write=write, claim=claim, waiting=waiting, deadline=deadline)
+        except BaseException:
+            claim.release()
+            if write and not self.path.exists():  # no database came of it: no side file
+                with contextlib.suppress(OSError):
+                    claim.path.unlink()
+            raise
+        if write:
+            self._claim = claim  # released once the connection is closed
+        return conn
+
+    def _connect(
+        self, *, write: bool, claim: WriterClaim, waiting: ReaderQueue, deadline: float
+    ) -> duckdb.DuckDBPyConnection:
+        import duckdb
+
+        assert self.path is not None
+        started = time.monotonic()
+        delay = 0.01
+        announced = False
+
+        def wait(pid: int | None) -> None:
+            nonlocal announced, delay
+            if not write:
+                waiting.enter()
+            if time.monotonic() + delay > deadline:
+                waiting.leave()
+                raise DatabaseLockedError(str(self.path), pid=pid) from None
+            if not announced and self._on_wait is not None:
+                holder = f"process {pid}" if pid is not None else "another process"
+                self._on_wait(f"waiting for {holder} to release {self.path} ...")
+                announced = True
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
         while True:
+            if not write:
+                claimed, holder = claim.claimed()  # a writer opens (or has) the file
+                if claimed:
+                    wait(holder)
+                    continue
             creating = write and not self.path.exists()
             try:
                 conn = duckdb.connect(str(self.path), read_only=not write)
@@ -276,21 +321,16 @@ class StorageEngine:
                         f"cannot open database {self.path}: {exc}; check the path and permissions",
                         path=str(self.path),
                     ) from None
-                if not write:
-                    waiting.enter()
-                if time.monotonic() + delay > deadline:
-                    waiting.leave()
-                    raise DatabaseLockedError(
-                        str(self.path), pid=pid if isinstance(pid, int) else None
-                    ) from None
-                if not announced and self._on_wait is not None:
-                    holder = f"process {pid}" if isinstance(pid, int) else "another process"
-                    self._on_wait(f"waiting for {holder} to release {self.path} ...")
-                    announced = True
-                time.sleep(delay)
-                delay = min(delay * 2, 0.1)
+                wait(pid if isinstance(pid, int) else None)
                 continue
             waiting.leave()
+            if announced:
+                _log.debug(
+                    "opened %s %s after waiting %.3f s for the lock",
+                    self.path,
+                    "read-write" if write else "read-only",
+                    time.monotonic() - started,
+                )
             if creating:
                 with contextlib.suppress(OSError):
                     os.chmod(self.path, 0o600)
@@ -371,6 +411,7 @@ class StorageEngine:
                 self._active, self._depth = None, 0
                 if self.path is not None:
                     close_quietly(conn)  # a failing close must not replace this error
+                    self._release_claim()
                 # A StorageError already names its file (e.g. the lake's full disk).
                 if (
                     isinstance(exc, Exception)
@@ -383,8 +424,16 @@ class StorageEngine:
             if self.path is not None:
                 if write:
                     crash_point("checkpoint")
-                self._close_quietly(conn)
-                self._wrote = self._wrote or write
+                try:
+                    self._close_quietly(conn)
+                    self._wrote = self._wrote or write
+                finally:
+                    self._release_claim()
+
+    def _release_claim(self) -> None:
+        claim, self._claim = self._claim, None
+        if claim is not None:
+            claim.release()
 
     def _close_quietly(self, conn: duckdb.DuckDBPyConnection) -> None:
         """Close (DuckDB checkpoints a writer here); a full disk is reported, not raised raw."""
@@ -422,7 +471,7 @@ class StorageEngine:
             self._memory_conn.close()
             self._memory_conn = None
         if self.ephemeral and self.path is not None:
-            for suffix in ("", ".wal", ".tmp", ".readers", ".fetch", ".names.json"):
+            for suffix in ("", ".wal", ".tmp", ".readers", ".writer", ".fetch", ".names.json"):
                 target = Path(str(self.path) + suffix)
                 if target.is_dir():
                     import shutil

@@ -7,7 +7,7 @@ import re
 import time
 from pathlib import Path
 
-__all__ = ["PID_IN_TEXT", "READER_GRACE", "ReaderQueue", "lock_holder_pid"]
+__all__ = ["PID_IN_TEXT", "READER_GRACE", "ReaderQueue", "WriterClaim", "lock_holder_pid"]
 
 
 def lock_holder_pid(path: Path) -> int | None:
@@ -118,3 +118,77 @@ class ReaderQueue:
                     time.sleep(0.005)
         finally:
             os.close(fd)
+
+
+# How long a writer tries to take its claim (readers probe it for microseconds).
+CLAIM_WAIT = 1.0
+
+
+class WriterClaim:
+    """A writer's claim on the database, via ``<db>.writer`` (an exclusive flock, our
+    PID inside), held from before it opens the file until it has closed it.
+
+    DuckDB lets a read-only open in whenever no writer has the file, so readers
+    started back to back (each holding the file a moment) could keep a writer out
+    for minutes, and every reader then waited for it too. A reader that finds the
+    claim taken does not open the file: it waits as for a locked database. So a
+    writer waits only for the reads under way, and a reader for one commit.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(str(path) + ".writer")
+        self._fd: int | None = None
+
+    def take(self) -> None:
+        """Claim the database (best effort: without the side file, as before)."""
+        if self._fd is not None:
+            return
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return
+        deadline = time.monotonic() + CLAIM_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() >= deadline:  # another writer claims it: DuckDB decides
+                    os.close(fd)
+                    return
+                time.sleep(0.002)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
+
+    def claimed(self) -> tuple[bool, int | None]:
+        """Whether another process claims the database, and its PID if known."""
+        if not self.path.exists():
+            return False, None
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False, None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                raw = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                pid = int(raw) if raw.isdigit() else None
+                # Our own writer: DuckDB shares the file within a process.
+                return pid != os.getpid(), pid
+            return False, None
+        finally:
+            os.close(fd)  # releases the probe's shared lock

@@ -59,6 +59,8 @@ __all__ = [
     "PROFILE_MEMORY_LIMIT",
     "StagedFile",
     "WindowCounts",
+    "checkpoint_memory_limit",
+    "checkpoint_out_of_memory_error",
     "commit_events",
     "commit_profiles",
     "download_window",
@@ -71,6 +73,8 @@ __all__ = [
 
 # DuckDB's buffer pool for ingestion; larger windows spill to disk, so RSS stays flat.
 INGEST_MEMORY_LIMIT = "256MB"
+# The writer's pool while it checkpoints on close (commits get `writer_memory_limit()`).
+CHECKPOINT_MEMORY_LIMIT = "128MB"
 # Raises (or lowers) the writer's pool: the one setting to change when a commit runs out.
 MEMORY_LIMIT_ENV = "MP_FETCH_MEMORY_LIMIT"
 _SIZE = re.compile(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*", re.IGNORECASE)
@@ -102,12 +106,40 @@ def profile_memory_limit() -> str:
     )
 
 
+def checkpoint_memory_limit() -> str:
+    """The writer's pool while it checkpoints: ``MP_FETCH_MEMORY_LIMIT`` if set, else 128MB."""
+    return (
+        writer_memory_limit()
+        if os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+        else CHECKPOINT_MEMORY_LIMIT
+    )
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """True for DuckDB's memory-pool failure (its own class, or its text under another)."""
+    """True for DuckDB's memory-pool failure (its own class, or its text under another:
+    a checkpoint that runs out raises a FatalException, "could not allocate ...")."""
     import duckdb
 
+    text = str(exc).lower()
     return isinstance(exc, duckdb.OutOfMemoryException) or (
-        isinstance(exc, duckdb.Error) and "out of memory" in str(exc).lower()
+        isinstance(exc, duckdb.Error) and _OUT_OF_MEMORY_TEXT.search(text) is not None
+    )
+
+
+# DuckDB's texts for a pool that is full (seen from checkpoints: "failed to allocate
+# data", "failed to pin block", "could not allocate block").
+_OUT_OF_MEMORY_TEXT = re.compile(r"out of memory|(failed to|could not) (allocate|pin)")
+
+
+def checkpoint_out_of_memory_error(db: str, limit: str) -> StorageError:
+    """One line for a checkpoint that outgrew its pool (`limit`): what is kept, what to raise."""
+    return StorageError(
+        f"DuckDB ran out of memory while checkpointing {db} (checkpoint memory limit "
+        f"{limit}); every committed window is kept in its write-ahead log {db}.wal; raise "
+        f"the limit, e.g. {MEMORY_LIMIT_ENV}=1GB, and run the same command again (it "
+        "resumes)",
+        memory_limit=limit,
+        setting=MEMORY_LIMIT_ENV,
     )
 
 

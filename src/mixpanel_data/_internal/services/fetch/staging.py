@@ -24,7 +24,10 @@ from urllib.parse import urlsplit
 from mixpanel_data._internal.services.fetch.ingest import (
     HEAVY_STEP,
     StagedFile,
+    checkpoint_memory_limit,
+    checkpoint_out_of_memory_error,
     download_window,
+    is_out_of_memory,
     scan_duplicates,
     writer_memory_limit,
 )
@@ -50,8 +53,6 @@ BATCH_BYTES = 128 << 20
 # commit, and never longer than MAX_COMMIT_LATENCY in all (readers see data by then).
 COMMIT_DELAY = 0.5
 MAX_COMMIT_LATENCY = 10.0
-# The writer's pool while it checkpoints on close (commits get `writer_memory_limit()`).
-CHECKPOINT_MEMORY_LIMIT = "128MB"
 # Windows downloaded ahead of the writer (at most `workers` at once).
 LOOKAHEAD_WINDOWS = 64
 # After a stop (Ctrl-C, an error), how long to wait for worker threads to finish (s).
@@ -130,13 +131,30 @@ class WriterSession:
 
                     # Shrinking the pool drops the blocks the inserts left cached, so
                     # the checkpoint of a large table does not come on top of them.
+                    limit = checkpoint_memory_limit()
                     with contextlib.suppress(duckdb.Error):
-                        conn.execute(f"SET memory_limit = '{CHECKPOINT_MEMORY_LIMIT}'")
+                        conn.execute(f"SET memory_limit = '{limit}'")
+                    if not failing:
+                        self._checkpoint(conn, stack, limit)
                 if failing:
                     with contextlib.suppress(Exception):
                         stack.close()
                 else:
                     stack.close()
+
+    def _checkpoint(
+        self, conn: duckdb.DuckDBPyConnection, stack: contextlib.ExitStack, limit: str
+    ) -> None:
+        """Checkpoint before closing: a close that cannot checkpoint says nothing (the
+        log stays behind), and one that runs out of memory must say how to fix it."""
+        try:
+            conn.execute("CHECKPOINT")
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            with contextlib.suppress(Exception):
+                stack.close()
+            raise checkpoint_out_of_memory_error(self._storage.display_path, limit) from exc
 
     def close(self) -> None:
         self.release()

@@ -1,0 +1,58 @@
+"""A checkpoint that runs out of memory (the writer's close): one line naming the
+setting to raise, and every committed row still there (in the write-ahead log)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mixpanel_data._internal.services.fetch import staging
+from mixpanel_data._internal.storage.engine import StorageEngine
+from mixpanel_data.exceptions import StorageError
+
+ROWS = 200_000
+
+
+def _write(session: staging.WriterSession) -> None:
+    # Several inserts and a delete: work the checkpoint must write from the log.
+    with session.connection() as conn:
+        conn.execute("CREATE TABLE t (x BIGINT, s VARCHAR)")
+        for i in range(5):
+            conn.execute(
+                "INSERT INTO t SELECT range, repeat(md5(range::VARCHAR), 20) FROM range(?, ?)",
+                [i * ROWS // 5, (i + 1) * ROWS // 5],
+            )
+        conn.execute("DELETE FROM t WHERE x % 3 = 0")
+
+
+def test_checkpoint_out_of_memory_names_the_setting_and_keeps_the_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "ckpt.duckdb"
+    # The setting users have: both the commit's pool and the checkpoint's.
+    monkeypatch.setenv("MP_FETCH_MEMORY_LIMIT", "4MB")
+    session = staging.WriterSession(StorageEngine(db))
+    _write(session)
+    with pytest.raises(StorageError) as caught:
+        session.release()
+    message = str(caught.value)
+    assert message == (
+        f"DuckDB ran out of memory while checkpointing {db} (checkpoint memory limit 4MB); "
+        f"every committed window is kept in its write-ahead log {db}.wal; raise the limit, "
+        "e.g. MP_FETCH_MEMORY_LIMIT=1GB, and run the same command again (it resumes)"
+    )
+    assert Path(f"{db}.wal").stat().st_size > 0
+    kept = StorageEngine(db, read_only=True).execute_scalar("SELECT count(*) FROM t")
+    assert kept == ROWS - len(range(0, ROWS, 3))
+
+
+def test_checkpoint_pool_follows_the_fetch_memory_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mixpanel_data._internal.services.fetch.ingest import checkpoint_memory_limit
+
+    monkeypatch.delenv("MP_FETCH_MEMORY_LIMIT", raising=False)
+    assert checkpoint_memory_limit() == "128MB"
+    monkeypatch.setenv("MP_FETCH_MEMORY_LIMIT", "1 GB")
+    assert checkpoint_memory_limit() == "1GB"
