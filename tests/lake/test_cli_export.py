@@ -63,8 +63,7 @@ def fetched(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 def _duckdb_per_day(db: Path) -> Counter[tuple[str, str]]:
     with Workspace.open(db) as ws:
         rows = ws.sql_rows(
-            "SELECT strftime(event_date, '%Y-%m-%d'), event_name, count(*) "
-            "FROM events GROUP BY ALL"
+            "SELECT strftime(event_date, '%Y-%m-%d'), event_name, count(*) FROM events GROUP BY ALL"
         )
     return Counter({(d, n): int(c) for d, n, c in rows.rows})
 
