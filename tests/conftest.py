@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,22 @@ def emulator_credentials(emu: Any) -> Any:
 def emulator_creds(emulator: Any) -> Any:
     """``Credentials`` for the shared ``emulator`` fixture."""
     return emulator_credentials(emulator)
+
+
+@contextlib.contextmanager
+def client_today(day: Any, zone: str) -> Iterator[None]:
+    """Pin the client's "today" in the project timezone (noon of `day` there), to match
+    an emulator whose ``today`` is pinned: a fetch clamps its last export day to it."""
+    from datetime import datetime, time
+    from zoneinfo import ZoneInfo
+
+    from mixpanel_data._internal.services.fetch import service, windows
+
+    noon = datetime.combine(day, time(12), ZoneInfo(zone))
+
+    def today(tz: str | None, *, now: Any = None) -> Any:
+        return windows.project_today(tz, now=noon)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(service, "project_today", today)
+        yield

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import SecretStr
@@ -73,6 +74,23 @@ def raw_records(emu: Any, days: Iterable[date]) -> list[dict[str, Any]]:
             if line.strip():
                 out.append(json.loads(line))
     return out
+
+
+def project_records(emu: Any, first: date, last: date) -> list[dict[str, Any]]:
+    """Every export record whose day in the project timezone is in ``first..last``.
+
+    Reads the export days around them (UTC days, contract §3.5) and keeps the events
+    by converting their epoch ``time`` with the stdlib, as Mixpanel's reports do.
+    """
+    zone = ZoneInfo(emu.spec.timezone)
+    span = [first + timedelta(days=i) for i in range(-1, (last - first).days + 2)]
+    return [
+        r
+        for r in raw_records(emu, span)
+        if first
+        <= datetime.fromtimestamp(r["properties"]["time"], UTC).astimezone(zone).date()
+        <= last
+    ]
 
 
 def _s(value: Any) -> str | None:

@@ -17,7 +17,14 @@ from mixpanel_data._internal.storage.engine import StorageEngine
 from mixpanel_data.cli.main import main
 from mixpanel_data.workspace import Workspace
 
-from .conftest import creds_for, dedup, expected_counter, raw_records, table_counter
+from .conftest import (
+    creds_for,
+    dedup,
+    expected_counter,
+    project_records,
+    raw_records,
+    table_counter,
+)
 
 MP = str(Path(sys.executable).with_name("mp"))
 
@@ -155,7 +162,9 @@ def test_kill_9_mid_fetch_then_rerun_equals_a_clean_run(
     result = json.loads(rerun.stdout)
     assert result["windows_resumed"] >= 2
     with Workspace(credentials=creds_for(emulator), path=db) as ws:
-        assert table_counter(ws) == expected_counter(dedup(raw_records(emulator, days)))
+        assert table_counter(ws) == expected_counter(
+            dedup(project_records(emulator, days[0], days[-1]))
+        )
         meta = ws.storage.table_metadata("events")
         assert meta is not None
         assert meta["complete"] is True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +184,9 @@ def test_commit_batches_stay_small_so_readers_wait_briefly(
     # a batch must take well under 2 s even at two thirds of that.
     assert staging.BATCH_BYTES <= 2 * 100 * 10**6
     days = emulator.project.data_dates[:8]
-    sizes = {d: emulator.project.export_day_path(d).stat().st_size for d in days}
+    # Project days in Los Angeles: export (UTC) days A..B+1, one window each.
+    export = [*days, days[-1] + timedelta(days=1)]
+    sizes = {d: emulator.project.export_day_path(d).stat().st_size for d in export}
     bound = 2 * max(sizes.values())
     monkeypatch.setattr(staging, "BATCH_BYTES", bound)
     monkeypatch.setattr(staging, "COMMIT_DELAY", 5.0)  # gather every ready window
@@ -195,7 +198,7 @@ def test_commit_batches_stay_small_so_readers_wait_briefly(
         "GROUP BY committed_at ORDER BY committed_at"
     )
     batches = [r[1] for r in rows]
-    assert sorted(d for b in batches for d in b) == days
+    assert sorted(d for b in batches for d in b) == export
     assert len(batches) >= 3
     for batch in batches:
         assert sum(sizes[d] for d in batch[:-1]) < bound

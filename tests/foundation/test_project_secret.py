@@ -274,8 +274,13 @@ def test_fetch_with_a_project_secret_survives_me_refusing_it(emu: Emulator, tmp_
     transport = httpx.WSGITransport(app=me_refuses_project_secrets)
     with Workspace(credentials=legacy, path=tmp_path / "ps.duckdb", transport=transport) as ws:
         got = ws.fetch_events(from_date=day, to_date=day)
+    # The timezone stays unknown, so the day is a UTC day: as with the timezone UTC.
     service_account = Credentials(
-        username=emu.username, secret=emu.secret, project_id=pid, base_url=emu.base_url
+        username=emu.username,
+        secret=emu.secret,
+        project_id=pid,
+        base_url=emu.base_url,
+        timezone="UTC",
     )
     with Workspace(credentials=service_account, path=tmp_path / "sa.duckdb") as ws:
         want = ws.fetch_events(from_date=day, to_date=day)

@@ -61,7 +61,11 @@ def fill(engine: StorageEngine, data_events: list, profiles: list, *, table: str
     with engine.writer() as conn:
         conn.execute(create_table_sql(table, "events"))
         conn.register("ev", ev)
-        conn.execute(f'INSERT INTO "{table}" SELECT * FROM ev')  # noqa: S608 (test's own name)
+        # A UTC project: event_date is the UTC day (the fetcher's, for the zone UTC).
+        conn.execute(
+            f'INSERT INTO "{table}" SELECT event_name, event_time, '  # noqa: S608 (test's own name)
+            "CAST(timezone('UTC', event_time) AS DATE), distinct_id, insert_id, properties FROM ev"
+        )
         if profiles:
             pr = _arrow(profiles, ["distinct_id", "last_seen", "properties"])
             conn.execute(create_table_sql("profiles", "profiles"))

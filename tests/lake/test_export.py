@@ -52,6 +52,7 @@ def test_events_partition_by_utc_day(local_data, tmp_path: Path) -> None:
     assert meta.schema_arrow.names == [
         "event_name",
         "event_time",
+        "event_date",
         "distinct_id",
         "insert_id",
         "properties",
@@ -222,7 +223,11 @@ def test_partition_is_the_utc_day_of_event_time(stamps, monthly, tmp_path_factor
     rows = [("e", t, "u", f"i{n}", "{}") for n, t in enumerate(stamps)]
     with StorageEngine.memory() as engine:
         with engine.writer() as conn:
-            conn.execute(create_table_sql("events", "events"))
+            # A table made with SQL, without event_date: partitioned by event_time's UTC day.
+            conn.execute(
+                "CREATE TABLE events (event_name VARCHAR, event_time TIMESTAMPTZ, "
+                "distinct_id VARCHAR, insert_id VARCHAR, properties JSON)"
+            )
             conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", rows)
         export_table(engine, "events", tmp, partition_by="month" if monthly else "day")
     want = Counter(t.astimezone(UTC).strftime(fmt) for t in stamps)

@@ -81,8 +81,7 @@ def _dask(table_dir: Path) -> tuple[int, Counter[tuple[str, str]]]:
 def _duckdb(db: Path) -> Counter[tuple[str, str]]:
     with Workspace.open(db) as ws:
         rows = ws.sql_rows(
-            "SELECT strftime(timezone('UTC', event_time), '%Y-%m-%d'), event_name, count(*) "
-            "FROM events GROUP BY ALL"
+            "SELECT strftime(event_date, '%Y-%m-%d'), event_name, count(*) FROM events GROUP BY ALL"
         )
     return Counter({(d, n): int(c) for d, n, c in rows.rows})
 

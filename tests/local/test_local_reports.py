@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import emulator_credentials
+from tests.conftest import client_today, emulator_credentials
 
 from mixpanel_data import Workspace
 from mixpanel_data._internal.services.local.expressions import LocalUnsupportedError
@@ -41,9 +41,9 @@ def fetched(
         ws = Workspace(credentials=emulator_credentials(emu), path=tmp / "db.duckdb")
         last = today - timedelta(days=1)
         first = last - timedelta(days=13)
-        # Export days are UTC days (contract §3.5): one more on each side covers the
-        # project-time days in every zone; birth retention needs the whole history.
-        ws.fetch_events(from_date=today - timedelta(days=22), to_date=today)  # all history
+        # Birth retention needs the whole history.
+        with client_today(today, zone):
+            ws.fetch_events(from_date=today - timedelta(days=22), to_date=today)  # all history
         ws.saved_funnels = emu.project.funnels()  # type: ignore[attr-defined]
         try:
             yield ws, first, last

@@ -35,8 +35,10 @@ def creds_for(emu: Any, *, secret: str | None = None, project_id: str | None = N
         username=emu.username,
         secret=SecretStr(secret if secret is not None else emu.secret),
         project_id=project_id or str(emu.spec.project_id),
+        # The client takes the project as UTC, so one day is one export request: these
+        # tests count requests per day. Project-timezone days: tests/fetch/test_project_days.py.
         base_url=emu.base_url,
-        timezone=emu.spec.timezone,
+        timezone="UTC",
     )
 
 
@@ -79,7 +81,7 @@ class Harness:
         return FetcherService(
             api,
             StorageEngine(self.db),
-            timezone=self.emu.spec.timezone,
+            timezone="UTC",  # as creds_for: one export day per day
             notice=self.notices.append,
             gzip=gzip,
         )

@@ -58,6 +58,7 @@ def test_table_schema(local_db) -> None:
     assert [c.type for c in schema.columns] == [
         "VARCHAR",
         "TIMESTAMP WITH TIME ZONE",
+        "DATE",
         "VARCHAR",
         "VARCHAR",
         "JSON",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -15,12 +17,17 @@ from mixpanel_data import Workspace
 
 
 def raw_deduplicated(emulator: Any, days: list[Any]) -> list[dict[str, Any]]:
-    """The export's records, one per (event, distinct_id, time, $insert_id), latest kept."""
+    """The export's records of these project days (read from the export days around
+    them), one per (event, distinct_id, time, $insert_id), latest kept."""
+    zone = ZoneInfo(emulator.spec.timezone)
     best: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for day in days:
+    around = [days[0] - timedelta(days=1), *days, days[-1] + timedelta(days=1)]
+    for day in around:
         for line in emulator.project.export_day_path(day).read_bytes().splitlines():
             record = orjson.loads(line)
             p = record["properties"]
+            if datetime.fromtimestamp(p["time"], UTC).astimezone(zone).date() not in days:
+                continue
             key = (
                 record["event"],
                 p["distinct_id"],

@@ -159,6 +159,7 @@ def test_events_table_schema(tmp_path: Path) -> None:
     assert rows == [
         ("ev", "event_name", "VARCHAR"),
         ("ev", "event_time", "TIMESTAMP WITH TIME ZONE"),
+        ("ev", "event_date", "DATE"),
         ("ev", "distinct_id", "VARCHAR"),
         ("ev", "insert_id", "VARCHAR"),
         ("ev", "properties", "JSON"),

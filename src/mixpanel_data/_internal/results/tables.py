@@ -70,6 +70,8 @@ class TableInfo(NotebookRepr):
 
     ``kind`` is ``events``, ``profiles`` or ``other`` (a table made with SQL);
     ``complete`` and ``fetched_at`` are None for tables without fetch metadata.
+    ``days`` are the project-timezone days (in ``timezone``) a fetched events table
+    holds wholly, as ranges (``2024-11-01..2024-11-30``); None for other tables.
     """
 
     notebook_table: ClassVar[str | None] = None
@@ -80,6 +82,8 @@ class TableInfo(NotebookRepr):
     complete: bool | None = None
     fetched_at: datetime | None = None
     fetch_args: Mapping[str, Any] = field(default_factory=dict)
+    days: str | None = None
+    timezone: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -89,6 +93,8 @@ class TableInfo(NotebookRepr):
             "row_count": self.row_count,
             "complete": self.complete,
             "fetched_at": _iso(self.fetched_at),
+            "days": self.days,
+            "timezone": self.timezone,
             "fetch_args": dict(self.fetch_args),
         }
 

@@ -63,6 +63,7 @@ from mixpanel_data._internal.storage.meta_tables import ensure_meta as ensure_me
 from mixpanel_data._internal.storage.meta_tables import quote_ident as quote_ident
 from mixpanel_data._internal.storage.meta_tables import record_window as record_window
 from mixpanel_data._internal.storage.meta_tables import rename_meta as rename_meta
+from mixpanel_data._internal.storage.meta_tables import window_rows as window_rows
 from mixpanel_data._internal.storage.meta_tables import write_meta as write_meta
 from mixpanel_data._internal.storage.names_index import write_names_index
 from mixpanel_data._internal.storage.safety import (
@@ -153,6 +154,20 @@ def resolve_db_path(
             "or configure an account with `mp auth add`"
         )
     return default_db_path(project_id)
+
+
+def _held(conn: duckdb.DuckDBPyConnection, name: str, args: Mapping[str, Any]) -> str:
+    """The project days an events table holds wholly, as ranges (storage/days.py)."""
+    from zoneinfo import ZoneInfo
+
+    from mixpanel_data._internal.storage.days import day_ranges, held_days
+
+    try:
+        zone = ZoneInfo(str(args.get("timezone") or "UTC"))
+    except (ValueError, KeyError):
+        zone = ZoneInfo("UTC")
+    rows = window_rows(conn, name)
+    return day_ranges(held_days(rows, zone=zone, legacy=bool(args.get("legacy_time"))))
 
 
 def _stderr_notice(text: str) -> None:
@@ -560,6 +575,10 @@ class StorageEngine:
                     continue
                 count = conn.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchone()
                 m = meta.get(name)
+                days = zone = None
+                if m and m["kind"] == "events":
+                    days = _held(conn, name, m["fetch_args"])
+                    zone = m["fetch_args"].get("timezone") or "UTC"
                 out.append(
                     TableInfo(
                         name=name,
@@ -568,6 +587,8 @@ class StorageEngine:
                         complete=m["complete"] if m else None,
                         fetched_at=m["fetched_at"] if m else None,
                         fetch_args=m["fetch_args"] if m else {},
+                        days=days,
+                        timezone=zone,
                     )
                 )
         return out

@@ -6,8 +6,11 @@ Layout (what Spark, Dask, Trino/Athena and BigQuery expect)::
     DIR/<table>/month=2024-01/data_0.parquet       # events, --partition-by month
     DIR/<table>/data_0.parquet                     # profiles and tables without event_time
 
-Events are partitioned by the UTC day (or month) of ``event_time``; the partition
-column lives in the folder name only, never inside the files (Hive convention).
+Events are partitioned by their project-timezone day (or month): ``event_date``, the
+day Mixpanel's reports count them on (tables fetched before that column existed, and
+tables made with SQL that lack it, by the UTC day of ``event_time``). The partition
+column lives in the folder name only, never inside the files (Hive convention);
+the files carry ``event_date`` like the table.
 Profiles are a snapshot, not a time series, so they are written unpartitioned.
 
 Writes replace partitions, never append to them: every partition a write produces
@@ -60,8 +63,9 @@ PARTITION_KEYS: dict[str, tuple[str, str]] = {
     "day": ("date", "%Y-%m-%d"),
     "month": ("month", "%Y-%m"),
 }
-# The column whose UTC day places an event in its partition.
+# The column whose UTC day places an event in its partition, unless it has DAY_COLUMN.
 TIME_COLUMN = "event_time"
+DAY_COLUMN = "event_date"
 DATA_FILE = "data_0.parquet"
 # Hive's name for rows whose partition value is NULL (Spark and Trino read it as NULL).
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -109,10 +113,12 @@ def _lake_columns(columns: Sequence[tuple[str, str]]) -> str:
     )
 
 
-def _partition_expr(column_type: str, fmt: str) -> str:
+def _partition_expr(column_type: str, fmt: str, *, day_column: bool = False) -> str:
     col = quote_ident(TIME_COLUMN)
     upper = column_type.upper()
-    if "WITH TIME ZONE" in upper:
+    if day_column:  # the project-timezone day
+        value = f"strftime({quote_ident(DAY_COLUMN)}, {_sql_literal(fmt)})"
+    elif "WITH TIME ZONE" in upper:
         value = f"strftime(timezone('UTC', {col}), {_sql_literal(fmt)})"
     elif upper.startswith(("TIMESTAMP", "DATE")):
         value = f"strftime({col}, {_sql_literal(fmt)})"  # naive times are taken as UTC
@@ -295,7 +301,8 @@ def export_table(
     """Write a local table to ``directory/<table>/`` as zstd Parquet (or CSV), partition
     by partition.
 
-    Tables with an ``event_time`` column are partitioned by its UTC day or month;
+    Tables with an ``event_time`` column are partitioned by ``event_date`` (the
+    project-timezone day) or, without it, the UTC day of ``event_time``, or by month;
     others (profiles) are written as one unpartitioned file.
     """
     from mixpanel_data._internal.results.tables import ParquetExport
@@ -322,7 +329,8 @@ def export_table(
         staging = _new_staging(root, table)
         try:
             if partitioned:
-                expr = _partition_expr(columns[TIME_COLUMN], fmt)
+                by_day = columns.get(DAY_COLUMN, "").upper() == "DATE"
+                expr = _partition_expr(columns[TIME_COLUMN], fmt, day_column=by_day)
                 select = _lake_columns(list(columns.items()))
                 query = f"SELECT {select}, {expr} AS {quote_ident(key)} FROM {quote_ident(table)}"
                 options = (
@@ -471,9 +479,10 @@ class LakeBatch:
 class ParquetDaySink:
     """Write each fetched day straight into its ``date=YYYY-MM-DD`` partition.
 
-    Used by ``mp fetch events --to-parquet DIR``: a window is one export day, and
-    writing it replaces exactly that day's partition (staged file, then rename, then
-    the partition's older files removed), so each shard of a backfill is idempotent.
+    Used by ``mp fetch events --to-parquet DIR``: each project day a committed window
+    holds events of is written whole from the table, replacing exactly that day's
+    partition (staged file, then rename, then the partition's older files removed),
+    so each shard of a backfill is idempotent.
 
     Example:
         sink = ParquetDaySink("lake", table="events")
@@ -526,11 +535,9 @@ class ParquetDaySink:
         end: date,
         zone: str | None = None,
     ) -> list[tuple[Path, int]]:
-        """Write each export day of ``start..end`` from events `table` into its partition.
-
-        An export day is a UTC day for projects created after 2023, a project-timezone
-        day (`zone`) for older ones (contract §3.5), so a window's days hold exactly
-        the rows that window fetched.
+        """Write each day of ``start..end`` in `zone` (UTC if None) from events `table`
+        into its partition: the fetcher passes the project timezone, so a partition
+        is one project day, as ``event_date`` and Mixpanel's reports count it.
         """
         batch = self.write_windows(conn, table, [DateSpan(start, end)], zone=zone)
         batch.finish()

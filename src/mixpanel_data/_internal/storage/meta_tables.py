@@ -27,9 +27,11 @@ __all__ = [
     "committed_windows",
     "create_table_sql",
     "ensure_meta",
+    "has_window_days",
     "quote_ident",
     "record_window",
     "rename_meta",
+    "window_rows",
     "write_meta",
 ]
 
@@ -41,6 +43,7 @@ INTERNAL_PREFIX = "_mp_"
 EVENTS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("event_name", "VARCHAR"),
     ("event_time", "TIMESTAMPTZ"),
+    ("event_date", "DATE"),  # the event's day in the project timezone (storage/days.py)
     ("distinct_id", "VARCHAR"),
     ("insert_id", "VARCHAR"),
     ("properties", "JSON"),
@@ -74,9 +77,13 @@ CREATE TABLE IF NOT EXISTS {WINDOWS_TABLE} (
     rows_inserted BIGINT,
     duplicates BIGINT,
     malformed BIGINT,
-    committed_at TIMESTAMPTZ
+    committed_at TIMESTAMPTZ,
+    first_day DATE,
+    last_day DATE
 );
 """
+# The project days a window kept (storage/days.py); NULL in databases made before them.
+_WINDOW_DAYS = ("first_day", "last_day")
 
 
 def quote_ident(name: str) -> str:
@@ -100,6 +107,32 @@ def ensure_meta(conn: duckdb.DuckDBPyConnection) -> None:
     """Create the metadata tables if they are missing."""
     if not _table_exists(conn, META_TABLE) or not _table_exists(conn, WINDOWS_TABLE):
         conn.execute(_META_DDL)
+    elif not has_window_days(conn):
+        for column in _WINDOW_DAYS:  # a database made before project days
+            conn.execute(f"ALTER TABLE {WINDOWS_TABLE} ADD COLUMN IF NOT EXISTS {column} DATE")
+
+
+def has_window_days(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``_mp_windows`` records the project days each window kept."""
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'main' "
+        "AND table_catalog = current_database() AND table_name = ? AND column_name = ?",
+        [WINDOWS_TABLE, _WINDOW_DAYS[1]],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def window_rows(
+    conn: duckdb.DuckDBPyConnection, name: str
+) -> list[tuple[date, date, date | None, date | None]]:
+    """(export from, export to, first kept day, last kept day) of `name`'s windows."""
+    if not _table_exists(conn, WINDOWS_TABLE):
+        return []
+    days = ", ".join(_WINDOW_DAYS) if has_window_days(conn) else "NULL, NULL"
+    rows = conn.execute(
+        f"SELECT from_date, to_date, {days} FROM {WINDOWS_TABLE} WHERE name = ?", [name]
+    ).fetchall()
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
 def create_table_sql(name: str, kind: str) -> str:
@@ -194,12 +227,31 @@ def record_window(
     duplicates: int | None,
     malformed: int | None,
     committed_at: datetime,
+    first_day: date | None = None,
+    last_day: date | None = None,
 ) -> None:
-    """Record one committed window of a fetch (inside the window's transaction)."""
+    """Record one committed window of a fetch (inside the window's transaction).
+
+    ``from_date..to_date`` are export days; ``first_day..last_day`` the project
+    days whose events the window kept.
+    """
     crash_point("commit")
     conn.execute(
-        f"INSERT INTO {WINDOWS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [name, fetch_id, from_date, to_date, rows_inserted, duplicates, malformed, committed_at],
+        f"INSERT INTO {WINDOWS_TABLE} (name, fetch_id, from_date, to_date, rows_inserted, "
+        "duplicates, malformed, committed_at, first_day, last_day) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            name,
+            fetch_id,
+            from_date,
+            to_date,
+            rows_inserted,
+            duplicates,
+            malformed,
+            committed_at,
+            first_day,
+            last_day,
+        ],
     )
 
 

@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -141,9 +141,10 @@ def demo(
         run = DemoRun(from_date=dates[0], to_date=dates[-1], timezone=emu.spec.timezone)
         started = time.monotonic()
         with _progress_bar(enabled=bar) as progress:
+            # The data's UTC days start in the project day before (west of UTC).
             events = ws.fetch_events(
-                "events", from_date=run.from_date, to_date=run.to_date, replace=True,
-                progress=progress,
+                "events", from_date=run.from_date - timedelta(days=1), to_date=run.to_date,
+                replace=True, progress=progress,
             )  # fmt: skip
             profiles = ws.fetch_profiles("profiles", replace=True, progress=progress)
         message(

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,8 @@ __all__ = [
     "HEAVY_STEP",
     "PROFILE_CHUNK_BYTES",
     "PROFILE_MEMORY_LIMIT",
+    "UTC_DAYS",
+    "ProjectDays",
     "StagedFile",
     "WindowCounts",
     "checkpoint_memory_limit",
@@ -357,13 +360,43 @@ def _files(paths: Sequence[Path]) -> str:
     return "[" + ", ".join(sql_literal(str(p)) for p in paths) + "]"
 
 
+@dataclass(frozen=True)
+class ProjectDays:
+    """Keep only the events of project days ``first..last`` in ``zone`` (storage/days.py).
+
+    ``event_date`` is each event's day in ``zone``; an export day at either end of a
+    fetch also holds events of the day before or after, which are not stored.
+    """
+
+    zone: str
+    first: date | None = None
+    last: date | None = None
+
+    def date_sql(self, time_sql: str) -> str:
+        return f"CAST(timezone({sql_literal(self.zone)}, {time_sql}) AS DATE)"
+
+    def keeps_sql(self, time_sql: str) -> str:
+        if self.first is None or self.last is None:
+            return "true"
+        day = self.date_sql(time_sql)
+        return f"{day} BETWEEN DATE '{self.first}' AND DATE '{self.last}'"
+
+
+UTC_DAYS = ProjectDays("UTC")
+
+
 def _select_rows(
-    paths: Sequence[Path], *, legacy_tz: str | None, object_size: int | None = None
+    paths: Sequence[Path],
+    *,
+    legacy_tz: str | None,
+    object_size: int | None = None,
+    days: ProjectDays = UTC_DAYS,
 ) -> str:
     """SELECT every line of the staged files as a row, plus ``pt`` (processing time).
 
     Malformed lines come back from ``read_json`` as NULL rows; they get a NULL
     ``event_time`` here so they can be counted and removed after the insert.
+    Lines of days outside `days` are left out.
     """
     source = (
         f"read_json({_files(paths)}, format = 'newline_delimited', "
@@ -371,6 +404,7 @@ def _select_rows(
         f"{_object_size_option(object_size)})"
     )
     return f"""
+        SELECT *, {days.date_sql("event_time")} AS event_date FROM (
         SELECT event AS event_name,
                CASE WHEN event IS NOT NULL THEN {_time_expr("k[1]", legacy_tz)} END
                    AS event_time,
@@ -386,6 +420,7 @@ def _select_rows(
                         '$.mp_processing_time_ms']) AS k
             FROM {source}
         )
+        ) WHERE event_time IS NULL OR {days.keeps_sql("event_time")}
     """
 
 
@@ -560,7 +595,7 @@ def _scan(
     return replace(staged, losers=losers, needs_fix=needs_fix)
 
 
-_COLS = "event_name, event_time, distinct_id, insert_id, properties"
+_COLS = "event_name, event_time, event_date, distinct_id, insert_id, properties"
 _PT_T = "TRY_CAST(json_extract_string(t.properties, '$.mp_processing_time_ms') AS BIGINT)"
 
 
@@ -572,8 +607,11 @@ def commit_events(
     dedup: bool,
     merge: bool,
     legacy_tz: str | None,
+    days: ProjectDays = UTC_DAYS,
 ) -> WindowCounts:
     """Insert staged windows into `table` (call inside an open transaction).
+
+    Only events of `days` are stored; their ``event_date`` is their day there.
 
     Dedup without carrying payloads: a keys-only pass finds the duplicated keys
     and their losers (an older ``mp_processing_time_ms``); the streaming insert
@@ -598,7 +636,7 @@ def commit_events(
     skipped = 0
     needs_fix = merge
     pool, object_size = long_line_limits(max(f.longest_line for f in present), 256)
-    select = _select_rows(paths, legacy_tz=legacy_tz, object_size=object_size)
+    select = _select_rows(paths, legacy_tz=legacy_tz, object_size=object_size, days=days)
     if dedup:
         for f in present:
             if f.losers is None:
@@ -611,7 +649,9 @@ def commit_events(
                 + _files(losers)
                 + ")"
             )
-            row = conn.execute("SELECT count(*) FROM _mp_dups").fetchone()
+            row = conn.execute(
+                f"SELECT count(*) FROM _mp_dups WHERE {days.keeps_sql('ts')}"
+            ).fetchone()
             skipped = int(row[0]) if row else 0
             hashed = _key_hash("event_name", "distinct_id", "insert_id")
             select = f"""
@@ -628,6 +668,7 @@ def commit_events(
         # row (same key, same properties text) cannot change the merge's outcome,
         # so it is counted as a duplicate and never written (`_skip_stored`).
         lines = sum(_count_lines(f.path) for f in present)
+        lines -= _lines_outside(conn, present, days, legacy_tz=legacy_tz, object_size=object_size)
         select = _skip_stored(conn, target, select, [f.window for f in present])
     # The optimizer may build the anti-join's hash table on the export side (its
     # size is unknown to it); keep the build on the small losers table.
@@ -645,7 +686,9 @@ def commit_events(
         "DROP TABLE IF EXISTS _mp_dups",
         "DROP TABLE IF EXISTS _mp_stored",
     ):
-        inserted = _count(conn.execute(f"INSERT INTO {target} SELECT {_COLS} FROM ({select})"))
+        inserted = _count(
+            conn.execute(f"INSERT INTO {target} ({_COLS}) SELECT {_COLS} FROM ({select})")
+        )
     # Lines neither skipped as losers nor inserted were identical to stored rows.
     skipped += max(0, lines - skipped - inserted) if lines else 0
     malformed = _count(
@@ -657,6 +700,46 @@ def commit_events(
     elif dedup and needs_fix and inserted > malformed:
         fixed = _delete_losers(conn, target, params)
     return WindowCounts(inserted - malformed - fixed, skipped + fixed, malformed)
+
+
+def _lines_outside(
+    conn: duckdb.DuckDBPyConnection,
+    staged: Sequence[StagedFile],
+    days: ProjectDays,
+    *,
+    legacy_tz: str | None,
+    object_size: int | None,
+) -> int:
+    """Lines of days outside `days` (not stored, so not duplicates either).
+
+    Only a fetch's first and last export windows can hold such lines; the others
+    are not read.
+    """
+    if days.first is None or days.last is None:
+        return 0
+    from zoneinfo import ZoneInfo
+
+    from mixpanel_data._internal.storage.days import project_days
+
+    zone, legacy = ZoneInfo(days.zone), legacy_tz is not None
+    edges = []
+    for f in staged:
+        lo, hi = project_days(f.window.start, f.window.end, zone=zone, legacy=legacy)
+        if lo < days.first or hi > days.last:
+            edges.append(f.path)
+    if not edges:
+        return 0
+    source = (
+        f"read_json({_files(edges)}, format = 'newline_delimited', "
+        """columns = {event: 'VARCHAR', properties: 'STRUCT("time" VARCHAR)'}, """
+        f"ignore_errors = true{_object_size_option(object_size)})"
+    )
+    ts = _time_expr('properties."time"', legacy_tz)
+    row = conn.execute(
+        f"SELECT count(*) FROM (SELECT {ts} AS ts FROM {source} WHERE event IS NOT NULL) "
+        f"WHERE ts IS NOT NULL AND NOT ({days.keeps_sql('ts')})"
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _count_lines(path: Path) -> int:

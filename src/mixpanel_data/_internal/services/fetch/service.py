@@ -35,11 +35,13 @@ import orjson
 from mixpanel_data._internal.http.jsonl import is_terminated_early, iter_lines
 from mixpanel_data._internal.results.fetch import FetchProgress, FetchResult
 from mixpanel_data._internal.services.fetch.ingest import (
+    ProjectDays,
     StagedFile,
     WindowCounts,
     commit_events,
     is_out_of_memory,
     out_of_memory_error,
+    sql_literal,
 )
 from mixpanel_data._internal.services.fetch.profiles import ASIDE_PREFIX, ProfileFetching
 from mixpanel_data._internal.services.fetch.profiles import fetch_id as new_fetch_id
@@ -58,6 +60,8 @@ from mixpanel_data._internal.services.fetch.staging import (
 from mixpanel_data._internal.services.fetch.windows import (
     DateWindow,
     auto_window_days,
+    export_span,
+    kept_days,
     project_today,
     split_windows,
     validate_range,
@@ -251,6 +255,15 @@ class FetcherService(ProfileFetching):
                 "legacy time needs the project timezone; set `timezone` on the account "
                 "(mp auth add ... --timezone) so times can be converted to UTC"
             )
+        zone = _zone(tz)
+        if tz is None:
+            self._say(
+                "note: the project timezone is unknown, so days are UTC days; set the "
+                "account's timezone (mp auth add ... --timezone) or MP_TIMEZONE"
+            )
+        # Project days start..end come from the export days that overlap them.
+        span = export_span(start, end, zone=zone, legacy=legacy, today=today)
+        days = ProjectDays(zone.key, start, end)
         args = {
             "from_date": start.isoformat(),
             "to_date": end.isoformat(),
@@ -261,13 +274,14 @@ class FetcherService(ProfileFetching):
             "legacy_time": legacy,
             "timezone": tz,
             "mode": mode,
+            "days": "project",  # from/to are project days (before: export days)
         }
         if limit is not None:
             # Export's limit caps one request; one window keeps the server's meaning.
-            windows = [DateWindow(start, end)]
+            windows = [span]
         else:
             size = window_days or auto_window_days((end - start).days + 1)
-            windows = split_windows(start, end, days=size)
+            windows = split_windows(span.start, span.end, days=size)
 
         target, fetch_id, committed, merge_possible = self._plan(name, "events", mode, args)
         todo = [w for w in windows if w.start not in committed]
@@ -325,6 +339,7 @@ class FetcherService(ProfileFetching):
                             "CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1
                         )
                     )
+                    _add_event_date(conn, target, zone.key)
                     merge = merge_possible and any(_overlaps(conn, target, f.window) for f in batch)
                     counts = commit_events(
                         conn,
@@ -333,10 +348,12 @@ class FetcherService(ProfileFetching):
                         dedup=not keep_duplicates,
                         merge=merge,
                         legacy_tz=tz if legacy else None,
+                        days=days,
                     )
                     now = datetime.now(tz=UTC)
                     single = len(batch) == 1
                     for staged in batch:
+                        kept = kept_days(staged.window, start, end, zone=zone, legacy=legacy)
                         # Counts are per statement; windows committed together get NULLs.
                         st.record_window(
                             conn,
@@ -348,6 +365,8 @@ class FetcherService(ProfileFetching):
                             duplicates=counts.duplicates if single else None,
                             malformed=counts.malformed if single else None,
                             committed_at=now,
+                            first_day=kept.start,
+                            last_day=kept.end,
                         )
                     st.write_meta(
                         conn,
@@ -364,8 +383,19 @@ class FetcherService(ProfileFetching):
                         fetched_at=now,
                     )
                     if sink is not None:  # --to-parquet: the lake's days commit with the window
+                        # Project days, each whole as the table now holds it (a day whose
+                        # other export day is not committed yet is rewritten when it is).
+                        touched = sorted(
+                            {
+                                d
+                                for f in batch
+                                for d in kept_days(
+                                    f.window, start, end, zone=zone, legacy=legacy
+                                ).dates()
+                            }
+                        )
                         lake = sink.write_windows(
-                            conn, target, [f.window for f in batch], zone=tz if legacy else None
+                            conn, target, [DateWindow(d, d) for d in touched], zone=zone.key
                         )
                     conn.execute("COMMIT")
                 except BaseException as exc:
@@ -567,11 +597,10 @@ class FetcherService(ProfileFetching):
                 raise
 
     def _last_window_day(self, name: str) -> date | None:
+        """The last project day a window kept (its export day, for older databases)."""
         with self.storage.reader() as conn:
-            row = conn.execute(
-                f"SELECT max(to_date) FROM {st.WINDOWS_TABLE} WHERE name = ?", [name]
-            ).fetchone()
-        return row[0] if row and row[0] else None
+            rows = st.window_rows(conn, name)
+        return max((last or to for _a, to, _f, last in rows), default=None)
 
     def _row_count(self, name: str) -> int:
         if not self.storage.table_exists(name):
@@ -682,6 +711,36 @@ class FetcherService(ProfileFetching):
 
 
 # -- pure helpers ----------------------------------------------------------------------
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    """The project's zone (UTC when unknown), or one clear error for a bad name."""
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ValueError, KeyError):
+        raise ValidationError(
+            f"unknown project timezone {name!r}; set an IANA name such as "
+            "America/Los_Angeles on the account (mp auth add ... --timezone) or MP_TIMEZONE"
+        ) from None
+
+
+def _add_event_date(conn: duckdb.DuckDBPyConnection, table: str, zone: str) -> None:
+    """Give a table fetched before ``event_date`` existed that column, filled in `zone`.
+
+    Runs in the window's transaction, so readers see the table before or after, whole.
+    """
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'main' "
+        "AND table_catalog = current_database() AND table_name = ? AND column_name = ?",
+        [table, "event_date"],
+    ).fetchone()
+    if row and row[0]:
+        return
+    quoted = st.quote_ident(table)
+    conn.execute(f"ALTER TABLE {quoted} ADD COLUMN event_date DATE")
+    conn.execute(
+        f"UPDATE {quoted} SET event_date = CAST(timezone({sql_literal(zone)}, event_time) AS DATE)"
+    )
 
 
 def _add(totals: _Totals, counts: WindowCounts) -> None:

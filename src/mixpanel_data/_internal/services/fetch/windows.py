@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mixpanel_data._internal.storage.days import export_days, project_days
 from mixpanel_data.exceptions import ValidationError
 
 __all__ = [
     "DateWindow",
     "auto_window_days",
+    "export_span",
+    "kept_days",
     "parse_date",
     "project_today",
     "split_windows",
@@ -39,6 +42,10 @@ class DateWindow:
     def days(self) -> int:
         """Number of days covered."""
         return (self.end - self.start).days + 1
+
+    def dates(self) -> list[date]:
+        """Every day of the window, in order."""
+        return [self.start + timedelta(days=i) for i in range(self.days)]
 
     def __str__(self) -> str:
         if self.start == self.end:
@@ -65,6 +72,27 @@ def split_windows(start: date, end: date, *, days: int = 1) -> list[DateWindow]:
         out.append(DateWindow(cursor, stop))
         cursor = stop + timedelta(days=1)
     return out
+
+
+def export_span(start: date, end: date, *, zone: ZoneInfo, legacy: bool, today: date) -> DateWindow:
+    """The export days to request for project days ``start..end`` (contract §3.5).
+
+    West of UTC a project day ends on the next UTC day, east of it it starts on
+    the previous one. Export refuses a ``to_date`` after today in the project
+    timezone (contract §3.4), so the last export day is at most `today` (the
+    part of today's project day past that UTC midnight cannot be exported yet).
+    """
+    first = export_days(start, zone=zone, legacy=legacy)[0]
+    last = export_days(end, zone=zone, legacy=legacy)[1]
+    return DateWindow(first, max(first, min(last, today)))
+
+
+def kept_days(
+    window: DateWindow, start: date, end: date, *, zone: ZoneInfo, legacy: bool
+) -> DateWindow:
+    """The project days of ``start..end`` an export window holds events of."""
+    lo, hi = project_days(window.start, window.end, zone=zone, legacy=legacy)
+    return DateWindow(max(lo, start), min(hi, end))
 
 
 def parse_date(value: str | date, *, option: str) -> date:

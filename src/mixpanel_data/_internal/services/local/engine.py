@@ -10,7 +10,7 @@ retention and frequency functions (cohorts.py) read from.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
@@ -21,7 +21,8 @@ from mixpanel_data._internal.services.local.expressions import (
     filter_sql,
     sql_string,
 )
-from mixpanel_data._internal.storage.meta_tables import quote_ident
+from mixpanel_data._internal.storage.days import held_days
+from mixpanel_data._internal.storage.meta_tables import quote_ident, window_rows
 from mixpanel_data.exceptions import IncompleteDataError, TableNotFoundError, ValidationError
 
 if TYPE_CHECKING:
@@ -132,9 +133,9 @@ class LocalEngine:
     def _check_coverage(self, first: date, last: date, names: Sequence[str]) -> None:
         """Refuse a range the table does not fully hold, naming the project-time days.
 
-        Export days are UTC days for projects created after 2023 and project-timezone
-        days for older ones (contract §3.5), so a local day is covered when every export
-        day it overlaps was fetched.
+        The fetch records for each export window the project days it kept, so a day
+        is covered when every export day it overlaps was fetched for it
+        (``storage/days.py``; contract §3.5).
         """
         table = self._table
         if not self._rows("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table])[0][
@@ -148,40 +149,27 @@ class LocalEngine:
                 "WHERE table_name IN ('_mp_windows', '_mp_tables')"
             )
         }
-        windows: list[tuple[Any, ...]] = []
+        windows: list[tuple[date, date, date | None, date | None]] = []
         args: dict[str, Any] = {}
         if "_mp_windows" in meta:
-            windows = self._rows(
-                "SELECT from_date, to_date FROM _mp_windows WHERE name = ?", [table]
-            )
+            with self._storage.connection() as conn:
+                windows = window_rows(conn, table)
         if "_mp_tables" in meta:
             for (raw,) in self._rows("SELECT fetch_args FROM _mp_tables WHERE name = ?", [table]):
                 args = orjson.loads(raw) if isinstance(raw, str) else dict(raw or {})
         self._check_args(args, names)
-        covered = {a + timedelta(days=i) for a, b in windows for i in range((b - a).days + 1)}
         zone = ZoneInfo(self._tz())
-        missing: list[date] = []
-        day = first
-        while day <= last:
-            if args.get("legacy_time"):
-                needed = {day}
-            else:
-                lo = datetime.combine(day, time.min, zone).astimezone(UTC)
-                hi = datetime.combine(day + timedelta(days=1), time.min, zone).astimezone(UTC)
-                hi -= timedelta(microseconds=1)
-                needed = {
-                    lo.date() + timedelta(days=i) for i in range((hi.date() - lo.date()).days + 1)
-                }
-            if not needed <= covered:
-                missing.append(day)
-            day += timedelta(days=1)
+        covered = held_days(windows, zone=zone, legacy=bool(args.get("legacy_time")))
+        missing = [
+            first + timedelta(days=i)
+            for i in range((last - first).days + 1)
+            if first + timedelta(days=i) not in covered
+        ]
         if missing:
             raise IncompleteDataError(
                 f"table {table!r} does not hold all events of {_day_ranges(missing)} "
-                f"(project time, {zone.key}); fetch those days first (export days are UTC: "
-                f"include the day before and after), e.g. "
-                f"`mp fetch events --from {missing[0] - timedelta(days=1)} "
-                f"--to {missing[-1] + timedelta(days=1)} --append`",
+                f"(project time, {zone.key}); fetch those days first, e.g. "
+                f"`mp fetch events --from {missing[0]} --to {missing[-1]} --append`",
                 missing_days=[d.isoformat() for d in missing],
             )
 
