@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-spark check lint typecheck pytest bench bench-scaling bench-update bench-profiles clean
+.PHONY: demo test test-spark check lint typecheck pytest bench bench-scaling bench-update bench-report bench-profiles clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench-scaling: $(STAMP)
 # --update next to a fresh fetch of its days, at 1M and 10M events (mp against mp emulator serve).
 bench-update: $(STAMP)
 	$(BIN)/python benchmarks/update_benchmark.py --cache-dir $${MP_BENCH_CACHE:-/var/tmp/mp-bench}
+
+# Each local report (ws.local) next to hand-written DuckDB SQL over typed columns, at 1M events.
+bench-report: $(STAMP)
+	$(BIN)/python benchmarks/report_benchmark.py --cache-dir $${MP_BENCH_CACHE:-/var/tmp/mp-bench}
 
 # Peak RSS of `mp fetch profiles` at 100k and 1M profiles (each from its own emulator).
 bench-profiles: $(STAMP)

@@ -1,10 +1,13 @@
 #!/usr/bin/env python
-"""Generate docs/cli.md and docs/api.md from the code, so the docs cannot drift.
+"""Generate docs/cli.md, docs/api.md and the shipped completion tree from the code.
 
 docs/cli.md is every `mp` command's own ``--help``, walked from the Typer app's
 click command tree (sorted by name). docs/api.md is the public Python API:
 ``Workspace``, the result types, the exceptions and ``mixpanel_data.auth``, with
-signatures and docstrings read by ``inspect``.
+signatures and docstrings read by ``inspect``. src/mixpanel_data/cli/completion_tree.json
+is the command tree a shell's TAB reads (cli/fast_completion.py);
+src/mixpanel_data/mcp/handshake.json the MCP SDK's own ``initialize`` answers, which
+`mp mcp` gives before the SDK is imported (mcp/fast_start.py).
 
 Usage:
     python scripts/gen_docs.py            # rewrite both files
@@ -309,9 +312,71 @@ def render_api() -> str:
 # -- entry point ----------------------------------------------------------------------
 
 
+# `mp mcp` without cli/entry.py's early handshake: the SDK answers everything itself.
+SDK_ONLY_MCP = "import sys; from mixpanel_data.cli.main import main; main(['mcp'])"
+
+
+def sdk_initialize_answers() -> dict[str, Any]:
+    """The SDK's own ``initialize`` result for each protocol version of the handshake,
+    from `mp mcp` processes (run side by side), as mcp/fast_start.py replays them."""
+    import json
+    import subprocess
+    import tempfile
+
+    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+    home = tempfile.mkdtemp(prefix="mp-gen-")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": home, "PYTHONPATH": str(ROOT / "src")}
+    procs = {}
+    for version in HANDSHAKE_PROTOCOL_VERSIONS:
+        procs[version] = subprocess.Popen(
+            [sys.executable, "-c", SDK_ONLY_MCP],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+    answers = {}
+    for version, proc in procs.items():
+        request = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": version,
+                "capabilities": {},
+                "clientInfo": {"name": "gen_docs", "version": "0"},
+            },
+        }
+        out, _ = proc.communicate(json.dumps(request).encode() + b"\n", timeout=300)
+        answers[version] = json.loads(out.splitlines()[0])["result"]
+    return answers
+
+
+def mcp_handshake_text() -> str:
+    import json
+    from importlib.metadata import version
+
+    from mixpanel_data import __version__
+
+    record = {
+        "versions": {"mixpanel_data": __version__, "mcp": version("mcp")},
+        "initialize": sdk_initialize_answers(),
+    }
+    return json.dumps(record, indent=1, ensure_ascii=False) + "\n"
+
+
 def outputs() -> dict[Path, str]:
     """What each generated file should contain now."""
-    return {CLI_DOC: render_cli(), API_DOC: render_api()}
+    from mixpanel_data.cli.fast_completion import SHIPPED_TREE, shipped_tree_text
+    from mixpanel_data.mcp.fast_start import HANDSHAKE
+
+    return {
+        CLI_DOC: render_cli(),
+        API_DOC: render_api(),
+        SHIPPED_TREE: shipped_tree_text(),
+        HANDSHAKE: mcp_handshake_text(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

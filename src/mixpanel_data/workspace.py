@@ -464,6 +464,7 @@ class Workspace:
         """The live reports (also on the Workspace itself: ``ws.funnel`` is ``ws.live.funnel``)."""
         return self._live
 
+    run = _via("_live", LiveQueryService.run)  # a query spec: ws.run(FunnelQuery(...))
     segmentation = _via("_live", LiveQueryService.segmentation)
     segmentation_numeric = _via("_live", LiveQueryService.segmentation_numeric)
     segmentation_sum = _via("_live", LiveQueryService.segmentation_sum)
@@ -575,10 +576,20 @@ class Workspace:
         Example:
             ws.export_parquet("events", "lake/")   # lake/events/date=2024-01-31/data_0.parquet
         """
+        return self._export(table, directory, partition_by=partition_by, file_format="parquet")
+
+    def export_csv(
+        self, table: str, directory: str | Path, *, partition_by: str = "day"
+    ) -> ParquetExport:
+        """Like ``export_parquet``, as CSV with a header row (``.../data_0.csv``): for
+        spreadsheets and tools without Parquet; JSON columns are text, times UTC."""
+        return self._export(table, directory, partition_by=partition_by, file_format="csv")
+
+    def _export(self, table: str, directory: str | Path, **how: str) -> ParquetExport:
         from mixpanel_data._internal.storage.lake import export_table
 
         with self.storage.exclusive_fetch(action=f"export table '{table}'"):
-            return export_table(self.storage, table, directory, partition_by=partition_by)
+            return export_table(self.storage, table, directory, **how)
 
 
 def _budgets(given: Mapping[str, BudgetSpec | str]) -> dict[str, BudgetSpec]:

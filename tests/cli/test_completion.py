@@ -6,6 +6,7 @@ write there; the bash test sources the installed script in a real bash.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -200,11 +201,37 @@ def _bash(line: str) -> dict[str, str]:
 def test_fast_path_answers_as_typer_does(env: dict[str, str], clean_environ: Path) -> None:
     typer_answer = runner.invoke(app, [], env=env, prog_name="mp")
     assert typer_answer.exit_code == 0, typer_answer.output
-    for _ in range(2):  # the first TAB builds the cached tree, the second reads it
-        fast = _tab(env, clean_environ)
-        assert fast.returncode == 0, fast.stderr
-        assert fast.stdout.strip() == typer_answer.output.strip()
-    assert list((clean_environ / ".cache" / "mp").glob("tree-*.json"))
+    fast = _tab(env, clean_environ)
+    assert fast.returncode == 0, fast.stderr
+    assert fast.stdout.strip() == typer_answer.output.strip()
+    # the first TAB read the tree shipped with the package: nothing was built
+    assert not list((clean_environ / ".cache" / "mp").glob("tree-*.json"))
+
+
+def test_the_shipped_tree_is_the_apps_tree() -> None:
+    from mixpanel_data._version import __version__
+    from mixpanel_data.cli import fast_completion
+
+    shipped = json.loads(fast_completion.SHIPPED_TREE.read_text())
+    assert shipped["version"] == __version__
+    assert shipped["tree"] == fast_completion.build_tree(), "run scripts/gen_docs.py"
+
+
+def test_without_a_shipped_tree_the_first_tab_builds_and_caches_one(
+    clean_environ: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mixpanel_data.cli import fast_completion
+
+    monkeypatch.setattr(fast_completion, "SHIPPED_TREE", clean_environ / "missing.json")
+    env = {"HOME": str(clean_environ)}
+    built = fast_completion._tree(env)
+    assert built == fast_completion.build_tree()
+    cached = list((clean_environ / ".cache" / "mp").glob("tree-*.json"))
+    assert len(cached) == 1
+    assert json.loads(cached[0].read_text()) == built
+    assert fast_completion.complete(built, [], "au", env) == [
+        ("auth", built["commands"]["auth"]["help"])
+    ]
 
 
 def test_fast_path_imports_neither_typer_nor_pydantic(clean_environ: Path) -> None:
@@ -289,3 +316,42 @@ def test_names_follow_db_and_account_and_a_changed_database(clean_environ: Path)
     with duckdb.connect(str(db)) as conn:
         conn.execute("CREATE TABLE fresh AS SELECT 1 AS n")
     assert "fresh" in _tab(_bash("mp inspect schema "), clean_environ).stdout.split()
+
+
+def test_names_written_by_a_fetch_complete_without_duckdb(clean_environ: Path) -> None:
+    """A Workspace that writes a database records its names on close; the next TAB,
+    the first after install included (no cache of any kind), reads only that record."""
+    from mixpanel_data._internal.storage.engine import StorageEngine
+
+    db = clean_environ / "shop.duckdb"
+    with StorageEngine.temporary(directory=clean_environ) as scratch, scratch.writer() as conn:
+        conn.execute("CREATE TABLE t AS SELECT 'X' AS event_name")
+    assert not list(clean_environ.glob("mp-*"))  # a temporary database: gone, no record
+    with StorageEngine(db) as engine, engine.writer() as conn:
+        conn.execute(
+            "CREATE TABLE jan AS SELECT * FROM (VALUES ('Login'), ('Purchase')) t(event_name)"
+        )
+        conn.execute("CREATE TABLE profiles AS SELECT 'u1' AS distinct_id")
+    assert json.loads((clean_environ / "shop.duckdb.names.json").read_text())["table"] == [
+        "jan",
+        "profiles",
+    ]
+    probe = (
+        "import sys\n"
+        "from mixpanel_data.cli import entry\n"
+        "try:\n    entry.main()\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('duckdb', 'typer') if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    for line, expected in [
+        (f"mp --db {db} inspect schema ", "jan\nprofiles"),
+        (f"mp --db {db} query segmentation ", "Login\nPurchase"),
+        (f"mp --db {db} inspect keys jan --event P", "Purchase"),
+    ]:
+        full = {"HOME": str(clean_environ), "PATH": os.environ.get("PATH", ""), **_bash(line)}
+        proc = subprocess.run(
+            [sys.executable, "-c", probe], env=full, capture_output=True, text=True, timeout=120
+        )
+        assert proc.stdout.strip() == expected, proc.stderr
+        assert "HEAVY []" in proc.stderr
+    assert not list((clean_environ / ".cache" / "mp").glob("tree-*.json"))

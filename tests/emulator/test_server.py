@@ -273,7 +273,18 @@ def test_bookmarks_are_listed_without_internal_fields(emulator):
     response = httpx.get(url, params={"v": 2}, auth=(emulator.username, emulator.secret))
     rows = response.json()["results"]
     assert [r["id"] for r in rows] == [b["id"] for b in emulator.project.bookmarks()]
-    assert all("params" not in r for r in rows)
+    # v2 rows carry the saved query (``params``, Mixpanel's bookmark JSON): the emulator
+    # has it for its saved funnels; the other rows' report settings stay internal.
+    saved = {f["funnel_id"]: f for f in emulator.project.funnels()}
+    for r in rows:
+        if r["id"] in saved:
+            assert r["params"] == emulator.project.funnel_bookmark_params(saved[r["id"]])
+            behavior = r["params"]["sections"]["show"][0]["behavior"]
+            assert behavior["conversionWindowDuration"] == saved[r["id"]]["length"]
+            assert len(behavior["behaviors"]) == len(saved[r["id"]]["steps"])
+        else:
+            assert "params" not in r
+    assert {r["id"] for r in rows if "params" in r} == set(saved)
     funnels = httpx.get(
         url, params={"v": 2, "type": "funnels"}, auth=(emulator.username, emulator.secret)
     ).json()["results"]

@@ -104,3 +104,28 @@ def test_bad_behaviors_json_is_rejected(ws: Workspace) -> None:
         ws.fetch_profiles("p", behaviors="[not json")
     with pytest.raises(ValidationError, match="not both"):
         ws.fetch_profiles("p", cohort_id=1, behaviors="[]")
+
+
+def test_update_is_refused_with_the_reason_and_the_way_out(
+    cli_env: Path, emulator: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Engage can filter only on profile properties; `$last_seen` misses `$ignore_time`
+    updates and deletions, so `--update` would leave stale profiles silently."""
+    from mixpanel_data.cli.main import main
+
+    with pytest.raises(SystemExit) as first:
+        main(["-q", "fetch", "profiles"])
+    assert first.value.code in (0, None)
+    capsys.readouterr()
+    before = stored_profiles(Workspace.open(cli_env))
+    assert before == expected_profiles(emulator)
+    with pytest.raises(SystemExit) as refused:
+        main(["fetch", "profiles", "--update"])
+    out, err = capsys.readouterr()
+    assert refused.value.code == 3
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert "$ignore_time" in lines[0]
+    assert "--replace" in lines[0]
+    assert stored_profiles(Workspace.open(cli_env)) == before

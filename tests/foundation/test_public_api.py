@@ -67,6 +67,17 @@ EXPECTED = {
     "TableSchema",
     "TopEvent",
     "WorkspaceInfo",
+    # query specs (ws.run(spec), ws.local.run(spec))
+    "AverageQuery",
+    "EventCountsQuery",
+    "FrequencyQuery",
+    "FunnelQuery",
+    "NumericQuery",
+    "PropertyCountsQuery",
+    "QuerySpec",
+    "RetentionQuery",
+    "SegmentationQuery",
+    "SumQuery",
 }
 
 

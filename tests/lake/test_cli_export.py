@@ -148,3 +148,55 @@ def test_mp_export_missing_database(tmp_path: Path) -> None:
     assert result.exit_code == 4
     assert "does not exist" in result.stderr
     assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_export_file_format_csv_writes_the_table_as_csv_partitions(
+    fetched: tuple[Path, Any], tmp_path: Path
+) -> None:
+    """`mp export --file-format csv`: a header row, one file per UTC day, the same rows as
+    the table (read back with the stdlib csv module), next to the Parquet lake."""
+    import csv
+
+    import duckdb
+
+    db, _ = fetched
+    lake = tmp_path / "lake"
+    parquet = _mp("--db", str(db), "export", "events", str(lake))
+    assert parquet.exit_code == 0, parquet.stderr
+    ran = _mp("--db", str(db), "export", "events", str(lake), "--file-format", "csv")
+    assert ran.exit_code == 0, ran.stderr
+    assert "as CSV" in ran.stderr
+    out = orjson.loads(ran.stdout)
+    assert out["file_format"] == "csv"
+    assert all(f.endswith("/data_0.csv") for f in out["files"])
+    with duckdb.connect(str(db), read_only=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        per_day = dict(
+            conn.execute(
+                "SELECT strftime(event_time AT TIME ZONE 'UTC', '%Y-%m-%d'), count(*) "
+                "FROM events GROUP BY 1"
+            ).fetchall()
+        )
+        insert_ids = {r[0] for r in conn.execute("SELECT insert_id FROM events").fetchall()}
+        columns = [r[0] for r in conn.execute("DESCRIBE events").fetchall()]
+    seen: dict[str, int] = {}
+    read_ids = set()
+    for name in out["files"]:
+        day = Path(name).parent.name.removeprefix("date=")
+        with open(name, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert list(rows[0]) == columns
+        seen[day] = len(rows)
+        read_ids.update(r["insert_id"] for r in rows)
+        orjson.loads(rows[0]["properties"])  # JSON as text
+    assert seen == per_day
+    assert read_ids == insert_ids
+    assert out["rows"] == sum(per_day.values())
+    # the Parquet files of the same partitions are still there, untouched
+    assert len(list((lake / "events").glob("date=*/data_0.parquet"))) == len(per_day)
+    with Workspace.open(db) as ws:
+        again = ws.export_csv("events", lake)
+    assert again.files == tuple(out["files"])
+    bad = _mp("--db", str(db), "export", "events", str(lake), "--file-format", "xlsx")
+    assert bad.exit_code == 3
+    assert "xlsx" in bad.stderr

@@ -1,13 +1,15 @@
 """Answer a shell's TAB quickly, without importing Typer, pydantic or the library.
 
 Typer's own completion builds the whole command tree (and imports pydantic for it) on
-every TAB: 1.3-2.9 s. Here the tree is built once per installed version and source
-change, cached as JSON, and each TAB reads it. Besides commands, options and choices,
-it completes names from local files only, never the network:
+every TAB: 1.3-2.9 s. Here the tree ships with the package as JSON
+(``completion_tree.json``, written by scripts/gen_docs.py, pinned by tests/docs), and each
+TAB reads it. Besides commands, options and choices, it completes names from local files
+only, never the network, and never imports DuckDB for them:
 
 - account names (``--account``, ``mp auth show|test|switch|remove NAME``) from the config;
 - table names (``inspect``/``export``/``fetch`` table arguments) and event names
-  (``--event``, event arguments) from the local DuckDB file, cached per file version.
+  (``--event``, event arguments) of the local database, from the record its last writer
+  left (storage/names_index.py); only a database changed by another program is opened.
 
 The output formats are Typer's (the installed ``--install-completion`` scripts read them).
 """
@@ -23,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_tree", "complete", "names", "respond"]
+__all__ = ["build_tree", "complete", "names", "respond", "shipped_tree_text"]
 
 TREE_VERSION = 1
 _CLI_DIR = Path(__file__).resolve().parent
@@ -122,7 +124,26 @@ def build_tree() -> dict[str, Any]:
     return node(typer.main.get_command(app), ())
 
 
+SHIPPED_TREE = _CLI_DIR / "completion_tree.json"
+
+
+def shipped_tree_text() -> str:
+    """The content of ``completion_tree.json`` (scripts/gen_docs.py writes it)."""
+    from mixpanel_data._version import __version__
+
+    return json.dumps({"version": __version__, "tree": build_tree()}, separators=(",", ":")) + "\n"
+
+
 def _tree(env: Mapping[str, str]) -> dict[str, Any]:
+    """The tree shipped with the package (so even the first TAB reads one file); a tree
+    built and cached here only if that file is missing or from another version."""
+    from mixpanel_data._version import __version__
+
+    shipped = _read_json(SHIPPED_TREE)
+    if isinstance(shipped, dict) and shipped.get("version") == __version__:
+        tree = shipped.get("tree")
+        if isinstance(tree, dict):
+            return tree
     path = _cache_dir(env) / f"tree-{_source_key()}.json"
     cached = _read_json(path)
     if isinstance(cached, dict):
@@ -170,51 +191,64 @@ def _db_path(env: Mapping[str, str], seen: Mapping[str, str]) -> Path | None:
     return home / ".mp" / "data" / f"{project}.duckdb"
 
 
+def _collect(conn: Any) -> dict[str, list[str]]:
+    """The same names as storage/names_index.collect_names (the CLI may not import it)."""
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND NOT starts_with(table_name, '_mp_') ORDER BY 1"
+        ).fetchall()
+    ]
+    with_events = [
+        r[0]
+        for r in conn.execute(
+            "SELECT table_name FROM information_schema.columns WHERE table_schema = 'main' "
+            "AND column_name = 'event_name' AND NOT starts_with(table_name, '_mp_')"
+        ).fetchall()
+    ]
+    events: set[str] = set()
+    for table in with_events:
+        quoted = '"' + table.replace('"', '""') + '"'
+        rows = conn.execute(
+            f"SELECT DISTINCT event_name FROM {quoted} WHERE event_name IS NOT NULL "  # noqa: S608
+            "LIMIT 5000"
+        ).fetchall()
+        events.update(str(r[0]) for r in rows)
+    return {"table": tables, "event": sorted(events)}
+
+
+def _names_file(db: Path) -> Path:
+    """Where a writer left ``db``'s names (storage/names_index.py writes this format)."""
+    return db.with_name(db.name + ".names.json")
+
+
 def _db_names(db: Path, env: Mapping[str, str]) -> dict[str, list[str]]:
-    """Tables and event names of a database file, cached until the file changes."""
+    """Tables and event names of a database file, as its last writer recorded them.
+
+    Every `mp` (and Workspace) that writes a database records its names when it closes,
+    so a TAB reads one small file. A file changed by another program is read with DuckDB
+    here, once (the record is refreshed).
+    """
     try:
         st = db.stat()
     except OSError:
         return {"table": [], "event": []}
-    key = f"{db.resolve()}:{st.st_mtime_ns}:{st.st_size}"
-    import hashlib
-
-    cache = _cache_dir(env) / f"names-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
-    found = _read_json(cache)
-    if isinstance(found, dict):
-        return found
+    key = f"{st.st_mtime_ns}:{st.st_size}"
+    record = _names_file(db)
+    found = _read_json(record)
+    if isinstance(found, dict) and found.get("key") == key:
+        return {k: list(found.get(k) or []) for k in ("table", "event")}
     try:
         import duckdb
 
         with duckdb.connect(str(db), read_only=True) as conn:
-            tables = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-                    "AND NOT starts_with(table_name, '_mp_') ORDER BY 1"
-                ).fetchall()
-            ]
-            with_events = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT table_name FROM information_schema.columns WHERE table_schema = 'main' "
-                    "AND column_name = 'event_name' AND NOT starts_with(table_name, '_mp_')"
-                ).fetchall()
-            ]
-            events: set[str] = set()
-            for table in with_events:
-                quoted = '"' + table.replace('"', '""') + '"'
-                rows = conn.execute(
-                    f"SELECT DISTINCT event_name FROM {quoted} WHERE event_name IS NOT NULL "  # noqa: S608
-                    "LIMIT 5000"
-                ).fetchall()
-                events.update(str(r[0]) for r in rows)
+            names = _collect(conn)
     except Exception:  # locked by a fetch, not a database, ...: complete nothing
         return {"table": [], "event": []}
-    found = {"table": tables, "event": sorted(events)}
     with contextlib.suppress(OSError):
-        _write_json(cache, found)
-    return found
+        _write_json(record, {"key": key, **names})
+    return names
 
 
 def names(kind: str, env: Mapping[str, str], seen: Mapping[str, str]) -> list[str]:

@@ -317,11 +317,18 @@ class EmulatorApp:
         if project_id != str(self.project.spec.project_id):
             return app_error(403, _NOT_MEMBER)
         wanted = params.get("type")
-        rows = [
-            {k: v for k, v in row.items() if k != "params"}
-            for row in self.project.bookmarks()
-            if not wanted or row.get("type") == wanted
-        ]
+        funnels = {f["funnel_id"]: f for f in self.project.funnels()}
+        rows = []
+        for row in self.project.bookmarks():
+            if wanted and row.get("type") != wanted:
+                continue
+            out = {k: v for k, v in row.items() if k != "params"}
+            # v2 rows carry the saved query as ``params`` (contract §12.1); the emulator
+            # has Mixpanel's bookmark JSON for its saved funnels only.
+            saved = funnels.get(row["id"]) if row.get("type") == "funnels" else None
+            if saved is not None:
+                out["params"] = self.project.funnel_bookmark_params(saved)
+            rows.append(out)
         return json_reply({"status": "ok", "results": rows})
 
     # -- control API ---------------------------------------------------------------------

@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import queue
 import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec
 
+import orjson
 from pydantic import Field
 
 from mixpanel_data._version import __version__
@@ -38,7 +40,14 @@ from mixpanel_data.mcp.payloads import (
     result_payload,
     table,
 )
-from mixpanel_data.types import SandboxLimits
+from mixpanel_data.types import (
+    EventCountsQuery,
+    FunnelQuery,
+    PropertyCountsQuery,
+    RetentionQuery,
+    SandboxLimits,
+    SegmentationQuery,
+)
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -356,7 +365,7 @@ class MixpanelTools:
         to_date: DateArg,
         on: Annotated[str | None, Field(description="property name or expression")] = None,
         where: Annotated[str | None, Field(description="Mixpanel expression filter")] = None,
-        unit: Literal["minute", "hour", "day", "month"] = "day",
+        unit: Literal["minute", "hour", "day", "month"] | None = None,
         type: Annotated[
             Literal["general", "unique", "average"],
             Field(description="general=events, unique=users, average=events per user"),
@@ -365,9 +374,10 @@ class MixpanelTools:
         max_rows: MaxRows | None = None,
     ) -> str:
         """Count an event over time (optionally per property value) with Mixpanel."""
-        result = self._reports(local).segmentation(
+        spec = SegmentationQuery(
             event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit, type=type
         )
+        result = self._reports(local).run(spec)
         return self._answer(result_payload(result, max_rows=max_rows or self.limits.max_rows))
 
     def funnel(
@@ -384,19 +394,25 @@ class MixpanelTools:
             list[str] | None, Field(description="with local: an ad-hoc funnel's steps")
         ] = None,
         length_days: Annotated[
-            int | None, Field(ge=1, le=90, description="conversion window (local needs it)")
+            int | None,
+            Field(ge=1, le=90, description="conversion window in days (default: the saved one)"),
         ] = None,
         max_rows: MaxRows | None = None,
     ) -> str:
         """Compute a saved funnel's step counts and conversion with Mixpanel."""
-        extra: dict[str, Any] = {} if steps is None else {"steps": steps}
-        if length_days is not None:
-            extra.update(length=length_days, length_unit="day")
         if funnel_id is None and not (local and steps):
             raise ValidationError("give funnel_id, or local=true with steps")
-        result = self._reports(local).funnel(
-            funnel_id, from_date=from_date, to_date=to_date, on=on, where=where, **extra
+        spec = FunnelQuery(
+            funnel_id,
+            from_date=from_date,
+            to_date=to_date,
+            on=on,
+            where=where,
+            steps=steps,
+            length=length_days,
+            length_unit=None if length_days is None else "day",
         )
+        result = self._reports(local).run(spec)
         return self._answer(result_payload(result, max_rows=max_rows or self.limits.max_rows))
 
     def retention(
@@ -406,13 +422,13 @@ class MixpanelTools:
         to_date: DateArg,
         event: Annotated[str | None, Field(description="return event (default any)")] = None,
         retention_type: Literal["birth", "compounded"] = "birth",
-        unit: Literal["day", "week", "month"] = "day",
+        unit: Literal["day", "week", "month"] | None = None,
         interval_count: Annotated[int, Field(ge=1, le=90)] = 7,
         local: LocalArg = False,
         max_rows: MaxRows | None = None,
     ) -> str:
         """Compute cohort retention (users who came back, per period) with Mixpanel."""
-        result = self._reports(local).retention(
+        spec = RetentionQuery(
             born_event=born_event,
             event=event,
             from_date=from_date,
@@ -421,6 +437,7 @@ class MixpanelTools:
             unit=unit,
             interval_count=interval_count,
         )
+        result = self._reports(local).run(spec)
         return self._answer(result_payload(result, max_rows=max_rows or self.limits.max_rows))
 
     def event_counts(
@@ -434,9 +451,8 @@ class MixpanelTools:
         max_rows: MaxRows | None = None,
     ) -> str:
         """Count several events side by side over time with Mixpanel."""
-        result = self._reports(local).event_counts(
-            events, from_date=from_date, to_date=to_date, type=type, unit=unit
-        )
+        spec = EventCountsQuery(events, from_date=from_date, to_date=to_date, type=type, unit=unit)
+        result = self._reports(local).run(spec)
         return self._answer(result_payload(result, max_rows=max_rows or self.limits.max_rows))
 
     def property_counts(
@@ -452,9 +468,10 @@ class MixpanelTools:
         max_rows: MaxRows | None = None,
     ) -> str:
         """Count an event per value of one property over time with Mixpanel."""
-        result = self._reports(local).property_counts(
+        spec = PropertyCountsQuery(
             event, property, from_date=from_date, to_date=to_date, type=type, unit=unit, limit=limit
         )
+        result = self._reports(local).run(spec)
         return self._answer(result_payload(result, max_rows=max_rows or self.limits.max_rows))
 
 
@@ -581,7 +598,69 @@ def build_server(tools: MixpanelTools) -> MCPServer[Any]:
 
 def serve_stdio(tools: MixpanelTools) -> None:
     """Serve the tools over stdin/stdout until the client closes the connection."""
+    from mixpanel_data.mcp import fast_start
+
     try:
-        build_server(tools).run("stdio")
+        early = fast_start.active()
+        if early is None:
+            build_server(tools).run("stdio")
+        else:
+            import anyio
+
+            anyio.run(_serve_after_handshake, build_server(tools), early)
     finally:
         tools.close()
+
+
+class _Lines:
+    """stdin for the SDK: what the early reader answered, then every later line."""
+
+    def __init__(self, replay: list[bytes], lines: queue.Queue[bytes | None]) -> None:
+        self._replay = list(replay)
+        self._lines = lines
+
+    def __aiter__(self) -> _Lines:
+        return self
+
+    async def __anext__(self) -> str:
+        import anyio.to_thread
+
+        if self._replay:
+            return self._replay.pop(0).decode("utf-8", errors="replace")
+        line = await anyio.to_thread.run_sync(self._lines.get, abandon_on_cancel=True)
+        if line is None:
+            raise StopAsyncIteration
+        return line.decode("utf-8", errors="replace")
+
+
+class _Wire:
+    """stdout for the SDK: drops its answer to the replayed ``initialize``."""
+
+    def __init__(self, early: Any) -> None:
+        self._early = early
+        self._drop = early.answered_id
+
+    async def write(self, text: str) -> None:
+        if self._drop is not None:
+            message = orjson.loads(text)
+            if message.get("id") == self._drop and ("result" in message or "error" in message):
+                self._drop = None
+                return
+        with self._early.out_lock:
+            self._early.out.write(text.encode())
+
+    async def flush(self) -> None:
+        with self._early.out_lock:
+            self._early.out.flush()
+
+
+async def _serve_after_handshake(server: MCPServer[Any], early: Any) -> None:
+    from mcp.server.stdio import stdio_server
+
+    lines = early.take_over()
+    async with stdio_server(
+        stdin=_Lines(early.replay, lines),  # type: ignore[arg-type]
+        stdout=_Wire(early),  # type: ignore[arg-type]
+    ) as (read, write):
+        low = server._lowlevel_server  # what MCPServer.run_stdio_async runs, on our streams
+        await low.run(read, write, low.create_initialization_options())

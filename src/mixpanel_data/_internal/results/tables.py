@@ -295,12 +295,14 @@ class ParquetExport(NotebookRepr):
     partitions: tuple[str, ...]
     files: tuple[str, ...]
     bytes: int
+    file_format: str = "parquet"  # or "csv" (ws.export_csv)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return {
             "table": self.table,
             "directory": self.directory,
+            "file_format": self.file_format,
             "partition_by": self.partition_by,
             "rows": self.rows,
             "partitions": list(self.partitions),

@@ -7,9 +7,9 @@ The API client paces calls with the shared per-project budget and retries 429s.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mixpanel_data._internal.results.live import (
     ActivityFeedResult,
@@ -27,22 +27,27 @@ from mixpanel_data._internal.results.reports import (
     SavedReportResult,
 )
 from mixpanel_data._internal.services.params import (
-    DAY_WEEK_MONTH,
     FLOW_QUERY_TYPES,
-    HOUR_DAY,
-    LENGTH_UNITS,
-    MAX_LIMIT,
-    RETENTION_TYPES,
     SEGMENTATION_ONLY_UNITS,
-    SEGMENTATION_UNITS,
-    TYPES,
     check_choice,
-    check_name,
     check_positive,
     check_range,
     parse_day,
     project_today,
-    to_expression,
+)
+from mixpanel_data._internal.services.query_specs import (
+    AverageQuery,
+    EventCountsQuery,
+    FrequencyQuery,
+    FunnelQuery,
+    NumericQuery,
+    PropertyCountsQuery,
+    QuerySpec,
+    RetentionQuery,
+    SegmentationQuery,
+    SumQuery,
+    run_spec,
+    takes,
 )
 from mixpanel_data.exceptions import NotFoundError, QueryError, ValidationError
 
@@ -51,6 +56,8 @@ if TYPE_CHECKING:
     from mixpanel_data._internal.services.discovery import DiscoveryService
 
 __all__ = ["LiveQueryService"]
+
+R = TypeVar("R")
 
 
 class LiveQueryService:
@@ -76,21 +83,14 @@ class LiveQueryService:
             self._discovery = DiscoveryService(self._api)
         return self._discovery
 
+    def run(self, spec: QuerySpec[R]) -> R:
+        """Run a query spec built beforehand (``ws.run(SegmentationQuery(...))``)."""
+        return run_spec(self, spec)
+
     # -- segmentation family (contract §9) ---------------------------------------------
 
-    def segmentation(
-        self,
-        event: str,
-        *,
-        from_date: str | date,
-        to_date: str | date,
-        on: str | None = None,
-        where: str | None = None,
-        unit: str | None = None,
-        type: str = "general",
-        limit: int | None = None,
-        interval: int | None = None,
-    ) -> SegmentationResult:
+    @takes(SegmentationQuery)
+    def segmentation(self, q: SegmentationQuery) -> SegmentationResult:
         """Count an event over time, optionally split by a property or expression.
 
         ``unit`` is minute, hour, day (the default) or month: the spec's /segmentation
@@ -98,157 +98,96 @@ class LiveQueryService:
         ``interval`` buckets by that many days instead of ``unit``; the spec offers it
         only for ``type`` unique or average, and the dates stay required.
         """
-        start, end = check_range(from_date, to_date)
-        type = check_choice(type, TYPES, name="type")
-        if interval is not None:
-            if unit is not None:
-                raise ValidationError("give either unit or interval for segmentation, not both")
-            if type == "general":
+        unit = q.unit
+        if q.interval is None:
+            if unit == "week":
                 raise ValidationError(
-                    "segmentation's interval (days per bucket) is only for type unique or "
-                    "average (Mixpanel's /segmentation spec); use unit for general counts"
+                    "unit 'week' is not offered by Mixpanel's /segmentation (minute, hour, day "
+                    "or month); for weekly counts use `mp query event-counts --unit week` "
+                    "(Workspace.event_counts), or interval=7 with type unique or average"
                 )
-            check_positive(interval, name="interval")
-        elif unit is not None and str(unit).strip().lower() == "week":
-            raise ValidationError(
-                "unit 'week' is not offered by Mixpanel's /segmentation (minute, hour, day or "
-                "month); for weekly counts use `mp query event-counts --unit week` "
-                "(Workspace.event_counts), or interval=7 with type unique or average"
-            )
-        else:
             unit = check_choice(unit or "day", SEGMENTATION_ONLY_UNITS, name="unit")
-        expr = to_expression(on)
         body = self._get(
             "segmentation",
             {
-                "event": check_name(event, name="event"),
-                "from_date": start.isoformat(),
-                "to_date": end.isoformat(),
-                "on": expr,
-                "where": where,
+                "event": q.event,
+                "from_date": q.start.isoformat(),
+                "to_date": q.end.isoformat(),
+                "on": q.on,
+                "where": q.where,
                 "unit": unit,
-                "interval": interval,
-                "type": type,
-                "limit": check_positive(limit, name="limit", maximum=MAX_LIMIT),
+                "interval": q.interval,
+                "type": q.type,
+                "limit": q.limit,
             },
         )
         return SegmentationResult.from_api(
             body,
-            event=event,
-            from_date=start.isoformat(),
-            to_date=end.isoformat(),
+            event=q.event,
+            from_date=q.start.isoformat(),
+            to_date=q.end.isoformat(),
             unit=unit or "day",
-            type=type,
-            on=expr,
-            interval=interval,
+            type=q.type,
+            on=q.on,
+            interval=q.interval,
         )
 
-    def segmentation_numeric(
-        self,
-        event: str,
-        *,
-        from_date: str | date,
-        to_date: str | date,
-        on: str,
-        where: str | None = None,
-        unit: str = "day",
-        type: str = "general",
-    ) -> SegmentationResult:
+    @takes(NumericQuery)
+    def segmentation_numeric(self, q: NumericQuery) -> SegmentationResult:
         """Count an event in numeric buckets of ``on`` (the server picks the buckets)."""
-        start, end = check_range(from_date, to_date)
-        unit = check_choice(unit, HOUR_DAY, name="unit")
-        type = check_choice(type, TYPES, name="type")
-        expr = to_expression(on)
-        if expr is None:
-            raise ValidationError("segmentation_numeric needs `on`, a numeric property")
         body = self._get(
             "segmentation/numeric",
             {
-                "event": check_name(event, name="event"),
-                "from_date": start.isoformat(),
-                "to_date": end.isoformat(),
-                "on": expr,
-                "where": where,
-                "unit": unit,
-                "type": type,
+                "event": q.event,
+                "from_date": q.start.isoformat(),
+                "to_date": q.end.isoformat(),
+                "on": q.on,
+                "where": q.where,
+                "unit": q.unit,
+                "type": q.type,
             },
         )
         return SegmentationResult.from_api(
             body,
-            event=event,
-            from_date=start.isoformat(),
-            to_date=end.isoformat(),
-            unit=unit,
-            type=type,
-            on=expr,
+            event=q.event,
+            from_date=q.start.isoformat(),
+            to_date=q.end.isoformat(),
+            unit=q.unit,
+            type=q.type,
+            on=q.on,
         )
 
-    def _aggregate(
-        self,
-        aggregate: str,
-        event: str,
-        *,
-        from_date: str | date,
-        to_date: str | date,
-        on: str,
-        where: str | None,
-        unit: str,
-    ) -> NumericAggregateResult:
-        start, end = check_range(from_date, to_date)
-        unit = check_choice(unit, HOUR_DAY, name="unit")
-        expr = to_expression(on)
-        if expr is None:
-            raise ValidationError(f"segmentation_{aggregate} needs `on`, a numeric property")
+    def _aggregate(self, q: SumQuery) -> NumericAggregateResult:
         body = self._get(
-            f"segmentation/{aggregate}",
+            f"segmentation/{q.aggregate}",
             {
-                "event": check_name(event, name="event"),
-                "from_date": start.isoformat(),
-                "to_date": end.isoformat(),
-                "on": expr,
-                "where": where,
-                "unit": unit,
+                "event": q.event,
+                "from_date": q.start.isoformat(),
+                "to_date": q.end.isoformat(),
+                "on": q.on,
+                "where": q.where,
+                "unit": q.unit,
             },
         )
         return NumericAggregateResult.from_api(
             body,
-            event=event,
-            on=expr,
-            aggregate=aggregate,
-            from_date=start.isoformat(),
-            to_date=end.isoformat(),
-            unit=unit,
+            event=q.event,
+            on=q.on,
+            aggregate=q.aggregate,
+            from_date=q.start.isoformat(),
+            to_date=q.end.isoformat(),
+            unit=q.unit,
         )
 
-    def segmentation_sum(
-        self,
-        event: str,
-        *,
-        from_date: str | date,
-        to_date: str | date,
-        on: str,
-        where: str | None = None,
-        unit: str = "day",
-    ) -> NumericAggregateResult:
+    @takes(SumQuery)
+    def segmentation_sum(self, q: SumQuery) -> NumericAggregateResult:
         """Sum a numeric expression per bucket (non-numbers count as 0)."""
-        return self._aggregate(
-            "sum", event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
-        )
+        return self._aggregate(q)
 
-    def segmentation_average(
-        self,
-        event: str,
-        *,
-        from_date: str | date,
-        to_date: str | date,
-        on: str,
-        where: str | None = None,
-        unit: str = "day",
-    ) -> NumericAggregateResult:
+    @takes(AverageQuery)
+    def segmentation_average(self, q: AverageQuery) -> NumericAggregateResult:
         """Average a numeric expression per bucket."""
-        return self._aggregate(
-            "average", event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
-        )
+        return self._aggregate(q)
 
     # -- funnels (contract §7.2) ----------------------------------------------------------
 
@@ -288,45 +227,30 @@ class LiveQueryService:
                 server_message=exc.server_message,
             ) from None
 
-    def funnel(
-        self,
-        funnel_id: int,
-        *,
-        from_date: str | date,
-        to_date: str | date,
-        length: int | None = None,
-        length_unit: str | None = None,
-        interval: int | None = None,
-        unit: str | None = None,
-        on: str | None = None,
-        where: str | None = None,
-        limit: int | None = None,
-    ) -> FunnelResult:
+    @takes(FunnelQuery)
+    def funnel(self, q: FunnelQuery) -> FunnelResult:
         """Compute a saved funnel: step counts, conversion and average times.
 
         The totals count each user once over the whole range. ``unit`` or ``interval``
         also returns per-bucket results (one more query).
         """
-        fid = check_positive(funnel_id, name="funnel_id")
-        assert fid is not None
-        start, end = check_range(from_date, to_date)
-        if interval is not None and unit is not None:
-            raise ValidationError("give either unit or interval for a funnel, not both")
-        expr = to_expression(on)
+        if q.steps is not None or q.funnel_id is None:
+            raise ValidationError(
+                "ad-hoc funnels (steps) run only locally (--local, ws.local.funnel): "
+                "Mixpanel's Query API computes saved funnels only"
+            )
+        fid = q.funnel_id
+        start, end = q.start, q.end
         base: dict[str, Any] = {
             "funnel_id": fid,
             "from_date": start.isoformat(),
             "to_date": end.isoformat(),
-            "length": check_positive(length, name="length"),
-            "length_unit": None
-            if length_unit is None
-            else check_choice(length_unit, LENGTH_UNITS, name="length_unit"),
-            "on": expr,
-            "where": where,
-            "limit": check_positive(limit, name="limit", maximum=MAX_LIMIT),
+            "length": q.length,
+            "length_unit": q.length_unit,
+            "on": q.on,
+            "where": q.where,
+            "limit": q.limit,
         }
-        interval = check_positive(interval, name="interval")
-        unit = None if unit is None else check_choice(unit, DAY_WEEK_MONTH, name="unit")
         # Contract §7.2: /funnels answers per-bucket cohorts (default one bucket per day),
         # and adding daily cohorts counts a user once for every day they entered. Asking
         # for the whole range as ONE bucket (interval = days in the range) makes the API
@@ -341,208 +265,134 @@ class LiveQueryService:
             "funnels", {**base, "interval": days}, what=what, exists=exists
         )
         buckets = None
-        if (interval is not None and interval != days) or unit is not None:
+        if (q.interval is not None and q.interval != days) or q.unit is not None:
             buckets = self._call_with_existence_check(
-                "funnels", {**base, "interval": interval, "unit": unit}, what=what, exists=exists
+                "funnels",
+                {**base, "interval": q.interval, "unit": q.unit},
+                what=what,
+                exists=exists,
             )
         return FunnelResult.from_api(
             totals,
             funnel_id=fid,
             from_date=start.isoformat(),
             to_date=end.isoformat(),
-            on=expr,
+            on=q.on,
             buckets_body=buckets,
         )
 
     # -- retention (contract §10) ---------------------------------------------------------
 
-    def retention(
-        self,
-        *,
-        born_event: str,
-        event: str | None = None,
-        from_date: str | date,
-        to_date: str | date,
-        retention_type: str = "birth",
-        born_where: str | None = None,
-        where: str | None = None,
-        interval: int | None = None,
-        unit: str | None = None,
-        interval_count: int = 1,
-        unbounded: bool = False,
-        on: str | None = None,
-        limit: int | None = None,
-    ) -> RetentionResult:
+    @takes(RetentionQuery)
+    def retention(self, q: RetentionQuery) -> RetentionResult:
         """Compute birth ("first time") or compounded ("recurring") retention by cohort."""
-        start, end = check_range(from_date, to_date)
-        if interval is not None and unit is not None:
-            # Contract §10.1: the server answers "unit and interval both specified".
-            raise ValidationError(
-                "give either unit or interval for retention, not both "
-                "(Mixpanel refuses 'unit and interval both specified')"
-            )
-        retention_type = check_choice(retention_type, RETENTION_TYPES, name="retention_type")
         body = self._get(
             "retention",
             {
-                "from_date": start.isoformat(),
-                "to_date": end.isoformat(),
-                "retention_type": retention_type,
-                "born_event": check_name(born_event, name="born_event"),
-                "event": None if event is None else check_name(event, name="event"),
-                "born_where": born_where,
-                "where": where,
-                "interval": check_positive(interval, name="interval", maximum=90),
-                "interval_count": check_positive(interval_count, name="interval_count"),
-                "unit": None if unit is None else check_choice(unit, DAY_WEEK_MONTH, name="unit"),
-                "unbounded_retention": True if unbounded else None,
-                "on": to_expression(on),
-                "limit": check_positive(limit, name="limit", maximum=MAX_LIMIT),
+                "from_date": q.start.isoformat(),
+                "to_date": q.end.isoformat(),
+                "retention_type": q.retention_type,
+                "born_event": q.born_event,
+                "event": q.event,
+                "born_where": q.born_where,
+                "where": q.where,
+                "interval": q.interval,
+                "interval_count": q.interval_count,
+                "unit": q.unit,
+                "unbounded_retention": True if q.unbounded else None,
+                "on": q.on,
+                "limit": q.limit,
             },
         )
         return RetentionResult.from_api(
             body,
-            born_event=born_event,
-            event=event,
-            from_date=start.isoformat(),
-            to_date=end.isoformat(),
-            retention_type=retention_type,
+            born_event=q.born_event,
+            event=q.event,
+            from_date=q.start.isoformat(),
+            to_date=q.end.isoformat(),
+            retention_type=q.retention_type,
         )
 
-    def frequency(
-        self,
-        *,
-        from_date: str | date,
-        to_date: str | date,
-        unit: str = "day",
-        addiction_unit: str = "hour",
-        event: str | None = None,
-        where: str | None = None,
-        on: str | None = None,
-        limit: int | None = None,
-    ) -> FrequencyResult:
+    @takes(FrequencyQuery)
+    def frequency(self, q: FrequencyQuery) -> FrequencyResult:
         """Count users by how many ``addiction_unit`` periods of each ``unit`` they were active."""
-        start, end = check_range(from_date, to_date)
-        unit = check_choice(unit, DAY_WEEK_MONTH, name="unit")
-        addiction_unit = check_choice(addiction_unit, HOUR_DAY, name="addiction_unit")
         body = self._get(
             "retention/addiction",
             {
-                "from_date": start.isoformat(),
-                "to_date": end.isoformat(),
-                "unit": unit,
-                "addiction_unit": addiction_unit,
-                "event": None if event is None else check_name(event, name="event"),
-                "where": where,
-                "on": to_expression(on),
-                "limit": check_positive(limit, name="limit", maximum=MAX_LIMIT),
+                "from_date": q.start.isoformat(),
+                "to_date": q.end.isoformat(),
+                "unit": q.unit,
+                "addiction_unit": q.addiction_unit,
+                "event": q.event,
+                "where": q.where,
+                "on": q.on,
+                "limit": q.limit,
             },
         )
         return FrequencyResult.from_api(
             body,
-            event=event,
-            from_date=start.isoformat(),
-            to_date=end.isoformat(),
-            unit=unit,
-            addiction_unit=addiction_unit,
+            event=q.event,
+            from_date=q.start.isoformat(),
+            to_date=q.end.isoformat(),
+            unit=q.unit,
+            addiction_unit=q.addiction_unit,
         )
 
     # -- event and property counts (contract §6.5–6.6) ----------------------------------
 
-    def _dates_or_interval(
-        self,
-        from_date: str | date | None,
-        to_date: str | date | None,
-        interval: int | None,
-    ) -> dict[str, Any]:
-        """The spec's two ways to give /events a range: both dates, or ``interval``.
+    @staticmethod
+    def _span(q: EventCountsQuery | PropertyCountsQuery) -> dict[str, Any]:
+        if q.interval is not None:
+            return {"interval": q.interval}
+        return {"from_date": q.start.isoformat(), "to_date": q.end.isoformat()}
 
-        ``interval`` is the number of units back from now, the current one included
-        (openapi/query.openapi.yaml, ``components.parameters.interval``).
-        """
-        if interval is not None:
-            if from_date is not None or to_date is not None:
-                raise ValidationError("give either interval or from_date/to_date, not both")
-            return {"interval": check_positive(interval, name="interval")}
-        if from_date is None or to_date is None:
-            raise ValidationError("give from_date and to_date, or interval (units back from now)")
-        start, end = check_range(from_date, to_date)
-        return {"from_date": start.isoformat(), "to_date": end.isoformat()}
-
-    def event_counts(
-        self,
-        events: Iterable[str],
-        *,
-        from_date: str | date | None = None,
-        to_date: str | date | None = None,
-        type: str = "general",
-        unit: str = "day",
-        interval: int | None = None,
-    ) -> EventCountsResult:
+    @takes(EventCountsQuery)
+    def event_counts(self, q: EventCountsQuery) -> EventCountsResult:
         """Count several events over time in one query.
 
         Give the dates, or ``interval``: the last N units up to now (then the result's
         dates are its first and last bucket).
         """
-        names = [check_name(e, name="event") for e in events]
-        if not names:
-            raise ValidationError("give at least one event")
-        span = self._dates_or_interval(from_date, to_date, interval)
-        type = check_choice(type, TYPES, name="type")
-        unit = check_choice(unit, SEGMENTATION_UNITS, name="unit")
-        if type == "unique" and unit in ("minute", "hour"):
-            raise ValidationError("Mixpanel has no hourly uniques; use unit day, week or month")
-        body = self._get("events", {"event": names, **span, "type": type, "unit": unit})
+        span = self._span(q)
+        names = list(q.events)
+        body = self._get("events", {"event": names, **span, "type": q.type, "unit": q.unit})
         first, last = _span_dates(span, body)
         return EventCountsResult.from_api(
             body,
             events=names,
             from_date=first,
             to_date=last,
-            type=type,
-            unit=unit,
-            interval=interval,
+            type=q.type,
+            unit=q.unit,
+            interval=q.interval,
         )
 
-    def property_counts(
-        self,
-        event: str,
-        property: str,
-        *,
-        from_date: str | date | None = None,
-        to_date: str | date | None = None,
-        type: str = "general",
-        unit: str = "day",
-        values: Sequence[str] | None = None,
-        limit: int | None = None,
-        interval: int | None = None,
-    ) -> PropertyCountsResult:
+    @takes(PropertyCountsQuery)
+    def property_counts(self, q: PropertyCountsQuery) -> PropertyCountsResult:
         """Count one event per value of one property over time (dates, or ``interval``)."""
-        span = self._dates_or_interval(from_date, to_date, interval)
-        type = check_choice(type, TYPES, name="type")
-        unit = check_choice(unit, SEGMENTATION_UNITS, name="unit")
+        span = self._span(q)
         body = self._get(
             "events/properties",
             {
-                "event": check_name(event, name="event"),
-                "name": check_name(property, name="property"),
-                "values": list(values) if values is not None else None,
+                "event": q.event,
+                "name": q.property,
+                "values": list(q.values) if q.values is not None else None,
                 **span,
-                "type": type,
-                "unit": unit,
-                "limit": check_positive(limit, name="limit", maximum=MAX_LIMIT),
+                "type": q.type,
+                "unit": q.unit,
+                "limit": q.limit,
             },
         )
         first, last = _span_dates(span, body)
         return PropertyCountsResult.from_api(
             body,
-            event=event,
-            property=property,
+            event=q.event,
+            property=q.property,
             from_date=first,
             to_date=last,
-            type=type,
-            unit=unit,
-            interval=interval,
+            type=q.type,
+            unit=q.unit,
+            interval=q.interval,
         )
 
     # -- activity stream (contract §11) ---------------------------------------------------

@@ -63,6 +63,7 @@ from mixpanel_data._internal.storage.meta_tables import quote_ident as quote_ide
 from mixpanel_data._internal.storage.meta_tables import record_window as record_window
 from mixpanel_data._internal.storage.meta_tables import rename_meta as rename_meta
 from mixpanel_data._internal.storage.meta_tables import write_meta as write_meta
+from mixpanel_data._internal.storage.names_index import write_names_index
 from mixpanel_data._internal.storage.safety import (
     close_quietly,
     disk_full_error,
@@ -188,6 +189,7 @@ class StorageEngine:
         self._memory_conn: duckdb.DuckDBPyConnection | None = None
         self._closed = False
         self._fetch_depth = 0
+        self._wrote = False  # a write connection closed: record the names for completion
         if self.path is not None:
             self._check_path(self.path)
 
@@ -383,6 +385,7 @@ class StorageEngine:
                 if write:
                     crash_point("checkpoint")
                 self._close_quietly(conn)
+                self._wrote = self._wrote or write
 
     def _close_quietly(self, conn: duckdb.DuckDBPyConnection) -> None:
         """Close (DuckDB checkpoints a writer here); a full disk is reported, not raised raw."""
@@ -414,11 +417,13 @@ class StorageEngine:
         if self._closed:
             return
         self._closed = True
+        if self._wrote and not self.ephemeral and self.path is not None:
+            write_names_index(self.path)
         if self._memory_conn is not None:
             self._memory_conn.close()
             self._memory_conn = None
         if self.ephemeral and self.path is not None:
-            for suffix in ("", ".wal", ".tmp", ".readers", ".fetch"):
+            for suffix in ("", ".wal", ".tmp", ".readers", ".fetch", ".names.json"):
                 target = Path(str(self.path) + suffix)
                 if target.is_dir():
                     import shutil

@@ -133,7 +133,7 @@ def _layout_of(table_dir: Path) -> str | None:
         return ",".join(sorted(keys))
     if keys:
         return keys.pop()
-    if any(p.suffix == ".parquet" for p in table_dir.iterdir()):
+    if any(p.suffix in (".parquet", ".csv") for p in table_dir.iterdir()):
         return ""
     return None
 
@@ -180,18 +180,31 @@ def _check_layout(table_dir: Path, key: str) -> None:
     )
 
 
-def _replace_files(source_dir: Path, target_dir: Path) -> list[Path]:
-    """Move every Parquet file of `source_dir` into `target_dir`, replacing its old files."""
+# What a table's files can be: zstd Parquet (the lake), or CSV with a header row.
+FILE_FORMATS = {"parquet": "FORMAT parquet, COMPRESSION zstd", "csv": "FORMAT csv, HEADER true"}
+
+
+def _check_file_format(file_format: str) -> str:
+    if file_format not in FILE_FORMATS:
+        raise ValidationError(
+            f"invalid file format {file_format!r}; use parquet or csv", file_format=file_format
+        )
+    return file_format
+
+
+def _replace_files(source_dir: Path, target_dir: Path, ext: str = "parquet") -> list[Path]:
+    """Move every staged file of `source_dir` into `target_dir`, replacing its old files
+    of the same format (a CSV export leaves the Parquet files alone, and back)."""
     _refuse_symlinks(target_dir.parent, target_dir)
     _mkdir(target_dir)
     moved = []
     for staged in sorted(source_dir.glob(f"*{_STAGED}")):
-        final = target_dir / f"{staged.name.removesuffix(_STAGED)}.parquet"
+        final = target_dir / f"{staged.name.removesuffix(_STAGED)}.{ext}"
         os.chmod(staged, lake_modes()[1])
         os.replace(staged, final)  # atomic on one filesystem: readers see old or new
         moved.append(final)
     keep = {p.name for p in moved}
-    for old in target_dir.glob("*.parquet"):
+    for old in target_dir.glob(f"*.{ext}"):
         if old.name not in keep:
             old.unlink(missing_ok=True)
     return moved
@@ -277,8 +290,10 @@ def export_table(
     directory: str | Path,
     *,
     partition_by: str = "day",
+    file_format: str = "parquet",
 ) -> ParquetExport:
-    """Write a local table to ``directory/<table>/`` as zstd Parquet, partition by partition.
+    """Write a local table to ``directory/<table>/`` as zstd Parquet (or CSV), partition
+    by partition.
 
     Tables with an ``event_time`` column are partitioned by its UTC day or month;
     others (profiles) are written as one unpartitioned file.
@@ -286,6 +301,7 @@ def export_table(
     from mixpanel_data._internal.results.tables import ParquetExport
 
     validate_table_name(table)
+    ext = _check_file_format(file_format)
     key, fmt = PARTITION_KEYS[_check_partition_by(partition_by)]
     root = Path(directory).expanduser().absolute()
     if root.exists() and not root.is_dir():
@@ -310,19 +326,19 @@ def export_table(
                 select = _lake_columns(list(columns.items()))
                 query = f"SELECT {select}, {expr} AS {quote_ident(key)} FROM {quote_ident(table)}"
                 options = (
-                    f"FORMAT parquet, PARTITION_BY ({quote_ident(key)}), COMPRESSION zstd, "
+                    f"{FILE_FORMATS[ext]}, PARTITION_BY ({quote_ident(key)}), "
                     f"FILE_EXTENSION '{_STAGED[1:]}'"
                 )
                 target = staging
             else:
                 query = f"SELECT {_lake_columns(list(columns.items()))} FROM {quote_ident(table)}"
-                options = "FORMAT parquet, COMPRESSION zstd"
+                options = FILE_FORMATS[ext]
                 staging.mkdir(parents=True)
                 target = staging / f"{DATA_FILE.removesuffix('.parquet')}{_STAGED}"
             copy = f"COPY ({query}) TO {_sql_literal(str(target))} ({options})"
             rows = _copy(conn, copy, None, target=table_dir)
             crash_point("lake")
-            files, partitions = _publish(staging, table_dir, partitioned=partitioned)
+            files, partitions = _publish(staging, table_dir, partitioned=partitioned, ext=ext)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return ParquetExport(
@@ -333,19 +349,22 @@ def export_table(
         partitions=tuple(partitions),
         files=tuple(str(f) for f in files),
         bytes=sum(f.stat().st_size for f in files),
+        file_format=ext,
     )
 
 
-def _publish(staging: Path, table_dir: Path, *, partitioned: bool) -> tuple[list[Path], list[str]]:
+def _publish(
+    staging: Path, table_dir: Path, *, partitioned: bool, ext: str
+) -> tuple[list[Path], list[str]]:
     """Move staged output into the table folder, one partition at a time."""
     if not partitioned:
-        return _replace_files(staging, table_dir), []
+        return _replace_files(staging, table_dir, ext), []
     files: list[Path] = []
     partitions: list[str] = []
     if not staging.is_dir():  # nothing written: an empty table has no partitions
         return files, partitions
     for part in sorted(p for p in staging.iterdir() if p.is_dir()):
-        files.extend(_replace_files(part, table_dir / part.name))
+        files.extend(_replace_files(part, table_dir / part.name, ext))
         partitions.append(part.name.split("=", 1)[1])
     return files, partitions
 

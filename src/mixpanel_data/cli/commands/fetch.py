@@ -318,6 +318,13 @@ def profiles(
     replace: Annotated[
         bool, typer.Option("--replace", help="Rebuild the table; swapped in only on success.")
     ] = False,
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update",
+            help="Refused: Engage cannot tell which profiles changed (see the note below).",
+        ),
+    ] = False,
     stdout: Annotated[
         bool, typer.Option("--stdout", help="Write JSONL rows to stdout instead of storing.")
     ] = False,
@@ -327,8 +334,21 @@ def profiles(
 ) -> None:
     """Fetch user or group profiles into a local table, upserting on distinct_id.
 
+    There is no --update for profiles: the Engage API filters only on profile
+    properties, and the one that dates a change, $last_seen, is not moved by updates
+    sent with $ignore_time (server-side syncs and imports) and never lists deleted
+    profiles; refresh with --replace.
+
     Example: mp fetch profiles paying --where 'properties["plan"] == "pro"'
     """
+    if update:
+        from mixpanel_data.exceptions import ValidationError
+
+        raise ValidationError(
+            "--update is not available for profiles: the Engage API cannot select changed "
+            "profiles ($last_seen misses updates sent with $ignore_time, and deletions); "
+            "refresh them all with --replace"
+        )
     check_output(fmt=fmt, jq=jq)
     state = get_context(ctx)
     ids = list(distinct_id or [])

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
+import typing
+from collections.abc import Sequence
+from dataclasses import MISSING, fields
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,50 +18,14 @@ from mixpanel_data.cli.context import get_context
 from mixpanel_data.cli.formatters import emit
 from mixpanel_data.cli.options import Format, FormatOpt, JqOpt
 from mixpanel_data.exceptions import ValidationError
+from mixpanel_data.types import SPECS, FunnelQuery, QuerySpec
 
 app = typer.Typer(
     help="Run live reports on Mixpanel: segmentation, funnels, retention and more.",
     no_args_is_help=True,
 )
 
-FromOpt = Annotated[
-    str | None,
-    typer.Option("--from", help="First day, YYYY-MM-DD (inclusive; default: 29 days before --to)."),
-]
-ToOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--to", help="Last day, YYYY-MM-DD (inclusive; default: today in the project's timezone)."
-    ),
-]
 DEFAULT_DAYS = 30  # without --from/--to: the last 30 days, today included, in project time
-OnOpt = Annotated[
-    str | None,
-    typer.Option("--on", help='Split by a property name or an expression (properties["x"]).'),
-]
-NumericOnOpt = Annotated[str, typer.Option("--on", help="A numeric property name or expression.")]
-WhereOpt = Annotated[
-    str | None, typer.Option("--where", help='Filter expression, e.g. properties["plan"] == "pro".')
-]
-TypeOpt = Annotated[str, typer.Option("--type", "-t", help="general, unique or average.")]
-LimitOpt = Annotated[int | None, typer.Option("--limit", "-l", help="Top N segments.")]
-EventArg = Annotated[str, typer.Argument(help="Event name.")]
-OptFromOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--from", help="First day, YYYY-MM-DD (default: 29 days before --to; or --interval)."
-    ),
-]
-OptToOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--to", help="Last day, YYYY-MM-DD (default: today in project time; or --interval)."
-    ),
-]
-IntervalOpt = Annotated[
-    int | None,
-    typer.Option("--interval", help="The last N units up to now, instead of --from/--to."),
-]
 LocalOpt = Annotated[
     bool,
     typer.Option(
@@ -76,15 +45,6 @@ def _engine(ctx: typer.Context, local: bool, table: str) -> Any:
     if table != "events":
         raise ValidationError("--table only applies with --local")
     return ws
-
-
-def _live_only(local: bool, **options: Any) -> dict[str, Any]:
-    """Options only the live API computes (``--interval``): refused with ``--local``."""
-    given = {k: v for k, v in options.items() if v is not None}
-    if local and given:
-        flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
-        raise ValidationError(f"{flags} is not computed with --local; give --from/--to instead")
-    return given
 
 
 def _chart_path(value: Path | None) -> Path | None:
@@ -121,7 +81,7 @@ def _dates(ctx: typer.Context, from_date: str | None, to_date: str | None) -> tu
     """--from/--to, defaulting to the last 30 days in the project's timezone."""
     if from_date is not None and to_date is not None:
         return from_date, to_date
-    from datetime import date, datetime, timedelta
+    from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     if to_date is None:
@@ -152,201 +112,14 @@ def _emit(result: Any, fmt: Format, jq: str | None, chart: Path | None = None) -
         save_chart(result.plot(), chart)
 
 
-@app.command()
-def segmentation(
-    ctx: typer.Context,
-    event: EventArg,
-    from_date: FromOpt = None,
-    to_date: ToOpt = None,
-    on: OnOpt = None,
-    where: WhereOpt = None,
-    unit: Annotated[
-        str | None,
-        typer.Option("--unit", "-u", help="minute, hour, day (default) or month (no week)."),
-    ] = None,
-    type: TypeOpt = "general",
-    limit: LimitOpt = None,
-    interval: Annotated[
-        int | None,
-        typer.Option(
-            "--interval", help="Days per bucket instead of --unit (type unique or average only)."
-        ),
-    ] = None,
-    local: LocalOpt = False,
-    table: TableOpt = "events",
-    fmt: FormatOpt = Format.json,
-    jq: JqOpt = None,
-    chart: ChartOpt = None,
-) -> None:
-    """Count an event over time, optionally split by a property.
-
-    Mixpanel's /segmentation has no weekly unit: use `mp query event-counts --unit week`.
-
-    Example: mp query segmentation Purchase --from 2024-01-01 --to 2024-01-31 --on country -f table
-    """
-    from_date, to_date = _dates(ctx, from_date, to_date)
-    result = _engine(ctx, local, table).segmentation(
-        event,
-        from_date=from_date,
-        to_date=to_date,
-        on=on,
-        where=where,
-        unit=unit,
-        type=type,
-        limit=limit,
-        **_live_only(local, interval=interval),
-    )
-    _emit(result, fmt, jq, chart)
-
-
-HourDayOpt = Annotated[str, typer.Option("--unit", "-u", help="hour or day.")]
-
-
-@app.command("segmentation-numeric")
-def segmentation_numeric(
-    ctx: typer.Context,
-    event: EventArg,
-    on: NumericOnOpt,
-    from_date: FromOpt = None,
-    to_date: ToOpt = None,
-    where: WhereOpt = None,
-    unit: HourDayOpt = "day",
-    type: TypeOpt = "general",
-    local: LocalOpt = False,
-    table: TableOpt = "events",
-    fmt: FormatOpt = Format.json,
-    jq: JqOpt = None,
-    chart: ChartOpt = None,
-) -> None:
-    """Count an event in numeric buckets of a property (e.g. "10 - 20").
-
-    Example: mp query segmentation-numeric Purchase --from 2024-01-01 --to 2024-01-07 --on price
-    """
-    from_date, to_date = _dates(ctx, from_date, to_date)
-    result = _engine(ctx, local, table).segmentation_numeric(
-        event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit, type=type
-    )
-    _emit(result, fmt, jq, chart)
-
-
-@app.command("segmentation-sum")
-def segmentation_sum(
-    ctx: typer.Context,
-    event: EventArg,
-    on: NumericOnOpt,
-    from_date: FromOpt = None,
-    to_date: ToOpt = None,
-    where: WhereOpt = None,
-    unit: HourDayOpt = "day",
-    local: LocalOpt = False,
-    table: TableOpt = "events",
-    fmt: FormatOpt = Format.json,
-    jq: JqOpt = None,
-    chart: ChartOpt = None,
-) -> None:
-    """Sum a numeric property per day (or hour).
-
-    Example: mp query segmentation-sum Purchase --from 2024-01-01 --to 2024-01-31 --on price
-    """
-    from_date, to_date = _dates(ctx, from_date, to_date)
-    result = _engine(ctx, local, table).segmentation_sum(
-        event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
-    )
-    _emit(result, fmt, jq, chart)
-
-
-@app.command("segmentation-average")
-def segmentation_average(
-    ctx: typer.Context,
-    event: EventArg,
-    on: NumericOnOpt,
-    from_date: FromOpt = None,
-    to_date: ToOpt = None,
-    where: WhereOpt = None,
-    unit: HourDayOpt = "day",
-    local: LocalOpt = False,
-    table: TableOpt = "events",
-    fmt: FormatOpt = Format.json,
-    jq: JqOpt = None,
-    chart: ChartOpt = None,
-) -> None:
-    """Average a numeric property per day (or hour).
-
-    Example: mp query segmentation-average Purchase --from 2024-01-01 --to 2024-01-31 --on price
-    """
-    from_date, to_date = _dates(ctx, from_date, to_date)
-    result = _engine(ctx, local, table).segmentation_average(
-        event, from_date=from_date, to_date=to_date, on=on, where=where, unit=unit
-    )
-    _emit(result, fmt, jq, chart)
-
-
-@app.command()
-def funnel(
-    ctx: typer.Context,
-    funnel_id: Annotated[
-        int | None, typer.Argument(help="Saved funnel id (see `mp inspect funnels`).")
-    ] = None,
-    *,
-    from_date: FromOpt = None,
-    to_date: ToOpt = None,
-    length: Annotated[int | None, typer.Option("--length", help="Conversion window.")] = None,
-    length_unit: Annotated[
-        str | None, typer.Option("--length-unit", help="second, minute, hour or day.")
-    ] = None,
-    interval: Annotated[
-        int | None, typer.Option("--interval", help="Days per bucket (adds per-bucket rows).")
-    ] = None,
-    unit: Annotated[
-        str | None, typer.Option("--unit", "-u", help="day, week or month buckets.")
-    ] = None,
-    on: OnOpt = None,
-    where: WhereOpt = None,
-    limit: LimitOpt = None,
-    steps: Annotated[
-        list[str] | None,
-        typer.Option("--step", "-s", help="With --local: an ad-hoc funnel's step (repeatable)."),
-    ] = None,
-    window: Annotated[
-        str | None, typer.Option("--window", help="Conversion window as 7d, 12h, 30m or 90s.")
-    ] = None,
-    local: LocalOpt = False,
-    table: TableOpt = "events",
-    fmt: FormatOpt = Format.json,
-    jq: JqOpt = None,
-    chart: ChartOpt = None,
-) -> None:
-    """Compute a saved funnel; totals count each user once over the range.
-
-    With --local, a saved funnel needs its window (--length/--window: Mixpanel's API does
-    not return it) and -s A -s B runs an ad-hoc funnel (the Query API cannot).
-
-    Example: mp query funnel 7509 --from 2024-01-01 --to 2024-01-31 -f table
-    """
-    if window is not None:
-        length, length_unit = _window(window)
-    if funnel_id is None and not (local and steps):
-        raise ValidationError("give a saved funnel's id (mp inspect funnels), or --local -s A -s B")
-    extra: dict[str, Any] = {}
-    if steps:
-        if not local:
-            raise ValidationError("ad-hoc funnels (-s/--step) run only with --local")
-        extra["steps"] = steps
-    from_date, to_date = _dates(ctx, from_date, to_date)
-    result = _engine(ctx, local, table).funnel(
-        funnel_id,
-        from_date=from_date,
-        to_date=to_date,
-        length=length,
-        length_unit=length_unit,
-        **extra,
-        interval=interval,
-        unit=unit,
-        on=on,
-        where=where,
-        limit=limit,
-    )
-    _emit(result, fmt, jq, chart)
+def _cli_type(hint: Any) -> Any:
+    """A spec field's type as `mp` reads it: dates as text, sequences as repeated options."""
+    args = typing.get_args(hint)
+    if date in args:
+        return str | None
+    if typing.get_origin(hint) is Sequence or any(typing.get_origin(a) is Sequence for a in args):
+        return list[str] | None if type(None) in args else list[str]
+    return hint
 
 
 def _window(text: str) -> tuple[int, str]:
@@ -358,174 +131,72 @@ def _window(text: str) -> tuple[int, str]:
     return int(value[:-1]), units[value[-1]]
 
 
-@app.command()
-def retention(
-    ctx: typer.Context,
-    born_event: Annotated[str, typer.Option("--born-event", help="Event that starts a cohort.")],
-    from_date: FromOpt = None,
-    to_date: ToOpt = None,
-    event: Annotated[
-        str | None, typer.Option("--event", "-e", help="Return event (default: any).")
-    ] = None,
-    retention_type: Annotated[
-        str, typer.Option("--retention-type", help="birth or compounded.")
-    ] = "birth",
-    born_where: Annotated[
-        str | None, typer.Option("--born-where", help="Filter on the born event.")
-    ] = None,
-    where: WhereOpt = None,
-    interval: Annotated[
-        int | None, typer.Option("--interval", help="Days per bucket (not with --unit).")
-    ] = None,
-    unit: Annotated[
-        str | None, typer.Option("--unit", "-u", help="day, week or month (not with --interval).")
-    ] = None,
-    interval_count: Annotated[int, typer.Option("--interval-count", help="Number of buckets.")] = 1,
-    unbounded: Annotated[
-        bool, typer.Option("--unbounded", help="Count returns in this bucket or later.")
-    ] = False,
-    on: OnOpt = None,
-    limit: LimitOpt = None,
-    local: LocalOpt = False,
-    table: TableOpt = "events",
-    fmt: FormatOpt = Format.json,
-    jq: JqOpt = None,
-    chart: ChartOpt = None,
-) -> None:
-    """Compute birth or compounded retention by cohort day.
+_ANNOTATED: Any = Annotated  # built at import time from the spec's fields
+WindowOpt = Annotated[
+    str | None,
+    typer.Option("--window", help="Conversion window as 7d, 12h, 30m or 90s (sets --length)."),
+]
+_COMMON: tuple[tuple[str, Any, Any], ...] = (
+    ("local", LocalOpt, False),
+    ("table", TableOpt, "events"),
+    ("fmt", FormatOpt, Format.json),
+    ("jq", JqOpt, None),
+    ("chart", ChartOpt, None),
+)
 
-    Example: mp query retention --born-event Signup -e Login --from 2024-01-01 --to 2024-01-31
+
+def _report_command(spec: type[QuerySpec[Any]]) -> None:
+    """Register `mp query <spec.command>`: one option per spec field, run on either engine.
+
+    The options, their defaults and help come from the spec's fields, so the CLI cannot
+    drift from the Python call; the dates default to the last 30 days in project time.
     """
-    from_date, to_date = _dates(ctx, from_date, to_date)
-    result = _engine(ctx, local, table).retention(
-        born_event=born_event,
-        event=event,
-        from_date=from_date,
-        to_date=to_date,
-        retention_type=retention_type,
-        born_where=born_where,
-        where=where,
-        interval=interval,
-        unit=unit,
-        interval_count=interval_count,
-        unbounded=unbounded,
-        on=on,
-        limit=limit,
-    )
-    _emit(result, fmt, jq, chart)
+    hints = typing.get_type_hints(spec)
+    specs = [f for f in fields(spec) if f.metadata.get("cli", True)]
+    dates_optional = any(f.name == "from_date" and f.default is None for f in specs)
+    kind = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter("ctx", kind, annotation=typer.Context)]
+    for f in specs:
+        meta = f.metadata
+        help_text = str(meta["cli_help"])
+        info = typer.Option(*meta["flags"], help=help_text) if meta["flags"] else None
+        if info is None:
+            info = typer.Argument(help=help_text)
+        default: Any = f.default
+        if f.name in ("from_date", "to_date"):
+            default = None
+        elif default is MISSING:
+            default = inspect.Parameter.empty
+        elif isinstance(default, (list, tuple)):
+            default = None
+        annotation = _ANNOTATED[_cli_type(hints[f.name]), info]
+        params.append(inspect.Parameter(f.name, kind, default=default, annotation=annotation))
+    if spec is FunnelQuery:
+        params.append(inspect.Parameter("window", kind, default=None, annotation=WindowOpt))
+    params += [inspect.Parameter(n, kind, default=d, annotation=a) for n, a, d in _COMMON]
+
+    def command(**kw: Any) -> None:
+        ctx: typer.Context = kw.pop("ctx")
+        local, table, fmt, jq, chart = (kw.pop(n) for n, _, _ in _COMMON)
+        window = kw.pop("window", None)
+        if window is not None:
+            kw["length"], kw["length_unit"] = _window(window)
+        for name, value in kw.items():
+            if isinstance(value, list) and not value:
+                kw[name] = None  # a repeatable option given no times
+        if not (dates_optional and kw.get("interval") is not None):
+            kw["from_date"], kw["to_date"] = _dates(ctx, kw["from_date"], kw["to_date"])
+        _emit(_engine(ctx, local, table).run(spec(**kw)), fmt, jq, chart)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = spec.cli_doc
+    command.__name__ = spec.report
+    app.command(spec.command)(command)
 
 
-@app.command()
-def frequency(
-    ctx: typer.Context,
-    from_date: FromOpt = None,
-    to_date: ToOpt = None,
-    unit: Annotated[str, typer.Option("--unit", "-u", help="day, week or month.")] = "day",
-    addiction_unit: Annotated[str, typer.Option("--addiction-unit", help="hour or day.")] = "hour",
-    event: Annotated[str | None, typer.Option("--event", "-e", help="Event (default: any).")] = (
-        None
-    ),
-    where: WhereOpt = None,
-    on: OnOpt = None,
-    limit: LimitOpt = None,
-    local: LocalOpt = False,
-    table: TableOpt = "events",
-    fmt: FormatOpt = Format.json,
-    jq: JqOpt = None,
-    chart: ChartOpt = None,
-) -> None:
-    """Count users by how many hours of each day (or days of each week) they were active.
-
-    Example: mp query frequency -e Login --from 2024-01-01 --to 2024-01-07 -f table
-    """
-    from_date, to_date = _dates(ctx, from_date, to_date)
-    result = _engine(ctx, local, table).frequency(
-        from_date=from_date,
-        to_date=to_date,
-        unit=unit,
-        addiction_unit=addiction_unit,
-        event=event,
-        where=where,
-        on=on,
-        limit=limit,
-    )
-    _emit(result, fmt, jq, chart)
-
-
-@app.command("event-counts")
-def event_counts(
-    ctx: typer.Context,
-    events: Annotated[list[str], typer.Option("--event", "-e", help="Event name (repeatable).")],
-    from_date: OptFromOpt = None,
-    to_date: OptToOpt = None,
-    type: TypeOpt = "general",
-    unit: Annotated[str, typer.Option("--unit", "-u", help="minute, hour, day, week or month.")] = (
-        "day"
-    ),
-    interval: IntervalOpt = None,
-    local: LocalOpt = False,
-    table: TableOpt = "events",
-    fmt: FormatOpt = Format.json,
-    jq: JqOpt = None,
-    chart: ChartOpt = None,
-) -> None:
-    """Count several events over time in one query (give --from/--to or --interval).
-
-    Example: mp query event-counts -e Login -e Purchase --from 2024-01-01 --to 2024-01-31
-    """
-    if interval is None:
-        from_date, to_date = _dates(ctx, from_date, to_date)
-    result = _engine(ctx, local, table).event_counts(
-        events,
-        from_date=from_date,
-        to_date=to_date,
-        type=type,
-        unit=unit,
-        **_live_only(local, interval=interval),
-    )
-    _emit(result, fmt, jq, chart)
-
-
-@app.command("property-counts")
-def property_counts(
-    ctx: typer.Context,
-    event: Annotated[str, typer.Option("--event", "-e", help="Event name.")],
-    prop: Annotated[str, typer.Option("--property", "-p", help="Property name.")],
-    from_date: OptFromOpt = None,
-    to_date: OptToOpt = None,
-    type: TypeOpt = "general",
-    unit: Annotated[str, typer.Option("--unit", "-u", help="minute, hour, day, week or month.")] = (
-        "day"
-    ),
-    values: Annotated[
-        list[str] | None, typer.Option("--value", help="Only this value (repeatable).")
-    ] = None,
-    limit: LimitOpt = None,
-    interval: IntervalOpt = None,
-    local: LocalOpt = False,
-    table: TableOpt = "events",
-    fmt: FormatOpt = Format.json,
-    jq: JqOpt = None,
-    chart: ChartOpt = None,
-) -> None:
-    """Count an event per value of a property over time (give --from/--to or --interval).
-
-    Example: mp query property-counts -e Purchase -p plan --from 2024-01-01 --to 2024-01-31
-    """
-    if interval is None:
-        from_date, to_date = _dates(ctx, from_date, to_date)
-    result = _engine(ctx, local, table).property_counts(
-        event,
-        prop,
-        from_date=from_date,
-        to_date=to_date,
-        type=type,
-        unit=unit,
-        values=values or None,
-        limit=limit,
-        **_live_only(local, interval=interval),
-    )
-    _emit(result, fmt, jq, chart)
+for _spec in SPECS:
+    _report_command(_spec)
 
 
 @app.command("activity-feed")

@@ -23,10 +23,19 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Final
 
+from mixpanel_data._internal.services.local.expressions import LocalUnsupportedError
+
 GRACE_SECONDS: Final = 2.0
 LENGTH_SECONDS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
-__all__ = ["GRACE_SECONDS", "LENGTH_SECONDS", "Step", "funnel_body"]
+__all__ = [
+    "GRACE_SECONDS",
+    "LENGTH_SECONDS",
+    "SavedFunnel",
+    "Step",
+    "funnel_body",
+    "saved_definition",
+]
 
 
 @dataclass(frozen=True)
@@ -161,3 +170,74 @@ def funnel_body(
 def day_chunks(interval: int, first: date, last: date) -> list[date]:
     """Starts of ``interval``-day buckets from ``first`` (the funnel's default buckets)."""
     return [first + timedelta(days=i) for i in range(0, (last - first).days + 1, interval)]
+
+
+@dataclass(frozen=True)
+class SavedFunnel:
+    """What the local engine takes from a saved funnel: its steps and window (seconds)."""
+
+    steps: tuple[str, ...]
+    window: float
+
+
+# Units of a saved funnel's conversionWindowUnit the local engine reproduces exactly.
+_WINDOW_SECONDS: Final = {**LENGTH_SECONDS, "week": 7 * 86400}
+_UNIQUE_MATHS: Final = (None, "conversion_rate_unique", "unique")
+
+
+def saved_definition(funnel_id: int, params: Any) -> SavedFunnel:
+    """Read a ``funnels`` bookmark's ``params`` (the bookmarks API's saved query).
+
+    The shape is Mixpanel's bookmark JSON (contract §12.1, the bookmarks research it cites):
+    ``sections.show[0].behavior`` is ``{"type": "funnel", "behaviors": [{"type": "event",
+    "name": ...}, ...], "conversionWindowDuration": N, "conversionWindowUnit": "day",
+    "funnelOrder": "loose", "exclusions": [...]}``, with report-wide filters in
+    ``sections.filter``. Anything the local engine would not reproduce exactly (custom
+    events, step or report filters, exclusions, any-order steps, totals, session windows)
+    is refused with one line rather than answered differently.
+    """
+    what = f"funnel {funnel_id}"
+
+    def refuse(why: str) -> LocalUnsupportedError:
+        return LocalUnsupportedError(
+            f"{what}'s saved definition {why}, which the local engine does not reproduce; "
+            "run it live (without --local), or as an ad-hoc funnel (-s A -s B --window 7d)"
+        )
+
+    sections = params.get("sections") if isinstance(params, dict) else None
+    show = sections.get("show") if isinstance(sections, dict) else None
+    behavior = show[0].get("behavior") if isinstance(show, list) and show else None
+    if not isinstance(behavior, dict) or behavior.get("type") != "funnel":
+        raise refuse("is not a funnel of events (no sections.show[0].behavior of type funnel)")
+    assert isinstance(sections, dict) and isinstance(show, list)
+    steps: list[str] = []
+    for item in behavior.get("behaviors") or []:
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind != "event":
+            label = item.get("name") if isinstance(item, dict) else item
+            raise refuse(f"has a {kind or 'non-event'} step ({label})")
+        if item.get("filters"):
+            raise refuse(f"filters its step {item.get('name')!r}")
+        if item.get("funnelOrder", "loose") != "loose":
+            raise refuse(f"lets step {item.get('name')!r} happen in any order")
+        steps.append(str(item.get("name")))
+    if len(steps) < 2:
+        raise refuse("has fewer than two steps")
+    if behavior.get("funnelOrder", "loose") != "loose":
+        raise refuse("lets its steps happen in any order")
+    if behavior.get("exclusions"):
+        raise refuse("excludes events between steps")
+    if behavior.get("aggregateBy"):
+        raise refuse("aggregates by a property")
+    if sections.get("filter"):
+        raise refuse("filters its events (sections.filter)")
+    math = (show[0].get("measurement") or {}).get("math")
+    if math not in _UNIQUE_MATHS:
+        raise refuse(f"counts {math!r} instead of unique users")
+    unit = str(behavior.get("conversionWindowUnit") or "day")
+    duration = behavior.get("conversionWindowDuration")
+    if unit not in _WINDOW_SECONDS:
+        raise refuse(f"has a conversion window in {unit!r}")
+    if isinstance(duration, bool) or not isinstance(duration, int) or duration < 1:
+        raise refuse(f"has no usable conversion window ({duration!r})")
+    return SavedFunnel(tuple(steps), float(duration * _WINDOW_SECONDS[unit]))

@@ -1,0 +1,271 @@
+"""The local engine's plumbing: the events table, its coverage, and SQL over it.
+
+``LocalEngine`` is the base of ``LocalQueryService`` (reports.py) and what the funnel,
+retention and frequency functions (cohorts.py) read from.
+"""
+
+# SQL here is built from compiled expressions, quoted literals and validated names.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any, Final
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from mixpanel_data._internal.services.local.expressions import (
+    LocalUnsupportedError,
+    filter_sql,
+    sql_string,
+)
+from mixpanel_data._internal.storage.meta_tables import quote_ident
+from mixpanel_data.exceptions import IncompleteDataError, TableNotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from mixpanel_data._internal.services.live_query import LiveQueryService
+    from mixpanel_data._internal.storage.engine import StorageEngine
+
+__all__ = ["LocalEngine", "bucket_series", "top_segments"]
+
+_KEY_FORMATS: Final = {
+    "minute": "strftime({t}, '%Y-%m-%d %H:%M:00')",
+    "hour": "strftime({t}, '%Y-%m-%d %H:00:00')",
+    "day": "strftime({t}, '%Y-%m-%d')",
+    "week": "strftime(date_trunc('week', {t}), '%Y-%m-%d')",  # ISO weeks start on Monday
+    "month": "strftime(date_trunc('month', {t}), '%Y-%m-%d')",
+}
+
+
+def bucket_series(unit: str, first: date, last: date) -> list[str]:
+    """Every bucket key of ``unit`` between two local days, in order."""
+    if unit in ("minute", "hour"):
+        step = timedelta(minutes=1 if unit == "minute" else 60)
+        fmt = "%Y-%m-%d %H:%M:00" if unit == "minute" else "%Y-%m-%d %H:00:00"
+        t, end = (
+            datetime.combine(first, datetime.min.time()),
+            datetime.combine(last + timedelta(days=1), datetime.min.time()),
+        )
+        out = []
+        while t < end:
+            out.append(t.strftime(fmt))
+            t += step
+        return out
+    if unit == "day":
+        return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    if unit == "week":
+        d = first - timedelta(days=first.weekday())
+        out = []
+        while d <= last:
+            out.append(d.isoformat())
+            d += timedelta(days=7)
+        return out
+    d, out = first.replace(day=1), []
+    while d <= last:
+        out.append(d.isoformat())
+        d = date(d.year + (d.month == 12), d.month % 12 + 1, 1)
+    return out
+
+
+def top_segments(values: dict[str, dict[str, Any]], limit: int) -> dict[str, dict[str, Any]]:
+    """The ``limit`` segments with the largest totals, ties by label."""
+    ranked = sorted(values.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+    return dict(ranked[:limit])
+
+
+def _day_ranges(days: list[date]) -> str:
+    parts: list[str] = []
+    start = prev = days[0]
+    for d in [*days[1:], None]:
+        if d is not None and d == prev + timedelta(days=1):
+            prev = d
+            continue
+        parts.append(start.isoformat() if start == prev else f"{start} to {prev}")
+        if d is not None:
+            start = prev = d
+    return ", ".join(parts)
+
+
+class LocalEngine:
+    """An events table in the local database, read in the project's timezone."""
+
+    def __init__(
+        self,
+        storage: StorageEngine,
+        *,
+        timezone: str | None,
+        table: str = "events",
+        live: LiveQueryService | None = None,
+    ):
+        self._storage = storage
+        self._timezone = timezone
+        self._table = table
+        self._live = live  # reads a saved funnel's definition (bookmarks), nothing else
+
+    def using(self, table: str) -> Self:
+        """The same engine over another events table (``--table NAME``)."""
+        return type(self)(self._storage, timezone=self._timezone, table=table, live=self._live)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _tz(self) -> str:
+        if not self._timezone:
+            raise ValidationError(
+                "local reports need the project timezone for their day buckets; "
+                "set MP_TIMEZONE or the account's timezone"
+            )
+        return self._timezone
+
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        from mixpanel_data._internal.services.sql import translate_duckdb_errors
+
+        with (
+            self._storage.connection() as conn,
+            translate_duckdb_errors(conn, query, read_only=self._storage.read_only),
+        ):
+            return conn.execute(query, list(params)).fetchall()
+
+    def _check_coverage(self, first: date, last: date, names: Sequence[str]) -> None:
+        """Refuse a range the table does not fully hold, naming the project-time days.
+
+        Export days are UTC days for projects created after 2023 and project-timezone
+        days for older ones (contract §3.5), so a local day is covered when every export
+        day it overlaps was fetched.
+        """
+        table = self._table
+        if not self._rows("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table])[0][
+            0
+        ]:
+            raise TableNotFoundError(table)
+        meta = {
+            r[0]
+            for r in self._rows(
+                "SELECT table_name FROM duckdb_tables() "
+                "WHERE table_name IN ('_mp_windows', '_mp_tables')"
+            )
+        }
+        windows: list[tuple[Any, ...]] = []
+        args: dict[str, Any] = {}
+        if "_mp_windows" in meta:
+            windows = self._rows(
+                "SELECT from_date, to_date FROM _mp_windows WHERE name = ?", [table]
+            )
+        if "_mp_tables" in meta:
+            for (raw,) in self._rows("SELECT fetch_args FROM _mp_tables WHERE name = ?", [table]):
+                args = orjson.loads(raw) if isinstance(raw, str) else dict(raw or {})
+        self._check_args(args, names)
+        covered = {a + timedelta(days=i) for a, b in windows for i in range((b - a).days + 1)}
+        zone = ZoneInfo(self._tz())
+        missing: list[date] = []
+        day = first
+        while day <= last:
+            if args.get("legacy_time"):
+                needed = {day}
+            else:
+                lo = datetime.combine(day, time.min, zone).astimezone(UTC)
+                hi = datetime.combine(day + timedelta(days=1), time.min, zone).astimezone(UTC)
+                hi -= timedelta(microseconds=1)
+                needed = {
+                    lo.date() + timedelta(days=i) for i in range((hi.date() - lo.date()).days + 1)
+                }
+            if not needed <= covered:
+                missing.append(day)
+            day += timedelta(days=1)
+        if missing:
+            raise IncompleteDataError(
+                f"table {table!r} does not hold all events of {_day_ranges(missing)} "
+                f"(project time, {zone.key}); fetch those days first (export days are UTC: "
+                f"include the day before and after), e.g. "
+                f"`mp fetch events --from {missing[0] - timedelta(days=1)} "
+                f"--to {missing[-1] + timedelta(days=1)} --append`",
+                missing_days=[d.isoformat() for d in missing],
+            )
+
+    @staticmethod
+    def _check_args(args: dict[str, Any], names: Sequence[str]) -> None:
+        """A table fetched with a filter, a limit or duplicates kept cannot answer exactly."""
+        for key, what in (("where", "a where filter"), ("limit", "a limit")):
+            if args.get(key) not in (None, ""):
+                raise LocalUnsupportedError(
+                    f"the table was fetched with {what}, so it may miss events; "
+                    "fetch without it for local reports"
+                )
+        if args.get("keep_duplicates"):
+            raise LocalUnsupportedError(
+                "the table was fetched with --keep-duplicates; Mixpanel's reports count "
+                "each event once: fetch it again without that option"
+            )
+        fetched = args.get("events")
+        if fetched:
+            absent = [n for n in names if n not in fetched]
+            if absent:
+                raise LocalUnsupportedError(
+                    f"the table holds only the events {', '.join(map(repr, fetched))}, "
+                    f"not {', '.join(map(repr, absent))}; fetch them for this report"
+                )
+
+    def _events_sql(self, first: date, last: date, *, names: Sequence[str]) -> tuple[str, str]:
+        """(FROM-WHERE clause over the range and event names, local-time SQL)."""
+        self._check_coverage(first, last, names)
+        tz = sql_string(self._tz())
+        local = f"(event_time AT TIME ZONE {tz})"
+        where = (
+            f"FROM {quote_ident(self._table)} WHERE event_name IN "
+            f"({', '.join(sql_string(n) for n in names)}) AND event_time IS NOT NULL "
+            f"AND CAST({local} AS DATE) BETWEEN DATE '{first}' AND DATE '{last}'"
+        )
+        return where, local
+
+    def _counts(
+        self,
+        first: date,
+        last: date,
+        *,
+        names: Sequence[str],
+        unit: str,
+        labels: str,
+        where: str | None,
+    ) -> dict[str, dict[str, tuple[int, int]]]:
+        """``{label: {bucket: (events, users)}}`` for the matching events."""
+        source, local = self._events_sql(first, last, names=names)
+        if where is not None:
+            source += f" AND {filter_sql(where)}"
+        bucket = _KEY_FORMATS[unit].format(t=local)
+        query = (
+            f"SELECT k, b, count(*), count(DISTINCT u) FROM (SELECT coalesce(distinct_id, '') "
+            f"AS u, {bucket} AS b, unnest({labels}) AS k {source}) GROUP BY k, b"
+        )
+        out: dict[str, dict[str, tuple[int, int]]] = {}
+        for k, b, n, users in self._rows(query):
+            out.setdefault(str(k), {})[str(b)] = (int(n), int(users))
+        return out
+
+    # -- segmentation family (contract §9) -----------------------------------------------
+
+    def _local_rows(
+        self,
+        columns: str,
+        *,
+        names: Sequence[str] | None,
+        first: date | None,
+        last: date,
+        where: str | None,
+    ) -> list[tuple[Any, ...]]:
+        tz = sql_string(self._tz())
+        local = f"(event_time AT TIME ZONE {tz})"
+        conds = ["event_time IS NOT NULL", f"CAST({local} AS DATE) <= DATE '{last}'"]
+        if first is not None:
+            conds.append(f"CAST({local} AS DATE) >= DATE '{first}'")
+        if names is not None:
+            conds.append(f"event_name IN ({', '.join(sql_string(n) for n in names)})")
+        if where is not None:
+            conds.append(filter_sql(where))
+        cols = columns.format(local=local)
+        return self._rows(
+            f"SELECT {cols} FROM {quote_ident(self._table)} WHERE {' AND '.join(conds)} "
+            "ORDER BY epoch(event_time), insert_id"
+        )
