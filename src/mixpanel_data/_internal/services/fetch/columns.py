@@ -316,9 +316,11 @@ def fill_sql(column_type: str, v: str) -> str:
             "WHEN '\"true\"' THEN true WHEN '\"false\"' THEN false END"
         )
     if column_type == "DOUBLE":
+        # A string converts only to a finite number ("NaN" and "inf" stay text).
+        text = f"TRY_CAST({_unquote(v)} AS DOUBLE)"
         return (
             f"CASE WHEN {is_num} THEN TRY_CAST({v} AS DOUBLE) "
-            f"WHEN {is_str} THEN TRY_CAST({_unquote(v)} AS DOUBLE) END"
+            f"WHEN {is_str} AND isfinite({text}) THEN {text} END"
         )
     if column_type in ("BIGINT", "HUGEINT"):
         text = f"(CASE WHEN {is_num} THEN {v} WHEN {is_str} THEN {_unquote(v)} END)"
@@ -432,7 +434,6 @@ def plan_batch(
     _save_estimates(conn, table, {k: v for k, v in totals.items() if k not in have})
     threshold = MIN_SHARE * (stored + batch_lines)
     taken = set(CORE[kind]) | {c.column.lower() for c in columns}
-    taken |= {c.prop.lower() for c in columns}
     # Case twins: the most common spelling of a lower-cased name is the one considered.
     best: dict[str, str] = {}
     for key in sorted(totals, key=lambda k: (-totals[k], k)):
@@ -443,12 +444,10 @@ def plan_batch(
             break
         if key in have or totals[key] < threshold or best[key.lower()] != key:
             continue
-        if key.lower() in taken:
-            continue  # a twin of an existing column
         name = _column_name(key, kind, taken)
         if name is None:
-            continue
-        taken.update({name.lower(), key.lower()})
+            continue  # a twin of an existing column
+        taken.add(name.lower())
         added.append(TypedColumn(key, name, decide_type(sampled[key])))
     if added and not _has_column(conn, table, UNFIT):
         conn.execute(f"ALTER TABLE {quote_ident(table)} ADD COLUMN {UNFIT} VARCHAR[]")
