@@ -57,9 +57,7 @@ __all__ = [
 ]
 
 # Per query: property -> (column, kind) of the typed columns the compiler may read.
-_TYPED: ContextVar[Mapping[str, tuple[str, str]] | None] = ContextVar(
-    "typed_columns", default=None
-)
+_TYPED: ContextVar[Mapping[str, tuple[str, str]] | None] = ContextVar("typed_columns", default=None)
 
 
 @contextlib.contextmanager
