@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-spark check lint typecheck pytest bench bench-scaling bench-update bench-report bench-profiles clean
+.PHONY: demo test test-spark check lint typecheck pytest bench bench-scaling bench-update bench-report bench-profiles bench-query clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-report: $(STAMP)
 # Peak RSS of `mp fetch profiles` at 100k and 1M profiles (each from its own emulator).
 bench-profiles: $(STAMP)
 	$(BIN)/python benchmarks/profile_benchmark.py
+
+# Analyst queries on the fetched table vs a typed copy, and mp fetch vs read_json (issue 12).
+bench-query: $(STAMP)
+	$(BIN)/python benchmarks/query_benchmark.py --cache-dir $${MP_BENCH_CACHE:-/var/tmp/mp-bench}
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -58,10 +58,24 @@ class ColumnInfo(NotebookRepr):
     name: str
     type: str
     nullable: bool = True
+    # For a typed property column (docs/typed-columns.md): the property it holds, the
+    # share of rows that have a value, and how many values were not of its type.
+    property: str | None = None
+    share: float | None = None
+    unfit: int | None = None
+    nulled: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
-        return {"name": self.name, "type": self.type, "nullable": self.nullable}
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "nullable": self.nullable}
+        if self.property is not None:
+            out |= {
+                "property": self.property,
+                "share": self.share,
+                "unfit": self.unfit,
+                "nulled": self.nulled,
+            }
+        return out
 
 
 @dataclass(frozen=True)

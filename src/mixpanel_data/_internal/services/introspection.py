@@ -31,6 +31,7 @@ from mixpanel_data._internal.results.tables import (
 )
 from mixpanel_data._internal.services.sql import translate_duckdb_errors
 from mixpanel_data._internal.storage.engine import quote_ident, validate_table_name
+from mixpanel_data._internal.storage.meta_tables import column_catalog
 from mixpanel_data.exceptions import (
     DatabaseNotFoundError,
     TableNotFoundError,
@@ -237,15 +238,32 @@ class IntrospectionService:
     # -- one table -----------------------------------------------------------------
 
     def table_schema(self, name: str) -> TableSchema:
-        """The table's columns, kind and row count."""
+        """The table's columns, kind and row count; typed property columns also say
+        which property they hold, the share of rows that have it and how many values
+        did not fit their type (docs/typed-columns.md)."""
+        from dataclasses import replace
+
         with self._reader() as conn:
             columns = self._columns(conn, name)
             count = conn.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchone()
+            catalog = {c[1].lower(): c for c in column_catalog(conn, name)}
+        rows = int(count[0]) if count else 0
+        for i, col in enumerate(columns):
+            typed = catalog.get(col.name.lower())
+            if typed is not None:
+                prop, _name, _type, present, unfit, nulled = typed
+                columns[i] = replace(
+                    col,
+                    property=prop,
+                    share=round(present / rows, 4) if rows else 0.0,
+                    unfit=unfit,
+                    nulled=nulled,
+                )
         meta = self._storage.table_metadata(name)
         return TableSchema(
             name=name,
             kind=str(meta["kind"]) if meta else _kind_of(columns),
-            row_count=int(count[0]) if count else 0,
+            row_count=rows,
             columns=tuple(columns),
         )
 

@@ -17,6 +17,7 @@ only, /segmentation's missing week) stays in that engine.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Sequence
@@ -671,7 +672,8 @@ def takes(
     def decorate(body: Callable[[Any, S], R]) -> Callable[Concatenate[Any, P], R]:
         @functools.wraps(body)
         def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
-            return body(self, spec(*args, **kwargs))
+            with _context(self):
+                return body(self, spec(*args, **kwargs))
 
         own = inspect.signature(cast(Any, spec))
         selfp = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
@@ -694,4 +696,11 @@ def run_spec(engine: Any, spec: QuerySpec[R]) -> R:
             f"run() takes a query spec such as SegmentationQuery(...), not {type(spec).__name__}"
         )
     method = getattr(type(engine), spec.report)
-    return cast(R, method.impl(engine, spec))
+    with _context(engine):
+        return cast(R, method.impl(engine, spec))
+
+
+def _context(engine: Any) -> contextlib.AbstractContextManager[Any]:
+    """An engine's per-query context (the local engine's typed columns), if it has one."""
+    query_context = getattr(engine, "query_context", None)
+    return query_context() if query_context is not None else contextlib.nullcontext()

@@ -60,6 +60,7 @@ from mixpanel_data._internal.storage.meta_tables import _table_exists as _table_
 from mixpanel_data._internal.storage.meta_tables import committed_windows as committed_windows
 from mixpanel_data._internal.storage.meta_tables import create_table_sql as create_table_sql
 from mixpanel_data._internal.storage.meta_tables import ensure_meta as ensure_meta
+from mixpanel_data._internal.storage.meta_tables import forget_columns as forget_columns
 from mixpanel_data._internal.storage.meta_tables import quote_ident as quote_ident
 from mixpanel_data._internal.storage.meta_tables import record_window as record_window
 from mixpanel_data._internal.storage.meta_tables import rename_meta as rename_meta
@@ -612,6 +613,7 @@ class StorageEngine:
                 if _table_exists(conn, META_TABLE):
                     conn.execute(f"DELETE FROM {META_TABLE} WHERE name = ?", [name])
                     conn.execute(f"DELETE FROM {WINDOWS_TABLE} WHERE name = ?", [name])
+                forget_columns(conn, name)
                 conn.execute("COMMIT")
             except BaseException:
                 rollback_quietly(conn)

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from mixpanel_data._internal.crashpoints import crash_point
-from mixpanel_data._internal.storage.engine import EVENTS_COLUMNS, quote_ident, validate_table_name
+from mixpanel_data._internal.storage.engine import quote_ident, validate_table_name
 from mixpanel_data._internal.storage.safety import disk_full_error, is_disk_full
 from mixpanel_data.exceptions import StorageError, TableNotFoundError, ValidationError
 
@@ -502,6 +502,26 @@ class ParquetDaySink:
         """The folder that holds `day`."""
         return self.table_dir / f"date={day.isoformat()}"
 
+    def _days(self) -> list[date]:
+        """The days the lake holds."""
+        found = []
+        if self.table_dir.is_dir():
+            for folder in self.table_dir.glob("date=*"):
+                try:
+                    found.append(date.fromisoformat(folder.name[5:]))
+                except ValueError:
+                    continue
+        return sorted(found)
+
+    def _schema(self) -> list[str] | None:
+        """The column names of the lake's files (one file read), None for an empty lake."""
+        import pyarrow.parquet as pq
+
+        for day in self._days():
+            for file in sorted(self.partition_dir(day).glob("*.parquet")):
+                return [str(n) for n in pq.read_schema(file).names if n != "date"]
+        return None
+
     def write_day(
         self,
         conn: duckdb.DuckDBPyConnection,
@@ -560,21 +580,29 @@ class ParquetDaySink:
         if not _SOURCE_TABLE.match(table):
             raise ValidationError(f"invalid source table name {table!r}")
         tz = ZoneInfo(zone or "UTC")
-        cols = _lake_columns(EVENTS_COLUMNS)
+        columns = list(_table_columns(conn, table).items())
+        cols = _lake_columns(columns)
         query = (
             f"SELECT {cols} FROM {quote_ident(table)} "
             "WHERE event_time >= ? AND event_time < ? ORDER BY event_time, insert_id"
         )
+        days: list[date] = []
+        for w in windows:
+            day = w.start
+            while day <= w.end:
+                days.append(day)
+                day += timedelta(days=1)
+        # One schema for the whole lake: when the table gained typed columns since the
+        # lake's files were written, its other days are rewritten in the same batch.
+        if self._schema() not in (None, [c for c, _t in columns]):
+            days += [d for d in self._days() if d not in set(days)]
         batch = LakeBatch(self.table_dir.parent, self.table)
         try:
             counts = []
-            for w in windows:
-                day = w.start
-                while day <= w.end:
-                    after = day + timedelta(days=1)
-                    bounds = [datetime.combine(d, time(), tzinfo=tz) for d in (day, after)]
-                    counts.append(batch.stage(conn, query, bounds, part=self.partition_dir(day)))
-                    day = after
+            for day in days:
+                after = day + timedelta(days=1)
+                bounds = [datetime.combine(d, time(), tzinfo=tz) for d in (day, after)]
+                counts.append(batch.stage(conn, query, bounds, part=self.partition_dir(day)))
             batch.written = list(zip(batch.publish(), counts, strict=True))
         except BaseException:
             batch.undo()

@@ -19,14 +19,18 @@ if TYPE_CHECKING:
     import duckdb
 
 __all__ = [
+    "COLUMNS_TABLE",
+    "COLUMN_DAYS_TABLE",
     "EVENTS_COLUMNS",
     "INTERNAL_PREFIX",
     "META_TABLE",
     "PROFILES_COLUMNS",
     "WINDOWS_TABLE",
+    "column_catalog",
     "committed_windows",
     "create_table_sql",
     "ensure_meta",
+    "forget_columns",
     "has_window_days",
     "quote_ident",
     "record_window",
@@ -37,6 +41,10 @@ __all__ = [
 
 META_TABLE = "_mp_tables"
 WINDOWS_TABLE = "_mp_windows"
+# Typed property columns (services/fetch/columns.py): one row per column (and per
+# sampled property without one), and exact value counts per column and day.
+COLUMNS_TABLE = "_mp_columns"
+COLUMN_DAYS_TABLE = "_mp_column_days"
 INTERNAL_PREFIX = "_mp_"
 
 # The issue's schemas: every remaining property stays in `properties`, losslessly.
@@ -85,6 +93,30 @@ CREATE TABLE IF NOT EXISTS {WINDOWS_TABLE} (
 # The project days a window kept (storage/days.py); NULL in databases made before them.
 _WINDOW_DAYS = ("first_day", "last_day")
 
+_COLUMNS_DDL = f"""
+CREATE TABLE IF NOT EXISTS {COLUMNS_TABLE} (
+    table_name VARCHAR NOT NULL,
+    property VARCHAR NOT NULL,
+    column_name VARCHAR,
+    type VARCHAR,
+    position INTEGER,
+    estimated DOUBLE
+);
+CREATE TABLE IF NOT EXISTS {COLUMN_DAYS_TABLE} (
+    table_name VARCHAR NOT NULL,
+    property VARCHAR NOT NULL,
+    day DATE,
+    nonnull BIGINT,
+    nulled BIGINT,
+    u_bool BIGINT,
+    u_int BIGINT,
+    u_float BIGINT,
+    u_str BIGINT,
+    u_list BIGINT,
+    u_obj BIGINT
+);
+"""
+
 
 def quote_ident(name: str) -> str:
     """Quote an identifier for DuckDB SQL (always done, even for valid names)."""
@@ -110,6 +142,8 @@ def ensure_meta(conn: duckdb.DuckDBPyConnection) -> None:
     elif not has_window_days(conn):
         for column in _WINDOW_DAYS:  # a database made before project days
             conn.execute(f"ALTER TABLE {WINDOWS_TABLE} ADD COLUMN IF NOT EXISTS {column} DATE")
+    if not _table_exists(conn, COLUMNS_TABLE) or not _table_exists(conn, COLUMN_DAYS_TABLE):
+        conn.execute(_COLUMNS_DDL)
 
 
 def has_window_days(conn: duckdb.DuckDBPyConnection) -> bool:
@@ -275,3 +309,36 @@ def rename_meta(conn: duckdb.DuckDBPyConnection, *, old: str, new: str) -> None:
     conn.execute(f"DELETE FROM {WINDOWS_TABLE} WHERE name = ?", [new])
     conn.execute(f"UPDATE {META_TABLE} SET name = ? WHERE name = ?", [new, old])
     conn.execute(f"UPDATE {WINDOWS_TABLE} SET name = ? WHERE name = ?", [new, old])
+    if _table_exists(conn, COLUMNS_TABLE):
+        for meta in (COLUMNS_TABLE, COLUMN_DAYS_TABLE):
+            conn.execute(f"DELETE FROM {meta} WHERE table_name = ?", [new])
+            conn.execute(f"UPDATE {meta} SET table_name = ? WHERE table_name = ?", [new, old])
+
+
+def column_catalog(
+    conn: duckdb.DuckDBPyConnection, table: str
+) -> list[tuple[str, str, str, int, int, int]]:
+    """(property, column, type, present, unfit, nulled) of each typed column of `table`,
+    in column order: ``present`` values, how many were not of the column's JSON type,
+    and how many of those the column could not hold (NULL there, kept in properties)."""
+    if not _table_exists(conn, COLUMNS_TABLE):
+        return []
+    unfit = " + ".join(f"d.u_{f}" for f in ("bool", "int", "float", "str", "list", "obj"))
+    rows = conn.execute(
+        f"""SELECT c.property, c.column_name, c.type,
+                   coalesce(sum(d.nonnull + d.nulled), 0), coalesce(sum({unfit}), 0),
+                   coalesce(sum(d.nulled), 0)
+            FROM {COLUMNS_TABLE} c LEFT JOIN {COLUMN_DAYS_TABLE} d
+              ON d.table_name = c.table_name AND d.property = c.property
+            WHERE c.table_name = ? AND c.column_name IS NOT NULL
+            GROUP BY c.property, c.column_name, c.type, c.position ORDER BY c.position""",
+        [table],
+    ).fetchall()
+    return [(str(p), str(c), str(t), int(n), int(u), int(x)) for p, c, t, n, u, x in rows]
+
+
+def forget_columns(conn: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Remove a dropped table's typed-column catalog."""
+    if _table_exists(conn, COLUMNS_TABLE):
+        for meta in (COLUMNS_TABLE, COLUMN_DAYS_TABLE):
+            conn.execute(f"DELETE FROM {meta} WHERE table_name = ?", [name])

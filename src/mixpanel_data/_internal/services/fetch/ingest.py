@@ -40,6 +40,15 @@ from mixpanel_data._internal.http.client import (
     translate_transport_errors,
 )
 from mixpanel_data._internal.http.jsonl import is_terminated_early
+from mixpanel_data._internal.services.fetch.columns import (
+    UNFIT,
+    TypedColumn,
+    census,
+    fill_sql,
+    path_literal,
+    plan_batch,
+    typed_select,
+)
 from mixpanel_data._internal.services.fetch.windows import DateWindow
 from mixpanel_data._internal.storage.engine import quote_ident
 from mixpanel_data._internal.storage.safety import cleanup, close_quietly
@@ -391,20 +400,25 @@ def _select_rows(
     legacy_tz: str | None,
     object_size: int | None = None,
     days: ProjectDays = UTC_DAYS,
+    columns: Sequence[TypedColumn] = (),
 ) -> str:
     """SELECT every line of the staged files as a row, plus ``pt`` (processing time).
 
-    Malformed lines come back from ``read_json`` as NULL rows; they get a NULL
-    ``event_time`` here so they can be counted and removed after the insert.
-    Lines of days outside `days` are left out.
+    With typed columns, two scans of the same files joined by position: one keeps
+    ``properties`` as JSON (lossless), the other reads the key fields and each typed
+    column's value (as JSON text, so its type is known: `columns.fill_sql`) straight
+    into a struct, so no property is parsed out of the JSON text again. Malformed
+    lines come back from both as NULL rows; they get a NULL ``event_time`` here so
+    they can be counted and removed after the insert. Lines of days outside `days`
+    are left out.
     """
+    option = _object_size_option(object_size)
     source = (
         f"read_json({_files(paths)}, format = 'newline_delimited', "
-        "columns = {event: 'VARCHAR', properties: 'JSON'}, ignore_errors = true"
-        f"{_object_size_option(object_size)})"
+        f"columns = {{event: 'VARCHAR', properties: 'JSON'}}, ignore_errors = true{option})"
     )
-    return f"""
-        SELECT *, {days.date_sql("event_time")} AS event_date FROM (
+    if not columns:
+        rows = f"""
         SELECT event AS event_name,
                CASE WHEN event IS NOT NULL THEN {_time_expr("k[1]", legacy_tz)} END
                    AS event_time,
@@ -419,7 +433,36 @@ def _select_rows(
                        ['$.time', '$.distinct_id', '$."$insert_id"',
                         '$.mp_processing_time_ms']) AS k
             FROM {source}
+        )"""
+    else:
+        keys = ("time", "distinct_id", "$insert_id", "mp_processing_time_ms")
+        fields = dict.fromkeys([*keys, *(c.prop for c in columns)], "JSON")
+        struct = "STRUCT(" + ", ".join(f"{quote_ident(k)} {t}" for k, t in fields.items()) + ")"
+        typed = (
+            f"read_json({_files(paths)}, format = 'newline_delimited', "
+            f"columns = {{properties: {sql_literal(struct)}}}, ignore_errors = true{option})"
         )
+
+        def text(prop: str) -> str:
+            return f"(b.properties.{quote_ident(prop)}::VARCHAR)"
+
+        def key(prop: str) -> str:  # what json_extract_string gives for the key fields
+            return fill_sql("VARCHAR", text(prop))
+
+        extra = typed_select(columns, lambda c: text(c.prop))
+        rows = f"""
+        SELECT a.event AS event_name,
+               CASE WHEN a.event IS NOT NULL THEN {_time_expr(key("time"), legacy_tz)} END
+                   AS event_time,
+               {key("distinct_id")} AS distinct_id,
+               coalesce({key("$insert_id")}, md5(a.event || a.properties::VARCHAR))
+                   AS insert_id,
+               a.properties,
+               TRY_CAST({key("mp_processing_time_ms")} AS BIGINT) AS pt,
+               {key("$insert_id")} IS NULL AS derived{extra}
+        FROM {source} a POSITIONAL JOIN {typed} b"""
+    return f"""
+        SELECT *, {days.date_sql("event_time")} AS event_date FROM ({rows}
         ) WHERE event_time IS NULL OR {days.keeps_sql("event_time")}
     """
 
@@ -596,6 +639,8 @@ def _scan(
 
 
 _COLS = "event_name, event_time, event_date, distinct_id, insert_id, properties"
+# The day the typed columns' counts are kept by (services/fetch/columns.py): the project day.
+EVENT_DAY = "event_date"
 _PT_T = "TRY_CAST(json_extract_string(t.properties, '$.mp_processing_time_ms') AS BIGINT)"
 
 
@@ -636,7 +681,12 @@ def commit_events(
     skipped = 0
     needs_fix = merge
     pool, object_size = long_line_limits(max(f.longest_line for f in present), 256)
-    select = _select_rows(paths, legacy_tz=legacy_tz, object_size=object_size, days=days)
+    plan = plan_batch(conn, table=table, kind="events", paths=paths)
+    select = _select_rows(
+        paths, legacy_tz=legacy_tz, object_size=object_size, days=days, columns=plan.columns
+    )
+    typed_cols = [quote_ident(c.column) for c in plan.columns]
+    cols = ", ".join([_COLS, *typed_cols, *([UNFIT] if typed_cols else [])])
     if dedup:
         for f in present:
             if f.losers is None:
@@ -687,7 +737,7 @@ def commit_events(
         "DROP TABLE IF EXISTS _mp_stored",
     ):
         inserted = _count(
-            conn.execute(f"INSERT INTO {target} ({_COLS}) SELECT {_COLS} FROM ({select})")
+            conn.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM ({select})")
         )
     # Lines neither skipped as losers nor inserted were identical to stored rows.
     skipped += max(0, lines - skipped - inserted) if lines else 0
@@ -699,6 +749,17 @@ def commit_events(
         fixed = _merge_losers(conn, target, params)
     elif dedup and needs_fix and inserted > malformed:
         fixed = _delete_losers(conn, target, params)
+    if plan.columns:
+        # New columns were filled for the stored rows too: count every day then.
+        scope = "true" if plan.added and params["start"] else "rowid >= $start"
+        touched = [
+            r[0]
+            for r in conn.execute(
+                f"SELECT DISTINCT {EVENT_DAY} FROM {target} WHERE {scope}",
+                params if scope != "true" else [],
+            ).fetchall()
+        ]
+        census(conn, table=table, day=EVENT_DAY, days=touched)
     return WindowCounts(inserted - malformed - fixed, skipped + fixed, malformed)
 
 
@@ -971,6 +1032,12 @@ def _count(cursor: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
+def _slot_text(columns: Sequence[TypedColumn]) -> Callable[[TypedColumn], str]:
+    """The JSON text of each column's value in a ``v`` list of extracted values."""
+    slot = {c.prop: i + 1 for i, c in enumerate(columns)}
+    return lambda c: f"(v[{slot[c.prop]}]::VARCHAR)"
+
+
 def commit_profiles(
     conn: duckdb.DuckDBPyConnection, *, table: str, chunks: Sequence[tuple[Path, int]]
 ) -> WindowCounts:
@@ -994,14 +1061,26 @@ def commit_profiles(
                 "columns = {\"$distinct_id\": 'VARCHAR', \"$properties\": 'JSON'}, "
                 "ignore_errors = true)"
             )
+            plan = plan_batch(conn, table=table, kind="profiles", paths=[path])
+            paths = ", ".join(path_literal(c.prop) for c in plan.columns)
+            typed = typed_select(plan.columns, _slot_text(plan.columns))
+            values = f", json_extract(props, [{paths}]) AS v" if plan.columns else ""
+            names = [quote_ident(c.column) for c in plan.columns]
+            cols = ", ".join(["distinct_id", "last_seen", "properties", *names])
+            if names:
+                cols += f", {UNFIT}"
             conn.execute(
                 f"""CREATE OR REPLACE TEMP TABLE _mp_profiles AS
-                SELECT "$distinct_id" AS distinct_id,
-                       TRY_CAST(json_extract_string(coalesce("$properties", '{{}}'),
-                                '$."$last_seen"') AS TIMESTAMP)::TIMESTAMPTZ AS last_seen,
-                       coalesce("$properties", '{{}}')::JSON AS properties
-                FROM {source}
-                QUALIFY row_number() OVER (PARTITION BY "$distinct_id") = 1"""
+                SELECT distinct_id,
+                       TRY_CAST(json_extract_string(props, '$."$last_seen"') AS TIMESTAMP)
+                           ::TIMESTAMPTZ AS last_seen,
+                       props AS properties{typed}
+                FROM (
+                    SELECT "$distinct_id" AS distinct_id,
+                           coalesce("$properties", '{{}}')::JSON AS props{values}
+                    FROM {source}
+                    QUALIFY row_number() OVER (PARTITION BY "$distinct_id") = 1
+                )"""
             )
             with cleanup(conn, "DROP TABLE IF EXISTS _mp_profiles"):
                 bad = _count(conn.execute("DELETE FROM _mp_profiles WHERE distinct_id IS NULL"))
@@ -1020,14 +1099,12 @@ def commit_profiles(
                     )
                 )
                 added = _count(
-                    conn.execute(
-                        f"INSERT INTO {target} "
-                        "SELECT distinct_id, last_seen, properties FROM _mp_profiles"
-                    )
+                    conn.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM _mp_profiles")
                 )
                 if track:
                     conn.execute("INSERT INTO _mp_seen SELECT distinct_id FROM _mp_profiles")
             rows += added - replaced
             malformed += bad
             duplicates += max(0, lines - bad - added) + repeats
+    census(conn, table=table, day=None)
     return WindowCounts(rows, duplicates, malformed)

@@ -9,6 +9,7 @@ retention and frequency functions (cohorts.py) read from.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -20,9 +21,10 @@ from mixpanel_data._internal.services.local.expressions import (
     LocalUnsupportedError,
     filter_sql,
     sql_string,
+    typed_columns,
 )
 from mixpanel_data._internal.storage.days import held_days
-from mixpanel_data._internal.storage.meta_tables import quote_ident, window_rows
+from mixpanel_data._internal.storage.meta_tables import column_catalog, quote_ident, window_rows
 from mixpanel_data.exceptions import IncompleteDataError, TableNotFoundError, ValidationError
 
 if TYPE_CHECKING:
@@ -112,6 +114,24 @@ class LocalEngine:
         return type(self)(self._storage, timezone=self._timezone, table=table, live=self._live)
 
     # -- plumbing ------------------------------------------------------------------------
+
+    def query_context(self) -> contextlib.AbstractContextManager[None]:
+        """Compile this query's expressions over the table's exact typed columns."""
+        return typed_columns(self._typed_columns())
+
+    def _typed_columns(self) -> dict[str, tuple[str, str]]:
+        """``{property: (column, kind)}`` for columns holding every value of their
+        property with its JSON type (none unfit): reading them gives the JSON's answer."""
+        kinds = {"VARCHAR": "str", "BOOLEAN": "bool", "BIGINT": "num", "DOUBLE": "num"}
+        if not self._storage.exists():
+            return {}
+        with self._storage.connection() as conn:
+            catalog = column_catalog(conn, self._table)
+        return {
+            prop: (column, kinds[kind])
+            for prop, column, kind, present, unfit, _nulled in catalog
+            if kind in kinds and unfit == 0 and present > 0
+        }
 
     def _tz(self) -> str:
         if not self._timezone:

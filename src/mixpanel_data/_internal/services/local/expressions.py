@@ -20,8 +20,10 @@ The semantics follow contract §3.6 and match the emulator's evaluator
 - arithmetic is on numbers (``+`` also joins strings); ``/`` or ``%`` by zero is undefined;
 - a ``where`` keeps an event whose value is truthy (``boolean(x)``, JavaScript-like).
 
-Property access goes through ``property_sql`` only, so typed columns can replace
-the JSON look-up later without touching the rest.
+Property access goes through ``property_sql`` only: a property whose typed column
+(docs/typed-columns.md) holds every one of its values with their JSON type (no
+unfit value in the whole table) is read from that column, as a ``str``, ``num`` or
+``bool``; any other property from the ``properties`` JSON.
 
 Not compiled locally (``LocalUnsupportedError``): ``user[...]`` (profile properties)
 and ``string()`` of a list literal.
@@ -29,9 +31,12 @@ and ``string()`` of a list literal.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import re
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
@@ -48,7 +53,21 @@ __all__ = [
     "labels_sql",
     "number_sql",
     "property_sql",
+    "typed_columns",
 ]
+
+# Per query: property -> (column, kind) of the typed columns the compiler may read.
+_TYPED: ContextVar[Mapping[str, tuple[str, str]] | None] = ContextVar("typed_columns", default=None)
+
+
+@contextlib.contextmanager
+def typed_columns(columns: Mapping[str, tuple[str, str]]) -> Iterator[None]:
+    """Let `property_sql` read these typed columns (``{property: (column, kind)}``)."""
+    token = _TYPED.set(columns)
+    try:
+        yield
+    finally:
+        _TYPED.reset(token)
 
 
 class ExpressionSyntaxError(ValidationError):
@@ -397,6 +416,11 @@ def property_sql(name: str, *, column: str = "properties", time: bool = True) ->
             f"ELSE json_extract({column}, {_json_path('time')}) END)",
         )
         return _datetime(raw)
+    typed = (_TYPED.get() or {}).get(name) if column.endswith("properties") else None
+    if typed is not None:
+        col, kind = typed
+        ref = column[: -len("properties")] + '"' + col.replace('"', '""') + '"'
+        return Sql(kind, f"CAST({ref} AS DOUBLE)" if kind == "num" else ref)
     return Sql("json", f"json_extract({column}, {_json_path(name)})")
 
 
