@@ -37,7 +37,7 @@ def mp_env(emu: Any, db: Path, **extra: str) -> dict[str, str]:
         MP_SECRET=emu.secret,
         MP_PROJECT_ID=str(emu.spec.project_id),
         MP_BASE_URL=emu.base_url,
-        MP_TIMEZONE=emu.spec.timezone,
+        MP_TIMEZONE="UTC",  # as the suite's credentials: one export day per day (conftest)
         MP_DB_PATH=str(db),
     )
     env.update(extra)

@@ -149,7 +149,7 @@ def cli_env(emu: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         "MP_SECRET": emu.secret,
         "MP_PROJECT_ID": str(emu.spec.project_id),
         "MP_BASE_URL": emu.base_url,
-        "MP_TIMEZONE": emu.spec.timezone,
+        "MP_TIMEZONE": "UTC",  # one export day per day, as the suite's credentials
         "MP_DB_PATH": str(db),
     }.items():
         monkeypatch.setenv(name, value)
