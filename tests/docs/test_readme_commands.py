@@ -221,3 +221,33 @@ def test_readme_tour_auth_add_writes_the_config_example(tour: Tour) -> None:
     assert replace(added["prod"], is_default=True) == shown["prod"]
     secret = ConfigManager(path=written, environ={}).get_account("prod").secret
     assert secret.get_secret_value() == "not-a-real-secret"
+
+
+def test_readme_sql_runs_as_written_on_the_tours_table(tour: Tour) -> None:
+    """Each statement of each ```sql block runs through `mp sql` on the table the tour
+    fetched, and reading the typed columns gives what the `properties` JSON gives."""
+    import duckdb
+
+    blocks = [b for b in readme_blocks() if b.lang == "sql" and b.not_run is None]
+    assert blocks, "the README lost its SQL example"
+    db = tour.home / ".mp" / "data" / "1000002.duckdb"
+    for block in blocks:
+        for statement in (s.strip() for s in block.text.split(";")):
+            if not statement or statement.startswith("--"):
+                continue
+            proc = subprocess.run(
+                [MP, "sql", statement, "-f", "json"],
+                env=tour.env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert proc.returncode == 0, f"README.md:{block.line}: {statement}\n{proc.stderr}"
+            rows = json.loads(proc.stdout)
+            assert rows, f"README.md:{block.line}: {statement} returned no rows"
+    with duckdb.connect(str(db), read_only=True) as conn:
+        typed = conn.execute("SELECT mp_country_code, count(*) FROM events GROUP BY 1").fetchall()
+        via_json = conn.execute(
+            "SELECT properties->>'$.mp_country_code', count(*) FROM events GROUP BY 1"
+        ).fetchall()
+    assert sorted(typed, key=repr) == sorted(via_json, key=repr)

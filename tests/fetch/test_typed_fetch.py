@@ -18,7 +18,7 @@ import pytest
 
 from mixpanel_data.workspace import Workspace
 
-from .conftest import dedup, raw_records
+from .conftest import dedup, project_records
 from .test_cli_fetch import run_main
 
 
@@ -42,9 +42,9 @@ def _as_column(kind: str, v: Any) -> Any:
 
 
 def test_typed_columns_hold_what_the_export_says(ws: Workspace, emulator: Any) -> None:
-    days = emulator.project.data_dates[:4]
+    days = emulator.project.data_dates[1:5]
     ws.fetch_events(from_date=str(days[0]), to_date=str(days[-1]))
-    kept = list(dedup(raw_records(emulator, days)))
+    kept = list(dedup(project_records(emulator, days[0], days[-1])))
     schema = {c.name: c for c in ws.table_schema("events").columns}
     for name, kind in [
         ("mp_country_code", "VARCHAR"),
@@ -80,7 +80,7 @@ def test_typed_columns_hold_what_the_export_says(ws: Workspace, emulator: Any) -
 def test_mp_inspect_schema_shows_share_and_unfit(
     cli_env: Path, emulator: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    day = emulator.project.data_dates[0]
+    day = emulator.project.data_dates[1]
     code, _out, _err = run_main(
         capsys, "-q", "fetch", "events", "--from", str(day), "--to", str(day)
     )
@@ -88,7 +88,7 @@ def test_mp_inspect_schema_shows_share_and_unfit(
     code, out, _err = run_main(capsys, "inspect", "schema", "events", "-f", "json")
     assert code == 0
     columns = {c["name"]: c for c in json.loads(out)["columns"]}
-    kept = dedup(raw_records(emulator, [day]))
+    kept = dedup(project_records(emulator, day, day))
     strings = sum(isinstance(r["properties"].get("price"), str) for r in kept)
     assert columns["price"]["type"] == "DOUBLE"
     assert columns["price"]["unfit"] == strings

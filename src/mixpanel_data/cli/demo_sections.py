@@ -138,7 +138,7 @@ SELECT coalesce(p.properties->>'$.plan', '(no profile)') AS plan,
        count(DISTINCT e.distinct_id) AS buyers, count(*) AS purchases,
        sum(TRY_CAST(e.properties->>'$.price' AS DECIMAL(18, 2))) AS revenue
 FROM events e LEFT JOIN profiles p USING (distinct_id)
-WHERE e.event_name = 'Purchase' GROUP BY plan ORDER BY revenue DESC, plan"""
+WHERE e.event_name = 'Purchase' GROUP BY 1 ORDER BY revenue DESC, 1"""
 
 PURCHASE_FUNNEL = """\
 WITH s1 AS (SELECT distinct_id, min(event_time) AS t FROM events

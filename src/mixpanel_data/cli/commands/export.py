@@ -21,7 +21,7 @@ class FileFormat(StrEnum):
 
 
 class PartitionBy(StrEnum):
-    """Partition folders for events: one per UTC day or month of event_time."""
+    """Partition folders for events: one per project day or month (event_date)."""
 
     day = "day"
     month = "month"
@@ -38,7 +38,7 @@ def export(
         typer.Option(
             "--partition-by",
             case_sensitive=False,
-            help="Events: one folder per UTC day (date=) or month (month=) of event_time.",
+            help="Events: one folder per project day (date=) or month (month=) of event_date.",
         ),
     ] = PartitionBy.day,
     file_format: Annotated[

@@ -76,7 +76,7 @@ MIN_SHARE = 0.01
 MAX_COLUMNS = 200
 DOMINANT = 0.95
 # Bytes read from the head, middle and tail of each staged file for the key census.
-SAMPLE_SLICE = 1 << 20
+SAMPLE_SLICE = 1 << 17
 
 FAMILIES = ("bool", "int", "float", "str", "list", "obj")
 _JSON_FAMILY = {
@@ -340,7 +340,8 @@ def unfit_sql(column_type: str, v: str) -> str:
     if column_type == "JSON":
         return "false"
     if column_type in ("BIGINT", "HUGEINT"):
-        return f"({v} <> 'null' AND ({first} NOT IN {_DIGITS} OR regexp_matches({v}, '[.eE]')))"
+        fraction = f"(contains({v}, '.') OR contains({v}, 'e') OR contains({v}, 'E'))"
+        return f"({v} <> 'null' AND ({first} NOT IN {_DIGITS} OR {fraction}))"
     want = {
         "VARCHAR": "('\"')",
         "TIMESTAMPTZ": "('\"')",

@@ -443,24 +443,29 @@ def _select_rows(
             f"columns = {{properties: {sql_literal(struct)}}}, ignore_errors = true{option})"
         )
 
-        def text(prop: str) -> str:
-            return f"(b.properties.{quote_ident(prop)}::VARCHAR)"
+        # Each value's JSON text once, in an inner projection: the fills refer to it
+        # several times, and DuckDB would otherwise cast it again for each reference.
+        names = {prop: f"_v{i}" for i, prop in enumerate(fields)}
+        inner = ", ".join(
+            f"b.properties.{quote_ident(prop)}::VARCHAR AS {alias}" for prop, alias in names.items()
+        )
 
         def key(prop: str) -> str:  # what json_extract_string gives for the key fields
-            return fill_sql("VARCHAR", text(prop))
+            return fill_sql("VARCHAR", names[prop])
 
-        extra = typed_select(columns, lambda c: text(c.prop))
+        extra = typed_select(columns, lambda c: names[c.prop])
         rows = f"""
-        SELECT a.event AS event_name,
-               CASE WHEN a.event IS NOT NULL THEN {_time_expr(key("time"), legacy_tz)} END
+        SELECT event AS event_name,
+               CASE WHEN event IS NOT NULL THEN {_time_expr(key("time"), legacy_tz)} END
                    AS event_time,
                {key("distinct_id")} AS distinct_id,
-               coalesce({key("$insert_id")}, md5(a.event || a.properties::VARCHAR))
+               coalesce({key("$insert_id")}, md5(event || properties::VARCHAR))
                    AS insert_id,
-               a.properties,
+               properties,
                TRY_CAST({key("mp_processing_time_ms")} AS BIGINT) AS pt,
                {key("$insert_id")} IS NULL AS derived{extra}
-        FROM {source} a POSITIONAL JOIN {typed} b"""
+        FROM (SELECT a.event, a.properties, {inner}
+              FROM {source} a POSITIONAL JOIN {typed} b)"""
     return f"""
         SELECT *, {days.date_sql("event_time")} AS event_date FROM ({rows}
         ) WHERE event_time IS NULL OR {days.keeps_sql("event_time")}
