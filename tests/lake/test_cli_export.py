@@ -152,7 +152,7 @@ def test_mp_export_missing_database(tmp_path: Path) -> None:
 def test_export_file_format_csv_writes_the_table_as_csv_partitions(
     fetched: tuple[Path, Any], tmp_path: Path
 ) -> None:
-    """`mp export --file-format csv`: a header row, one file per UTC day, the same rows as
+    """`mp export --file-format csv`: a header row, one file per project day, the same rows as
     the table (read back with the stdlib csv module), next to the Parquet lake."""
     import csv
 
@@ -172,8 +172,7 @@ def test_export_file_format_csv_writes_the_table_as_csv_partitions(
         conn.execute("SET TimeZone = 'UTC'")
         per_day = dict(
             conn.execute(
-                "SELECT strftime(event_time AT TIME ZONE 'UTC', '%Y-%m-%d'), count(*) "
-                "FROM events GROUP BY 1"
+                "SELECT strftime(event_date, '%Y-%m-%d'), count(*) FROM events GROUP BY 1"
             ).fetchall()
         )
         insert_ids = {r[0] for r in conn.execute("SELECT insert_id FROM events").fetchall()}

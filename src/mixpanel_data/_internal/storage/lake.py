@@ -502,26 +502,6 @@ class ParquetDaySink:
         """The folder that holds `day`."""
         return self.table_dir / f"date={day.isoformat()}"
 
-    def _days(self) -> list[date]:
-        """The days the lake holds."""
-        found = []
-        if self.table_dir.is_dir():
-            for folder in self.table_dir.glob("date=*"):
-                try:
-                    found.append(date.fromisoformat(folder.name[5:]))
-                except ValueError:
-                    continue
-        return sorted(found)
-
-    def _schema(self) -> list[str] | None:
-        """The column names of the lake's files (one file read), None for an empty lake."""
-        import pyarrow.parquet as pq
-
-        for day in self._days():
-            for file in sorted(self.partition_dir(day).glob("*.parquet")):
-                return [str(n) for n in pq.read_schema(file).names if n != "date"]
-        return None
-
     def write_day(
         self,
         conn: duckdb.DuckDBPyConnection,
@@ -592,10 +572,6 @@ class ParquetDaySink:
             while day <= w.end:
                 days.append(day)
                 day += timedelta(days=1)
-        # One schema for the whole lake: when the table gained typed columns since the
-        # lake's files were written, its other days are rewritten in the same batch.
-        if self._schema() not in (None, [c for c, _t in columns]):
-            days += [d for d in self._days() if d not in set(days)]
         batch = LakeBatch(self.table_dir.parent, self.table)
         try:
             counts = []

@@ -5,7 +5,8 @@ common property gets a plain typed column named like the property, so
 ``SELECT mp_country_code, count(*) FROM events GROUP BY 1`` reads a column
 instead of parsing JSON. The rules (docs/typed-columns.md):
 
-- **Common**: present (non-null) in at least MIN_SHARE of the table's rows, estimated
+- **Common**: present (non-null) in at least MIN_SHARE of the table's rows (and in at
+  least MIN_ROWS rows), estimated
   from samples of each batch; at most MAX_COLUMNS columns, the most common first.
 - **Type** from the JSON types seen: a family holding at least DOMINANT of the
   values decides (integers BIGINT, or HUGEINT past 64 bits, with fractions DOUBLE;
@@ -62,6 +63,7 @@ __all__ = [
     "census",
     "decide_type",
     "fill_sql",
+    "fill_stored",
     "json_path",
     "load_columns",
     "plan_batch",
@@ -73,6 +75,8 @@ __all__ = [
 # The core column listing, per row, the properties whose value did not fit its column.
 UNFIT = "unfit_properties"
 MIN_SHARE = 0.01
+# ... and in at least this many rows: a tiny table's every key is not "common".
+MIN_ROWS = 10
 MAX_COLUMNS = 200
 DOMINANT = 0.95
 # Bytes read from the head, middle and tail of each staged file for the key census.
@@ -201,6 +205,14 @@ def _slices(path: Path, size: int) -> Iterable[bytes]:
             yield block[: block.rfind(b"\n") + 1]
 
 
+def _newlines(path: Path) -> int:
+    count = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            count += block.count(b"\n")
+    return count
+
+
 def sample_keys(paths: Sequence[Path], *, kind: str) -> tuple[dict[str, KeyCounts], int, float]:
     """Count each top-level property's values by JSON family in samples of `paths`.
 
@@ -240,8 +252,14 @@ def sample_keys(paths: Sequence[Path], *, kind: str) -> tuple[dict[str, KeyCount
                         kc.dates += 1
                     elif fam == "int" and not _INT64[0] <= value <= _INT64[1]:
                         kc.huge += 1
-        if read:
-            estimate += (lines - seen) * size / read
+        if read >= size:
+            estimate += lines - seen
+        elif read:
+            # Lines of very different lengths (one of 10 MB) make bytes a poor guide:
+            # count the file's lines (memchr speed), scaled by the share that parsed.
+            total = _newlines(path)
+            sampled = sum(block.count(b"\n") for block in _slices(path, size))
+            estimate += total * (lines - seen) / max(sampled, 1)
     return counts, lines, estimate
 
 
@@ -433,7 +451,7 @@ def plan_batch(
         if key not in SKIP[kind] and _usable(key)
     }
     _save_estimates(conn, table, {k: v for k, v in totals.items() if k not in have})
-    threshold = MIN_SHARE * (stored + batch_lines)
+    threshold = max(MIN_SHARE * (stored + batch_lines), MIN_ROWS)
     taken = set(CORE[kind]) | {c.column.lower() for c in columns}
     # Case twins: the most common spelling of a lower-cased name is the one considered.
     best: dict[str, str] = {}
@@ -683,6 +701,32 @@ def _retype(
     if day is not None:
         days = [r[0] for r in conn.execute(f"SELECT DISTINCT {day} FROM {target}").fetchall()]
     census(conn, table=table, day=day, days=days)
+
+
+def fill_stored(
+    conn: duckdb.DuckDBPyConnection, table: str, columns: Sequence[TypedColumn], where: str
+) -> None:
+    """Fill the typed columns and ``unfit_properties`` of the rows `where` selects from
+    their `properties`, each parsed once (a batch with a huge line is inserted without
+    them: the typed scan would hold its lines twice)."""
+    if not columns:
+        return
+    paths = ", ".join(path_literal(c.prop) for c in columns)
+
+    def value(c: TypedColumn) -> str:
+        return f"(s.v[{columns.index(c) + 1}]::VARCHAR)"
+
+    sets = [f"{quote_ident(c.column)} = {fill_sql(c.type, value(c))}" for c in columns]
+    flags = ", ".join(
+        f"CASE WHEN {unfit_sql(c.type, value(c))} THEN {_literal(c.prop)} END" for c in columns
+    )
+    sets.append(f"{UNFIT} = nullif(list_filter([{flags}], lambda x: x IS NOT NULL), [])")
+    target = quote_ident(table)
+    conn.execute(
+        f"UPDATE {target} SET {', '.join(sets)} FROM (SELECT rowid AS rid, "
+        f"json_extract(properties, [{paths}]) AS v FROM {target} WHERE {where}) s "
+        f"WHERE {target}.rowid = s.rid"
+    )
 
 
 def _mark_unfit(conn: duckdb.DuckDBPyConnection, table: str, col: TypedColumn) -> None:

@@ -45,6 +45,7 @@ from mixpanel_data._internal.services.fetch.columns import (
     TypedColumn,
     census,
     fill_sql,
+    fill_stored,
     path_literal,
     plan_batch,
     typed_select,
@@ -687,10 +688,12 @@ def commit_events(
     needs_fix = merge
     pool, object_size = long_line_limits(max(f.longest_line for f in present), 256)
     plan = plan_batch(conn, table=table, kind="events", paths=paths)
+    # A huge line: the typed columns are filled after the insert (`fill_stored`).
+    scanned = plan.columns if object_size is None else ()
     select = _select_rows(
-        paths, legacy_tz=legacy_tz, object_size=object_size, days=days, columns=plan.columns
+        paths, legacy_tz=legacy_tz, object_size=object_size, days=days, columns=scanned
     )
-    typed_cols = [quote_ident(c.column) for c in plan.columns]
+    typed_cols = [quote_ident(c.column) for c in scanned]
     cols = ", ".join([_COLS, *typed_cols, *([UNFIT] if typed_cols else [])])
     if dedup:
         for f in present:
@@ -744,6 +747,8 @@ def commit_events(
         inserted = _count(
             conn.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM ({select})")
         )
+        if plan.columns and not scanned:  # in the huge line's larger pool
+            fill_stored(conn, table, plan.columns, f"rowid >= {int(params['start'])}")
     # Lines neither skipped as losers nor inserted were identical to stored rows.
     skipped += max(0, lines - skipped - inserted) if lines else 0
     malformed = _count(

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from mixpanel_data._internal.crashpoints import crash_point
 from mixpanel_data._internal.services.fetch.ingest import (
     HEAVY_STEP,
     StagedFile,
@@ -147,6 +148,7 @@ class WriterSession:
     ) -> None:
         """Checkpoint before closing: a close that cannot checkpoint says nothing (the
         log stays behind), and one that runs out of memory must say how to fix it."""
+        crash_point("checkpoint")  # the crash tests' kill before the log is folded in
         try:
             conn.execute("CHECKPOINT")
         except Exception as exc:
