@@ -215,7 +215,24 @@ def _error(answer: tuple[bool, str]) -> str:
 
 
 def _raw_events(emu: Any, days: list[date]) -> list[dict[str, Any]]:
-    return [record for day in days for record in emu.project.iter_export_day(day)]
+    """The export records of these project days (the export days around them, kept by
+    their day in the project timezone, as the fetch stores them)."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(emu.spec.timezone)
+    wanted = set(days)
+    around = [days[0] - timedelta(days=1), *days, days[-1] + timedelta(days=1)]
+    return [
+        record
+        for day in around
+        if day in emu.project.data_dates
+        for record in emu.project.iter_export_day(day)
+        if datetime.fromtimestamp(record["properties"]["time"], UTC).astimezone(zone).date()
+        in wanted
+    ]
+
+
+CORE = ["event_name", "event_time", "event_date", "distinct_id", "insert_id", "properties"]
 
 
 def test_tools_are_listed_with_schemas(conversation: dict[str, Any]) -> None:
@@ -344,15 +361,9 @@ def test_large_results_are_capped_with_a_summary_first(conversation: dict[str, A
     assert 5 < kept < 50
     assert f"first {kept} of {fetched} rows: cut to stay under 16,000 bytes" in answer["note"]
     assert list(answer)[-1] == "rows"
-    assert answer["columns"] == [
-        "event_name",
-        "event_time",
-        "distinct_id",
-        "insert_id",
-        "properties",
-    ]
+    assert answer["columns"][: len(CORE)] == CORE
     for row in answer["rows"]:
-        assert len(row[4]) <= 500 + len("…(+00000 chars)")
+        assert len(row[CORE.index("properties")]) <= 500 + len("…(+00000 chars)")
 
 
 def test_fetch_profiles_after_sql(conversation: dict[str, Any], emulator: Any) -> None:
@@ -366,13 +377,9 @@ def test_fetch_profiles_after_sql(conversation: dict[str, Any], emulator: Any) -
 
 def test_describe_table(conversation: dict[str, Any]) -> None:
     described = _ok(conversation["describe"])
-    assert [c["name"] for c in described["columns"]] == [
-        "event_name",
-        "event_time",
-        "distinct_id",
-        "insert_id",
-        "properties",
-    ]
+    names = [c["name"] for c in described["columns"]]
+    assert names[: len(CORE)] == CORE
+    assert "mp_country_code" in names  # a typed property column (docs/typed-columns.md)
     assert described["row_count"] == _ok(conversation["fetch"])["table_rows"]
     assert described["sample"]["returned"] == 2
 

@@ -80,7 +80,11 @@ def test_local_results_render_as_tables(ws: Workspace, span: Any) -> None:
         assert by_name[stats.event_name][1] == f"{stats.count:,}"
     assert f"total_events={breakdown.total_events:,}" in breakdown._repr_html_()
     schema_cells = _cells(ws.table_schema("events")._repr_html_())
-    assert schema_cells[-1][:2] == ["properties", "JSON"]
+    assert ["properties", "JSON"] in [r[:2] for r in schema_cells[1:]]
+    # typed property columns show the property they hold
+    typed = [r for r in schema_cells[1:] if r[0] == "mp_country_code"]
+    assert typed, schema_cells[:3]
+    assert typed[0][1] == "VARCHAR"
     funnels = _cells(ws.funnels()._repr_html_())
     assert [str(f.funnel_id) for f in ws.funnels()] == [
         r[funnels[0].index("funnel_id")].replace(",", "") for r in funnels[1:]
