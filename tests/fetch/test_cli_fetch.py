@@ -15,6 +15,7 @@ from tests.reliability.mp_proc import wait_for
 
 from mixpanel_data._internal.storage.engine import StorageEngine
 from mixpanel_data.cli.main import main
+from mixpanel_data.exceptions import DatabaseLockedError
 from mixpanel_data.workspace import Workspace
 
 from .conftest import (
@@ -142,11 +143,14 @@ def test_kill_9_mid_fetch_then_rerun_equals_a_clean_run(
     )
 
     def some_windows_committed() -> bool:
-        meta = (
-            StorageEngine(db, read_only=True, lock_timeout=0.5).table_metadata("events")
-            if db.exists()
-            else None
-        )
+        try:
+            meta = (
+                StorageEngine(db, read_only=True, lock_timeout=0.5).table_metadata("events")
+                if db.exists()
+                else None
+            )
+        except DatabaseLockedError:  # the fetch is committing: look again
+            return False
         return bool(meta and 2 <= meta["windows_done"] < len(days))
 
     try:
