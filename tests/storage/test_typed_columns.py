@@ -171,6 +171,56 @@ def test_fill_and_unfit_follow_the_rules_for_every_type(vals: list[Any]) -> None
             assert bool(unfit) == is_unfit(column_type, x), (column_type, x)
 
 
+# Raw JSON tokens Python's json cannot write but DuckDB reads (and numbers past 64 bits).
+_RAW = [
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "123456789012345678901234567890",
+    "18446744073709551615",
+    "9223372036854775808",
+    "-0",
+    "1.0",
+    "2e3",
+    '"2026-11-02T10:00:00"',
+    '"a\\"b"',
+]
+raw_values = st.one_of(values.map(_text), st.sampled_from(_RAW))
+_TYPES = ("VARCHAR", "DOUBLE", "BIGINT", "HUGEINT", "BOOLEAN", "VARCHAR[]", "TIMESTAMPTZ", "JSON")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(
+        st.lists(st.one_of(st.none(), raw_values), min_size=8, max_size=8), min_size=1, max_size=20
+    )
+)
+def test_the_inserts_one_parse_extraction_equals_the_json_text_fill(
+    rows: list[list[str | None]],
+) -> None:
+    """`columns.extraction` (what the fetch's insert runs) gives exactly what
+    `typed_select` over each value's JSON text gives: values and unfit lists."""
+    import duckdb
+
+    cols = [columns.TypedColumn(f"p{i}", f"c{i}", t) for i, t in enumerate(_TYPES)]
+    conn = duckdb.connect()
+    conn.execute("SET TimeZone = 'UTC'")
+    conn.execute("CREATE TABLE r (i INTEGER, properties JSON)")
+    docs = [
+        "{" + ",".join(f'"p{k}":{v}' for k, v in enumerate(row) if v is not None) + "}"
+        for row in rows
+    ]
+    conn.executemany("INSERT INTO r VALUES (?, ?)", list(enumerate(docs)))
+    ex = columns.extraction(cols)
+    slots = {c.prop: f"(json_extract(properties, '$.{c.prop}')::VARCHAR)" for c in cols}
+    old = columns.typed_select(cols, lambda c: slots[c.prop])
+    lists = ", ".join(ex.lists)
+    mine = conn.execute(f"SELECT i {ex.select} FROM (SELECT i, {lists} FROM r) ORDER BY i")  # noqa: S608
+    got = mine.fetchall()
+    want = conn.execute(f"SELECT i {old} FROM r ORDER BY i").fetchall()  # noqa: S608
+    assert got == want, docs
+
+
 # -- the table: types, twins, names, evolution ---------------------------------------------
 
 

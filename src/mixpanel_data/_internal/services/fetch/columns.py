@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -58,10 +58,12 @@ __all__ = [
     "DOMINANT",
     "MAX_COLUMNS",
     "MIN_SHARE",
+    "Extraction",
     "Plan",
     "TypedColumn",
     "census",
     "decide_type",
+    "extraction",
     "fill_sql",
     "fill_stored",
     "json_path",
@@ -109,17 +111,6 @@ CORE = {
         UNFIT,
     },
     "profiles": {"distinct_id", "last_seen", "properties", UNFIT},
-}
-# Which type each family's values have in a column of that type.
-_FITS = {
-    "BOOLEAN": {"bool"},
-    "BIGINT": {"int"},
-    "HUGEINT": {"int"},
-    "DOUBLE": {"int", "float"},
-    "VARCHAR": {"str"},
-    "TIMESTAMPTZ": {"str"},
-    "VARCHAR[]": {"list"},
-    "JSON": set(FAMILIES),
 }
 _RANK = {
     "BOOLEAN": 0,
@@ -381,6 +372,119 @@ def typed_select(columns: Sequence[TypedColumn], value: Callable[[TypedColumn], 
     )
     parts.append(f"nullif(list_filter([{flags}], lambda x: x IS NOT NULL), []) AS {UNFIT}")
     return ",\n               " + ",\n               ".join(parts)
+
+
+# What json_type() says of a value (NULL when absent).
+_JSON_TYPES: Final = (
+    "NULL",
+    "BOOLEAN",
+    "BIGINT",
+    "UBIGINT",
+    "DOUBLE",
+    "VARCHAR",
+    "ARRAY",
+    "OBJECT",
+)
+# json_type() of a value that always fits the column: its unfit test is skipped then.
+_JSON_FITS: Final = {
+    "VARCHAR": ("VARCHAR", "NULL"),
+    "TIMESTAMPTZ": ("VARCHAR", "NULL"),
+    "BOOLEAN": ("BOOLEAN", "NULL"),
+    "VARCHAR[]": ("ARRAY", "NULL"),
+    "DOUBLE": ("BIGINT", "UBIGINT", "NULL"),
+    "BIGINT": ("BIGINT", "UBIGINT", "NULL"),
+    "HUGEINT": ("BIGINT", "UBIGINT", "NULL"),
+}
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """How an insert reads its typed columns out of a parsed ``properties``, once.
+
+    ``lists`` are the select items of a projection over ``properties`` (one list of
+    each kind, one parse each); ``select`` is the outer select list (leading comma)
+    of the columns and ``unfit_properties`` over those lists. Equal to
+    `typed_select` value for value (tests/storage/test_typed_columns.py): strings
+    come unquoted from ``json_extract_string``, the rest as JSON text into
+    `fill_sql`, and a value whose ``json_type`` always fits skips the unfit test.
+    """
+
+    lists: tuple[str, ...]
+    select: str
+
+
+def extraction(columns: Sequence[TypedColumn], properties: str = "properties") -> Extraction:
+    """The one-parse form of `typed_select` for `columns` read from `properties`."""
+    if not columns:
+        return Extraction((), "")
+    strings = [c for c in columns if c.type == "VARCHAR"]
+    texts = [c for c in columns if c.type != "VARCHAR"]
+    # Grouped by type, so one list_has_any over a slice of the types tells whether a
+    # row may hold an unfit value at all (rarely), instead of a test per column.
+    typed = sorted((c for c in columns if c.type != "JSON"), key=lambda c: c.type)
+
+    def paths(cols: Sequence[TypedColumn]) -> str:
+        return "[" + ", ".join(path_literal(c.prop) for c in cols) + "]"
+
+    lists: list[str] = []
+    if strings:
+        lists.append(f"json_extract_string({properties}, {paths(strings)}) AS _s")
+    if texts:
+        lists.append(f"json_extract({properties}, {paths(texts)})::VARCHAR[] AS _v")
+    if typed:
+        lists.append(f"json_type({properties}, {paths(typed)}) AS _t")
+    at_s = {c.prop: f"_s[{i + 1}]" for i, c in enumerate(strings)}
+    at_v = {c.prop: f"_v[{i + 1}]" for i, c in enumerate(texts)}
+    at_t = {c.prop: f"_t[{i + 1}]" for i, c in enumerate(typed)}
+
+    def fill(c: TypedColumn) -> str:
+        if c.type == "VARCHAR":
+            return at_s[c.prop]
+        v = at_v[c.prop]
+        if c.type in ("BIGINT", "HUGEINT"):  # the common case without the exactness test
+            return (
+                f"CASE WHEN {at_t[c.prop]} IN ('BIGINT', 'UBIGINT') THEN "
+                f"TRY_CAST({v} AS {c.type}) ELSE {fill_sql(c.type, v)} END"
+            )
+        return fill_sql(c.type, v)
+
+    def unfit(c: TypedColumn) -> str:
+        t = at_t[c.prop]
+        fits = "(" + ", ".join(_literal(x) for x in _JSON_FITS[c.type]) + ")"
+        if c.type in _NUMERIC:
+            # A number past 64 bits, a fraction, NaN and Infinity are all DOUBLE to
+            # json_type: the text decides, as in `unfit_sql`.
+            return (
+                f"(CASE WHEN {t} IN {fits} THEN false ELSE {unfit_sql(c.type, at_v[c.prop])} END)"
+            )
+        return f"({t} NOT IN {fits})"
+
+    parts = [f"{fill(c)} AS {quote_ident(c.column)}" for c in columns]
+    if typed:
+        maybe: list[str] = []
+        start = 0
+        for kind in dict.fromkeys(c.type for c in typed):
+            group = [c for c in typed if c.type == kind]
+            others = [x for x in _JSON_TYPES if x not in _JSON_FITS[kind]]
+            if kind == "DOUBLE":  # a DOUBLE value fits unless it is NaN or Infinity
+                others.remove("DOUBLE")
+                maybe += [
+                    f"({at_t[c.prop]} = 'DOUBLE' AND {unfit_sql(kind, at_v[c.prop])})"
+                    for c in group
+                ]
+            listed = ", ".join(_literal(x) for x in others)
+            maybe.append(f"list_has_any(_t[{start + 1}:{start + len(group)}], [{listed}])")
+            start += len(group)
+        flags = ", ".join(
+            f"CASE WHEN {unfit(c)} THEN {_literal(c.prop)} END" for c in columns if c.type != "JSON"
+        )
+        parts.append(
+            f"CASE WHEN {' OR '.join(maybe)} THEN "
+            f"nullif(list_filter([{flags}], lambda x: x IS NOT NULL), []) END AS {UNFIT}"
+        )
+    else:
+        parts.append(f"NULL::VARCHAR[] AS {UNFIT}")
+    return Extraction(tuple(lists), ",\n               " + ",\n               ".join(parts))
 
 
 def _stored_value(prop: str) -> str:

@@ -44,7 +44,7 @@ from mixpanel_data._internal.services.fetch.columns import (
     UNFIT,
     TypedColumn,
     census,
-    fill_sql,
+    extraction,
     fill_stored,
     path_literal,
     plan_batch,
@@ -405,13 +405,10 @@ def _select_rows(
 ) -> str:
     """SELECT every line of the staged files as a row, plus ``pt`` (processing time).
 
-    With typed columns, two scans of the same files joined by position: one keeps
-    ``properties`` as JSON (lossless), the other reads the key fields and each typed
-    column's value (as JSON text, so its type is known: `columns.fill_sql`) straight
-    into a struct, so no property is parsed out of the JSON text again. Malformed
-    lines come back from both as NULL rows; they get a NULL ``event_time`` here so
-    they can be counted and removed after the insert. Lines of days outside `days`
-    are left out.
+    ``properties`` is kept as JSON (lossless); the key fields and the typed columns'
+    values are read from it (`columns.extraction`). Malformed lines come back as NULL
+    rows; they get a NULL ``event_time`` here so they can be counted and removed
+    after the insert. Lines of days outside `days` are left out.
     """
     option = _object_size_option(object_size)
     source = (
@@ -436,37 +433,27 @@ def _select_rows(
             FROM {source}
         )"""
     else:
-        keys = ("time", "distinct_id", "$insert_id", "mp_processing_time_ms")
-        fields = dict.fromkeys([*keys, *(c.prop for c in columns)], "JSON")
-        struct = "STRUCT(" + ", ".join(f"{quote_ident(k)} {t}" for k, t in fields.items()) + ")"
-        typed = (
-            f"read_json({_files(paths)}, format = 'newline_delimited', "
-            f"columns = {{properties: {sql_literal(struct)}}}, ignore_errors = true{option})"
-        )
-
-        # Each value's JSON text once, in an inner projection: the fills refer to it
-        # several times, and DuckDB would otherwise cast it again for each reference.
-        names = {prop: f"_v{i}" for i, prop in enumerate(fields)}
-        inner = ", ".join(
-            f"b.properties.{quote_ident(prop)}::VARCHAR AS {alias}" for prop, alias in names.items()
-        )
-
-        def key(prop: str) -> str:  # what json_extract_string gives for the key fields
-            return fill_sql("VARCHAR", names[prop])
-
-        extra = typed_select(columns, lambda c: names[c.prop])
+        # The typed values come from the parsed properties, one json_extract-like call
+        # per kind (`columns.extraction`): a second read_json scan into a struct costs
+        # several times as much (its per-field transform is slow).
+        ex = extraction(columns)
         rows = f"""
         SELECT event AS event_name,
-               CASE WHEN event IS NOT NULL THEN {_time_expr(key("time"), legacy_tz)} END
+               CASE WHEN event IS NOT NULL THEN {_time_expr("k[1]", legacy_tz)} END
                    AS event_time,
-               {key("distinct_id")} AS distinct_id,
-               coalesce({key("$insert_id")}, md5(event || properties::VARCHAR))
-                   AS insert_id,
+               k[2] AS distinct_id,
+               coalesce(k[3], md5(event || properties::VARCHAR)) AS insert_id,
                properties,
-               TRY_CAST({key("mp_processing_time_ms")} AS BIGINT) AS pt,
-               {key("$insert_id")} IS NULL AS derived{extra}
-        FROM (SELECT a.event, a.properties, {inner}
-              FROM {source} a POSITIONAL JOIN {typed} b)"""
+               TRY_CAST(k[4] AS BIGINT) AS pt,
+               k[3] IS NULL AS derived{ex.select}
+        FROM (
+            SELECT event, properties,
+                   json_extract_string(properties,
+                       ['$.time', '$.distinct_id', '$."$insert_id"',
+                        '$.mp_processing_time_ms']) AS k,
+                   {", ".join(ex.lists)}
+            FROM {source}
+        )"""
     return f"""
         SELECT *, {days.date_sql("event_time")} AS event_date FROM ({rows}
         ) WHERE event_time IS NULL OR {days.keeps_sql("event_time")}
