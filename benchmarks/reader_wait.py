@@ -1,8 +1,9 @@
 """Readers during a fetch: how long `mp sql` waits while `mp fetch events` commits.
 
 Through the `mp` command against `mp emulator serve` in another process (about 1M
-events over 30 days by default), for each commit batch bound (``staging.BATCH_BYTES``)
-given, ``--repeat`` rounds, the bounds interleaved within a round (their order
+events over 30 days by default), for each commit bound given (``MB/S``:
+``staging.BATCH_BYTES`` in MB and ``staging.COMMIT_SECONDS``, 0 for no time bound),
+``--repeat`` rounds, the bounds interleaved within a round (their order
 alternating from round to round, since a shared machine's speed drifts):
 
 1. the fetch alone (`mp -q fetch events`, a child process): wall time and CPU time
@@ -20,8 +21,8 @@ The batch bound is set in the `mp` child by a one-line wrapper (a benchmark knob
 an option of mp). Targets: every reader's wait < 2 s; the fetch's CPU time at our
 bound <= 1.05x that at the first bound given (2 GB: before), alone and with readers.
 
-    python benchmarks/reader_wait.py                                   # 128 MB (ours)
-    python benchmarks/reader_wait.py --batch-mb 2048 128 --repeat 3    # before vs now
+    python benchmarks/reader_wait.py                                    # 128/1 (ours)
+    python benchmarks/reader_wait.py --bound 2048/0 128/1 --repeat 3    # before vs now
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from update_benchmark import _serve, _warm
 # `mp` with a given commit batch bound: the console script's own entry point.
 FETCH_WITH_BATCH = (
     "import sys; from mixpanel_data._internal.services.fetch import staging; "
-    "staging.BATCH_BYTES = int(sys.argv[1]); sys.argv = ['mp', *sys.argv[2:]]; "
+    "mb, s = sys.argv[1].split('/'); staging.BATCH_BYTES = int(mb) << 20; "
+    "staging.COMMIT_SECONDS = float(s); sys.argv = ['mp', *sys.argv[2:]]; "
     "from mixpanel_data.cli.entry import main; main()"
 )
 MP = str(Path(sys.executable).with_name("mp"))
@@ -59,7 +61,7 @@ LOCK_WAIT = re.compile(r"read-only after waiting ([0-9.]+) s for the lock")
 class Run:
     """One fetch: its times and (with readers) every counted reader's wall time."""
 
-    mb: int
+    mb: str
     wall: float
     cpu: float
     with_readers: bool
@@ -97,7 +99,7 @@ def _lock_wait(stderr: str) -> float:
 
 
 def _fetch(
-    mb: int, env: dict[str, str], span: tuple[str, str], *, readers: bool, interval: float
+    mb: str, env: dict[str, str], span: tuple[str, str], *, readers: bool, interval: float
 ) -> Run:
     db = Path(env["MP_DB_PATH"])
     _remove_db(db)
@@ -105,7 +107,7 @@ def _fetch(
     argv = ["-q", "fetch", "events", "--from", span[0], "--to", span[1]]
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-c", FETCH_WITH_BATCH, str(mb << 20), *argv],
+        [sys.executable, "-c", FETCH_WITH_BATCH, mb, *argv],
         env=env,
         stdout=subprocess.DEVNULL,
     )
@@ -161,7 +163,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--batch-mb", type=int, nargs="+", default=[128])
+    parser.add_argument("--bound", nargs="+", default=["128/1"], help="MB/seconds per commit")
     parser.add_argument("--repeat", type=int, default=3, help="rounds (medians are reported)")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between readers")
     parser.add_argument(
@@ -204,7 +206,7 @@ def main() -> None:
         )
         _warm(creds, *span)
         for round_ in range(opts.repeat):
-            order = opts.batch_mb if round_ % 2 == 0 else opts.batch_mb[::-1]
+            order = opts.bound if round_ % 2 == 0 else opts.bound[::-1]
             for mb in order:
                 for readers in (False, True):
                     run = _fetch(mb, env, span, readers=readers, interval=opts.interval)
@@ -217,7 +219,7 @@ def main() -> None:
                         else ""
                     )
                     print(
-                        f"  round {round_ + 1} {mb} MB {'with readers' if readers else 'alone'}: "
+                        f"  round {round_ + 1} {mb} {'with readers' if readers else 'alone'}: "
                         f"{run.wall:.1f} s wall, {run.cpu:.1f} s CPU{detail}",
                         file=sys.stderr,
                         flush=True,
@@ -227,27 +229,27 @@ def main() -> None:
         serve.wait(timeout=60)
         shutil.rmtree(work, ignore_errors=True)
 
-    def med(mb: int, readers: bool, attr: str) -> float:
+    def med(mb: str, readers: bool, attr: str) -> float:
         return statistics.median(
             getattr(r, attr) for r in runs if r.mb == mb and r.with_readers == readers
         )
 
-    ref = opts.batch_mb[0]
+    ref = opts.bound[0]
     print(
         f"\n{opts.repeat} rounds, medians; a reader every {opts.interval} s; CPU = user + sys "
-        f"of the `mp fetch` process; ratios against the {ref} MB bound of the same run\n"
+        f"of the `mp fetch` process; ratios against the {ref} bound of the same run\n"
     )
     print(
         "| commit batch | fetch alone: wall / CPU | CPU ratio | fetch with readers: wall / CPU "
         "| CPU ratio | readers (waited) | lock wait p95 / max | reader wall over base p95 / max |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for mb in opts.batch_mb:
+    for mb in opts.bound:
         mine = [r for r in runs if r.mb == mb]
         waits = [w for r in mine for w in r.waits]
         locks = [w for r in mine for w in r.locks]
         print(
-            f"| {mb} MB | {med(mb, False, 'wall'):.1f} s / {med(mb, False, 'cpu'):.1f} s "
+            f"| {mb} | {med(mb, False, 'wall'):.1f} s / {med(mb, False, 'cpu'):.1f} s "
             f"| {med(mb, False, 'cpu') / med(ref, False, 'cpu'):.3f}x "
             f"| {med(mb, True, 'wall'):.1f} s / {med(mb, True, 'cpu'):.1f} s "
             f"| {med(mb, True, 'cpu') / med(ref, True, 'cpu'):.3f}x "

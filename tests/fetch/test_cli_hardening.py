@@ -202,3 +202,34 @@ def test_commit_batches_stay_small_so_readers_wait_briefly(
     assert len(batches) >= 3
     for batch in batches:
         assert sum(sizes[d] for d in batch[:-1]) < bound
+
+
+def test_commit_batches_are_bounded_by_time_too(
+    emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A typed insert runs at a few tens of MB/s, so a 128 MB batch kept a reader
+    waiting for seconds: batches are also cut at COMMIT_SECONDS of work at the rate
+    the earlier commits ran. With a bound far below one window, every commit holds
+    exactly one window, and the table is still the whole range."""
+    from mixpanel_data._internal.services.fetch import staging
+    from mixpanel_data._internal.storage.engine import WINDOWS_TABLE, StorageEngine
+    from mixpanel_data.workspace import Workspace
+
+    from .conftest import creds_for
+
+    days = emulator.project.data_dates[:6]
+    monkeypatch.setattr(staging, "BATCH_BYTES", 1 << 40)
+    monkeypatch.setattr(staging, "FIRST_BATCH_BYTES", 1)
+    monkeypatch.setattr(staging, "COMMIT_SECONDS", 1e-9)
+    monkeypatch.setattr(staging, "COMMIT_DELAY", 5.0)  # would gather every ready window
+    db = tmp_path / "timed.duckdb"
+    with Workspace(credentials=creds_for(emulator), path=db) as ws:
+        result = ws.fetch_events("events", from_date=days[0], to_date=days[-1], workers=4)
+    engine = StorageEngine(db, read_only=True)
+    _c, rows = engine.execute_rows(
+        f"SELECT committed_at, count(*) FROM {WINDOWS_TABLE} GROUP BY committed_at"  # noqa: S608
+    )
+    assert len(rows) == len(days) + 1  # export days A..B+1 (Los Angeles), one commit each
+    assert all(n == 1 for _t, n in rows)
+    _c, count = engine.execute_rows("SELECT count(*) FROM events")
+    assert count[0][0] == result.rows_inserted > 0

@@ -441,10 +441,17 @@ def extraction(columns: Sequence[TypedColumn], properties: str = "properties") -
         if c.type == "VARCHAR":
             return at_s[c.prop]
         v = at_v[c.prop]
-        if c.type in ("BIGINT", "HUGEINT"):  # the common case without the exactness test
+        if c.type in ("BIGINT", "HUGEINT"):
+            # `fill_sql`'s rule in a smaller expression (a large one costs the planner
+            # more than the insert of a small window): integers cast; fractions and
+            # strings only when integral.
+            t = at_t[c.prop]
+            text = f"json_extract_string({v}, '$')"
+            x = f"(CASE {t} WHEN 'DOUBLE' THEN {v} WHEN 'VARCHAR' THEN {text} END)"
             return (
-                f"CASE WHEN {at_t[c.prop]} IN ('BIGINT', 'UBIGINT') THEN "
-                f"TRY_CAST({v} AS {c.type}) ELSE {fill_sql(c.type, v)} END"
+                f"CASE WHEN {t} IN ('BIGINT', 'UBIGINT') THEN TRY_CAST({v} AS {c.type}) "
+                f"WHEN TRY_CAST({x} AS DOUBLE) = TRY_CAST({x} AS {c.type}) "
+                f"THEN TRY_CAST({x} AS {c.type}) END"
             )
         return fill_sql(c.type, v)
 
@@ -453,18 +460,26 @@ def extraction(columns: Sequence[TypedColumn], properties: str = "properties") -
         fits = "(" + ", ".join(_literal(x) for x in _JSON_FITS[c.type]) + ")"
         if c.type in _NUMERIC:
             # A number past 64 bits, a fraction, NaN and Infinity are all DOUBLE to
-            # json_type: the text decides, as in `unfit_sql`.
-            return (
-                f"(CASE WHEN {t} IN {fits} THEN false ELSE {unfit_sql(c.type, at_v[c.prop])} END)"
+            # json_type: the text decides, as in `unfit_sql` (for integers: a first
+            # character of a number and no fraction or exponent).
+            v = at_v[c.prop]
+            test = (
+                f"NOT regexp_full_match({v}, '[-0-9][^.eE]*')"
+                if c.type != "DOUBLE"
+                else unfit_sql(c.type, v)
             )
+            return f"(CASE WHEN {t} IN {fits} THEN false ELSE {v} <> 'null' AND {test} END)"
         return f"({t} NOT IN {fits})"
 
     parts = [f"{fill(c)} AS {quote_ident(c.column)}" for c in columns]
     if typed:
-        maybe: list[str] = []
+        maybe: list[str] = []  # cheap tests: may this row hold an unfit value?
+        found: list[str] = []  # lists of the row's unfit properties
         start = 0
         for kind in dict.fromkeys(c.type for c in typed):
             group = [c for c in typed if c.type == kind]
+            types = f"_t[{start + 1}:{start + len(group)}]"
+            start += len(group)
             others = [x for x in _JSON_TYPES if x not in _JSON_FITS[kind]]
             if kind == "DOUBLE":  # a DOUBLE value fits unless it is NaN or Infinity
                 others.remove("DOUBLE")
@@ -473,14 +488,24 @@ def extraction(columns: Sequence[TypedColumn], properties: str = "properties") -
                     for c in group
                 ]
             listed = ", ".join(_literal(x) for x in others)
-            maybe.append(f"list_has_any(_t[{start + 1}:{start + len(group)}], [{listed}])")
-            start += len(group)
-        flags = ", ".join(
-            f"CASE WHEN {unfit(c)} THEN {_literal(c.prop)} END" for c in columns if c.type != "JSON"
-        )
+            maybe.append(f"list_has_any({types}, [{listed}])")
+            if kind in _NUMERIC:  # the value's text decides: a test per column
+                flags = ", ".join(
+                    f"CASE WHEN {unfit(c)} THEN {_literal(c.prop)} END" for c in group
+                )
+                found.append(f"list_filter([{flags}], lambda x: x IS NOT NULL)")
+            else:  # the type alone decides: one expression for the group (a small plan)
+                names = ", ".join(_literal(c.prop) for c in group)
+                fits = ", ".join(_literal(x) for x in _JSON_FITS[kind])
+                found.append(
+                    f"list_transform(list_filter(list_zip([{names}], {types}), "
+                    f"lambda z: z[2] NOT IN ({fits})), lambda z: z[1])"
+                )
+        # Sorted by name: the set of the row's unfit properties, whatever the order
+        # of its columns.
         parts.append(
             f"CASE WHEN {' OR '.join(maybe)} THEN "
-            f"nullif(list_filter([{flags}], lambda x: x IS NOT NULL), []) END AS {UNFIT}"
+            f"nullif(list_sort(flatten([{', '.join(found)}])), []) END AS {UNFIT}"
         )
     else:
         parts.append(f"NULL::VARCHAR[] AS {UNFIT}")

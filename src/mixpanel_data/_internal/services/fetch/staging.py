@@ -45,11 +45,15 @@ if TYPE_CHECKING:
 __all__ = ["WriterSession", "clean_stale_staging", "download_ahead", "is_loopback"]
 
 # Windows ready together are committed together, up to this many bytes of JSONL
-# (plus the window that crosses it). Fewer, larger commits are cheaper, but a
-# reader (`mp sql`) waits for the commit under way: 128 MB commit in about a
-# second, so a reader waits under 2 s (benchmarks/reader_wait.py; 2 GB batches
-# made it wait 8.5 s). The insert streams, so memory does not grow with the batch.
+# (plus the window that crosses it), and up to about COMMIT_SECONDS of work at the
+# rate the commits so far ran (the first one is at most FIRST_BATCH_BYTES). Fewer,
+# larger commits are cheaper, but a reader (`mp sql`) waits for the commit under
+# way (benchmarks/reader_wait.py; 2 GB batches made it wait 8.5 s, and a typed
+# insert of 128 MB takes several seconds). A window is never split: one day larger
+# than the bound is one commit. The insert streams: memory does not grow with it.
 BATCH_BYTES = 128 << 20
+COMMIT_SECONDS = 1.0
+FIRST_BATCH_BYTES = 16 << 20
 # Downloaded windows wait for the next one up to COMMIT_DELAY seconds to share its
 # commit, and never longer than MAX_COMMIT_LATENCY in all (readers see data by then).
 COMMIT_DELAY = 0.5
@@ -241,6 +245,15 @@ def download_ahead(
             pending.append((window, future))
             jobs.put((window, future))
 
+    rate: float | None = None  # bytes of JSONL committed per second, so far
+
+    def bound() -> int:
+        if COMMIT_SECONDS <= 0:
+            return BATCH_BYTES
+        if rate is None:
+            return min(BATCH_BYTES, FIRST_BATCH_BYTES)
+        return max(1, min(BATCH_BYTES, int(rate * COMMIT_SECONDS)))
+
     try:
         fill()
         while pending:
@@ -259,7 +272,10 @@ def download_ahead(
             size = staged.size
             first_ready = last_ready = time.monotonic()
             fill()
-            while pending and size < BATCH_BYTES:
+            limit = bound()
+            while pending and size < limit:
+                if storage.readers_waiting():
+                    break  # a reader waits: it gets in after this (smaller) commit
                 nxt = pending[0][1]
                 if not nxt.done():
                     # While windows keep arriving, gather them into one commit:
@@ -270,7 +286,7 @@ def download_ahead(
                         COMMIT_DELAY - (now - last_ready),
                         MAX_COMMIT_LATENCY - (now - first_ready),
                     )
-                    if left <= 0 or storage.readers_waiting():
+                    if left <= 0:
                         break
                     if on_block is not None:
                         on_block()
@@ -283,7 +299,12 @@ def download_ahead(
                 size += batch[-1].size
                 last_ready = time.monotonic()
                 fill()
-            yield batch
+            began = time.monotonic()
+            yield batch  # the caller commits it meanwhile
+            took = time.monotonic() - began
+            if took > 0.05 and size > 0:  # a commit long enough to say how fast they run
+                now_rate = size / took
+                rate = now_rate if rate is None else (rate + now_rate) / 2
     finally:
         stop.set()
         for _window, future in pending:
