@@ -52,7 +52,9 @@ __all__ = ["WriterSession", "clean_stale_staging", "download_ahead", "is_loopbac
 # insert of 128 MB takes several seconds). A window is never split: one day larger
 # than the bound is one commit. The insert streams: memory does not grow with it.
 BATCH_BYTES = 128 << 20
-COMMIT_SECONDS = 1.0
+# Off (0) by default: on the 2-core machine a 1 s bound cost 1.38x the fetch's CPU
+# time (1M events, benchmarks/reader_wait.py), far over the 5% allowed.
+COMMIT_SECONDS = 0.0
 FIRST_BATCH_BYTES = 16 << 20
 # Downloaded windows wait for the next one up to COMMIT_DELAY seconds to share its
 # commit, and never longer than MAX_COMMIT_LATENCY in all (readers see data by then).
