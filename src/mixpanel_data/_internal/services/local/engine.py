@@ -10,7 +10,7 @@ retention and frequency functions (cohorts.py) read from.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from mixpanel_data._internal.services.live_query import LiveQueryService
     from mixpanel_data._internal.storage.engine import StorageEngine
 
-__all__ = ["LocalEngine", "bucket_series", "top_segments"]
+__all__ = ["LocalEngine", "bucket_key", "bucket_sql", "bucket_series", "top_segments"]
 
 _KEY_FORMATS: Final = {
     "minute": "strftime({t}, '%Y-%m-%d %H:%M:00')",
@@ -42,6 +42,28 @@ _KEY_FORMATS: Final = {
     "week": "strftime(date_trunc('week', {t}), '%Y-%m-%d')",  # ISO weeks start on Monday
     "month": "strftime(date_trunc('month', {t}), '%Y-%m-%d')",
 }
+
+
+def bucket_sql(unit: str, *, day: str, local: str) -> str:
+    """An event's bucket as a DATE or TIMESTAMP (formatted by ``bucket_key`` after grouping).
+
+    Days, weeks (from Monday) and months need only the project day; hours and
+    minutes the local wall clock.
+    """
+    if unit in ("minute", "hour"):
+        return f"date_trunc('{unit}', {local})"
+    if unit in ("week", "month"):
+        return f"CAST(date_trunc('{unit}', {day}) AS DATE)"
+    return day
+
+
+def bucket_key(unit: str, value: date | datetime) -> str:
+    """The key of a bucket value from ``bucket_sql``, as ``bucket_series`` spells it."""
+    if unit == "minute" and isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:00")
+    if unit == "hour" and isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:00:00")
+    return (value.date() if isinstance(value, datetime) else value).isoformat()
 
 
 def bucket_series(unit: str, first: date, last: date) -> list[str]:
@@ -115,9 +137,16 @@ class LocalEngine:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def query_context(self) -> contextlib.AbstractContextManager[None]:
-        """Compile this query's expressions over the table's exact typed columns."""
-        return typed_columns(self._typed_columns())
+    @contextlib.contextmanager
+    def query_context(self) -> Iterator[None]:
+        """One connection for the whole report (every read inside shares it), and its
+        expressions compiled over the table's exact typed columns."""
+        if not self._storage.exists():
+            with typed_columns({}):
+                yield
+            return
+        with self._storage.connection(), typed_columns(self._typed_columns()):
+            yield
 
     def _typed_columns(self) -> dict[str, tuple[str, str]]:
         """``{property: (column, kind)}`` for columns holding every value of their
@@ -150,31 +179,32 @@ class LocalEngine:
         ):
             return conn.execute(query, list(params)).fetchall()
 
-    def _check_coverage(self, first: date, last: date, names: Sequence[str]) -> None:
+    def _check_coverage(self, first: date, last: date, names: Sequence[str]) -> str:
         """Refuse a range the table does not fully hold, naming the project-time days.
 
         The fetch records for each export window the project days it kept, so a day
         is covered when every export day it overlaps was fetched for it
-        (``storage/days.py``; contract §3.5).
+        (``storage/days.py``; contract §3.5). Returns the SQL of an event's project
+        day: the stored ``event_date`` when the fetch computed it in this timezone
+        (``fetch_args.timezone``; UTC when it was unknown), else computed per row.
         """
         table = self._table
-        if not self._rows("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table])[0][
-            0
-        ]:
-            raise TableNotFoundError(table)
-        meta = {
-            r[0]
+        present = {
+            str(r[0])
             for r in self._rows(
-                "SELECT table_name FROM duckdb_tables() "
-                "WHERE table_name IN ('_mp_windows', '_mp_tables')"
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_name IN (?, '_mp_windows', '_mp_tables')",
+                [table],
             )
         }
+        if table not in present:
+            raise TableNotFoundError(table)
         windows: list[tuple[date, date, date | None, date | None]] = []
         args: dict[str, Any] = {}
-        if "_mp_windows" in meta:
+        if "_mp_windows" in present:
             with self._storage.connection() as conn:
                 windows = window_rows(conn, table)
-        if "_mp_tables" in meta:
+        if "_mp_tables" in present:
             for (raw,) in self._rows("SELECT fetch_args FROM _mp_tables WHERE name = ?", [table]):
                 args = orjson.loads(raw) if isinstance(raw, str) else dict(raw or {})
         self._check_args(args, names)
@@ -192,6 +222,17 @@ class LocalEngine:
                 f"`mp fetch events --from {missing[0]} --to {missing[-1]} --append`",
                 missing_days=[d.isoformat() for d in missing],
             )
+        if (
+            args.get("days") == "project"
+            and "timezone" in args
+            and (args["timezone"] or "UTC") == self._tz()
+            and self._rows(
+                f"SELECT count(*) FROM pragma_table_info({sql_string(table)}) "
+                "WHERE name = 'event_date'"
+            )[0][0]
+        ):
+            return "event_date"
+        return f"CAST((event_time AT TIME ZONE {sql_string(self._tz())}) AS DATE)"
 
     @staticmethod
     def _check_args(args: dict[str, Any], names: Sequence[str]) -> None:
@@ -216,17 +257,18 @@ class LocalEngine:
                     f"not {', '.join(map(repr, absent))}; fetch them for this report"
                 )
 
-    def _events_sql(self, first: date, last: date, *, names: Sequence[str]) -> tuple[str, str]:
-        """(FROM-WHERE clause over the range and event names, local-time SQL)."""
-        self._check_coverage(first, last, names)
-        tz = sql_string(self._tz())
-        local = f"(event_time AT TIME ZONE {tz})"
+    def _events_sql(
+        self, first: date, last: date, *, names: Sequence[str]
+    ) -> tuple[str, str, str]:
+        """(FROM-WHERE clause over the range and event names, local-time SQL, day SQL)."""
+        day = self._check_coverage(first, last, names)
+        local = f"(event_time AT TIME ZONE {sql_string(self._tz())})"
         where = (
-            f"FROM {quote_ident(self._table)} WHERE event_name IN "
-            f"({', '.join(sql_string(n) for n in names)}) AND event_time IS NOT NULL "
-            f"AND CAST({local} AS DATE) BETWEEN DATE '{first}' AND DATE '{last}'"
+            f"FROM {quote_ident(self._table)} WHERE {day} BETWEEN DATE '{first}' AND "
+            f"DATE '{last}' AND event_name IN ({', '.join(sql_string(n) for n in names)}) "
+            "AND event_time IS NOT NULL"
         )
-        return where, local
+        return where, local, day
 
     def _counts(
         self,
@@ -237,19 +279,31 @@ class LocalEngine:
         unit: str,
         labels: str,
         where: str | None,
+        label: str | None = None,
+        users: bool = True,
     ) -> dict[str, dict[str, tuple[int, int]]]:
-        """``{label: {bucket: (events, users)}}`` for the matching events."""
-        source, local = self._events_sql(first, last, names=names)
+        """``{label: {bucket: (events, users)}}`` for the matching events.
+
+        ``label`` is the segment as one value per event, when it is one (no list
+        to unnest); ``labels`` the list of an event's segments otherwise. Without
+        ``users`` the user counts are 0 (not counted).
+        """
+        source, local, day = self._events_sql(first, last, names=names)
         if where is not None:
             source += f" AND {filter_sql(where)}"
-        bucket = _KEY_FORMATS[unit].format(t=local)
-        query = (
-            f"SELECT k, b, count(*), count(DISTINCT u) FROM (SELECT coalesce(distinct_id, '') "
-            f"AS u, {bucket} AS b, unnest({labels}) AS k {source}) GROUP BY k, b"
-        )
+        bucket = bucket_sql(unit, day=day, local=local)
+        distinct = "count(DISTINCT u)" if users else "0"
+        if label is not None:
+            rows = f"SELECT {label} AS k, {bucket} AS b, coalesce(distinct_id, '') AS u {source}"
+        else:
+            rows = (
+                f"SELECT unnest({labels}) AS k, {bucket} AS b, coalesce(distinct_id, '') AS u "
+                f"{source}"
+            )
+        query = f"SELECT k, b, count(*), {distinct} FROM ({rows}) GROUP BY k, b"
         out: dict[str, dict[str, tuple[int, int]]] = {}
         for k, b, n, users in self._rows(query):
-            out.setdefault(str(k), {})[str(b)] = (int(n), int(users))
+            out.setdefault(str(k), {})[bucket_key(unit, b)] = (int(n), int(users))
         return out
 
     # -- segmentation family (contract §9) -----------------------------------------------
