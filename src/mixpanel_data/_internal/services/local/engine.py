@@ -1,7 +1,7 @@
 """The local engine's plumbing: the events table, its coverage, and SQL over it.
 
-``LocalEngine`` is the base of ``LocalQueryService`` (reports.py) and what the funnel,
-retention and frequency functions (cohorts.py) read from.
+``LocalEngine`` is the base of ``LocalQueryService`` (reports.py) and what the funnel
+(cohorts.py), retention and frequency (retention.py) functions read from.
 """
 
 # SQL here is built from compiled expressions, quoted literals and validated names.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -33,15 +33,7 @@ if TYPE_CHECKING:
     from mixpanel_data._internal.services.live_query import LiveQueryService
     from mixpanel_data._internal.storage.engine import StorageEngine
 
-__all__ = ["LocalEngine", "bucket_key", "bucket_sql", "bucket_series", "top_segments"]
-
-_KEY_FORMATS: Final = {
-    "minute": "strftime({t}, '%Y-%m-%d %H:%M:00')",
-    "hour": "strftime({t}, '%Y-%m-%d %H:00:00')",
-    "day": "strftime({t}, '%Y-%m-%d')",
-    "week": "strftime(date_trunc('week', {t}), '%Y-%m-%d')",  # ISO weeks start on Monday
-    "month": "strftime(date_trunc('month', {t}), '%Y-%m-%d')",
-}
+__all__ = ["LocalEngine", "bucket_key", "bucket_series", "bucket_sql", "top_segments"]
 
 
 def bucket_sql(unit: str, *, day: str, local: str) -> str:
@@ -257,9 +249,12 @@ class LocalEngine:
                     f"not {', '.join(map(repr, absent))}; fetch them for this report"
                 )
 
-    def _events_sql(
-        self, first: date, last: date, *, names: Sequence[str]
-    ) -> tuple[str, str, str]:
+    def _local_sql(self, first: date, last: date) -> str:
+        """SQL of an event's project-timezone wall clock (a TIMESTAMP), for events of
+        the project days ``first..last``."""
+        return f"(event_time AT TIME ZONE {sql_string(self._tz())})"
+
+    def _events_sql(self, first: date, last: date, *, names: Sequence[str]) -> tuple[str, str, str]:
         """(FROM-WHERE clause over the range and event names, local-time SQL, day SQL)."""
         day = self._check_coverage(first, last, names)
         local = f"(event_time AT TIME ZONE {sql_string(self._tz())})"
@@ -305,29 +300,3 @@ class LocalEngine:
         for k, b, n, users in self._rows(query):
             out.setdefault(str(k), {})[bucket_key(unit, b)] = (int(n), int(users))
         return out
-
-    # -- segmentation family (contract §9) -----------------------------------------------
-
-    def _local_rows(
-        self,
-        columns: str,
-        *,
-        names: Sequence[str] | None,
-        first: date | None,
-        last: date,
-        where: str | None,
-    ) -> list[tuple[Any, ...]]:
-        tz = sql_string(self._tz())
-        local = f"(event_time AT TIME ZONE {tz})"
-        conds = ["event_time IS NOT NULL", f"CAST({local} AS DATE) <= DATE '{last}'"]
-        if first is not None:
-            conds.append(f"CAST({local} AS DATE) >= DATE '{first}'")
-        if names is not None:
-            conds.append(f"event_name IN ({', '.join(sql_string(n) for n in names)})")
-        if where is not None:
-            conds.append(filter_sql(where))
-        cols = columns.format(local=local)
-        return self._rows(
-            f"SELECT {cols} FROM {quote_ident(self._table)} WHERE {' AND '.join(conds)} "
-            "ORDER BY epoch(event_time), insert_id"
-        )

@@ -145,11 +145,9 @@ class LocalQueryService(LocalEngine):
         """Count an event over time, optionally split by a property or expression."""
         self._live_only("interval (--interval)", q.interval)
         start, end, expr, name, unit = q.start, q.end, q.on, q.event, q.unit or "day"
-        if expr is None:
-            label, labels = sql_string(name), ""
-        else:  # one label per event unless the value may be a list
-            label = label_sql(expr)
-            labels = labels_sql(expr) if label is None else ""
+        # One label per event unless the value may be a list (then unnested).
+        label = sql_string(name) if expr is None else label_sql(expr)
+        labels = labels_sql(expr) if expr is not None and label is None else ""
         counts = self._counts(
             start,
             end,
@@ -330,7 +328,7 @@ class LocalQueryService(LocalEngine):
             unit=q.unit,
         )
 
-    # -- funnels, retention and frequency (contract §7.2, §10): in cohorts.py ------------
+    # -- funnels (cohorts.py), retention and frequency (retention.py): §7.2, §10 ----------
 
     @takes(FunnelQuery)
     def funnel(self, q: FunnelQuery) -> FunnelResult:
@@ -342,13 +340,13 @@ class LocalQueryService(LocalEngine):
     @takes(RetentionQuery)
     def retention(self, q: RetentionQuery) -> RetentionResult:
         """Birth ("first time") or compounded ("recurring") retention by cohort."""
-        from mixpanel_data._internal.services.local.cohorts import retention
+        from mixpanel_data._internal.services.local.retention import retention
 
         return retention(self, q)
 
     @takes(FrequencyQuery)
     def frequency(self, q: FrequencyQuery) -> FrequencyResult:
         """Users by how many ``addiction_unit`` periods of each ``unit`` they were active in."""
-        from mixpanel_data._internal.services.local.cohorts import frequency
+        from mixpanel_data._internal.services.local.retention import frequency
 
         return frequency(self, q)
