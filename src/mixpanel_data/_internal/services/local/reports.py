@@ -41,7 +41,6 @@ from mixpanel_data._internal.services.local.engine import (
     LocalEngine,
     bucket_key,
     bucket_series,
-    bucket_sql,
     top_segments,
 )
 from mixpanel_data._internal.services.local.expressions import (
@@ -183,11 +182,11 @@ class LocalQueryService(LocalEngine):
     def segmentation_numeric(self, q: NumericQuery) -> SegmentationResult:
         """Count an event in numeric buckets of ``on`` (ranges chosen as Mixpanel does)."""
         start, end, unit = q.start, q.end, q.unit
-        source, local, day = self._events_sql(start, end, names=[q.event])
+        source, day = self._events_sql(start, end, names=[q.event])
         if q.where is not None:
             source += f" AND {filter_sql(q.where)}"
         value = number_sql(q.on)
-        bucket = bucket_sql(unit, day=day, local=local)
+        bucket = self._bucket(unit, start, end, day)
         numbered = f"SELECT coalesce(distinct_id, '') AS u, {bucket} AS b, {value} AS v {source}"
         lo, hi = self._rows(f"SELECT min(v), max(v) FROM ({numbered}) WHERE isfinite(v)")[0]
         values: dict[str, dict[str, int | float]] = {}
@@ -218,10 +217,10 @@ class LocalQueryService(LocalEngine):
 
     def _aggregate(self, q: SumQuery) -> NumericAggregateResult:
         start, end, unit, aggregate = q.start, q.end, q.unit, q.aggregate
-        source, local, day = self._events_sql(start, end, names=[q.event])
+        source, day = self._events_sql(start, end, names=[q.event])
         if q.where is not None:
             source += f" AND {filter_sql(q.where)}"
-        bucket = bucket_sql(unit, day=day, local=local)
+        bucket = self._bucket(unit, start, end, day)
         # "If the expression is not numeric, a value of 0.0 is assumed" (contract §9.3).
         number = number_sql(q.on)
         value = f"coalesce((CASE WHEN isfinite({number}) THEN {number} END), 0.0)"
