@@ -25,7 +25,7 @@ from mixpanel_data._internal.services.local.expressions import (
     typed_columns,
 )
 from mixpanel_data._internal.storage.days import held_days
-from mixpanel_data._internal.storage.meta_tables import column_catalog, quote_ident, window_rows
+from mixpanel_data._internal.storage.meta_tables import column_catalog, quote_ident
 from mixpanel_data.exceptions import IncompleteDataError, TableNotFoundError, ValidationError
 
 if TYPE_CHECKING:
@@ -172,6 +172,16 @@ class LocalEngine:
         ):
             return conn.execute(query, list(params)).fetchall()
 
+    def _meta_rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]] | None:
+        """The rows of a catalog or metadata read; None when its table or column is missing."""
+        import duckdb
+
+        with self._storage.connection() as conn:
+            try:
+                return conn.execute(query, list(params)).fetchall()
+            except (duckdb.CatalogException, duckdb.BinderException):
+                return None
+
     def _check_coverage(self, first: date, last: date, names: Sequence[str]) -> str:
         """Refuse a range the table does not fully hold, naming the project-time days.
 
@@ -182,24 +192,23 @@ class LocalEngine:
         (``fetch_args.timezone``; UTC when it was unknown), else computed per row.
         """
         table = self._table
-        present = {
-            str(r[0])
-            for r in self._rows(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_name IN (?, '_mp_windows', '_mp_tables')",
-                [table],
-            )
-        }
-        if table not in present:
+        # Read directly (a missing table or column raises): the catalog views cost more.
+        columns = self._meta_rows(f"SELECT name FROM pragma_table_info({sql_string(table)})")
+        if columns is None:
             raise TableNotFoundError(table)
         windows: list[tuple[date, date, date | None, date | None]] = []
+        for days in ("first_day, last_day", "NULL, NULL"):  # no kept days: an older database
+            found = self._meta_rows(
+                f"SELECT from_date, to_date, {days} FROM _mp_windows WHERE name = ?", [table]
+            )
+            if found is not None:
+                windows = [(r[0], r[1], r[2], r[3]) for r in found]
+                break
         args: dict[str, Any] = {}
-        if "_mp_windows" in present:
-            with self._storage.connection() as conn:
-                windows = window_rows(conn, table)
-        if "_mp_tables" in present:
-            for (raw,) in self._rows("SELECT fetch_args FROM _mp_tables WHERE name = ?", [table]):
-                args = orjson.loads(raw) if isinstance(raw, str) else dict(raw or {})
+        for (raw,) in (
+            self._meta_rows("SELECT fetch_args FROM _mp_tables WHERE name = ?", [table]) or []
+        ):
+            args = orjson.loads(raw) if isinstance(raw, str) else dict(raw or {})
         self._check_args(args, names)
         zone = ZoneInfo(self._tz())
         covered = held_days(windows, zone=zone, legacy=bool(args.get("legacy_time")))
@@ -219,10 +228,7 @@ class LocalEngine:
             args.get("days") == "project"
             and "timezone" in args
             and (args["timezone"] or "UTC") == self._tz()
-            and self._rows(
-                f"SELECT count(*) FROM pragma_table_info({sql_string(table)}) "
-                "WHERE name = 'event_date'"
-            )[0][0]
+            and ("event_date",) in columns
         ):
             return "event_date"
         return f"CAST((event_time AT TIME ZONE {sql_string(self._tz())}) AS DATE)"
