@@ -5,6 +5,9 @@ over loopback; the events are fetched into a real DuckDB file and each local rep
 must equal the live report for the same parameters, bucket for bucket.
 """
 
+# The copied tables' SQL is built from constant names.
+# ruff: noqa: S608
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -251,6 +254,30 @@ RETENTIONS = [
     {"born_event": "Login", "event": "Login", "retention_type": "compounded", "interval_count": 4},
     {"born_event": "Sign Up", "event": "View Item", "on": 'properties["category"]', "limit": 3},
     {"born_event": "Sign Up", "where": 'properties["$browser"] == "Chrome"', "interval_count": 6},
+    # Segments of a list property, unbounded: a user counts in every interval up to the last.
+    {
+        "born_event": "Sign Up",
+        "event": "Purchase",
+        "on": 'properties["categories"]',
+        "unbounded": True,
+        "interval_count": 4,
+    },
+    {
+        "born_event": "View Item",
+        "event": "View Item",
+        "retention_type": "compounded",
+        "unit": "week",
+        "on": "$browser",
+        "unbounded": True,
+        "limit": 2,
+    },
+    {
+        "born_event": "Login",
+        "event": "Purchase",
+        "unit": "month",
+        "born_where": 'properties["$os"] != "iOS"',
+        "where": 'properties["price"] > 10',
+    },
 ]
 
 
@@ -271,6 +298,9 @@ def test_retention_equals_live(
         {"unit": "week", "addiction_unit": "day", "event": "Login"},
         {"unit": "month", "event": "View Item", "where": 'properties["$os"] != "iOS"'},
         {"event": "Purchase", "on": 'properties["$browser"]', "limit": 2},
+        {"unit": "week", "event": "Purchase", "on": 'properties["categories"]'},
+        {"unit": "month", "addiction_unit": "day", "on": "$os"},
+        {"unit": "week", "addiction_unit": "hour", "event": "Login", "limit": 1, "on": "$os"},
     ],
     ids=str,
 )
@@ -296,3 +326,52 @@ def test_demo_live_and_local_tables_agree(fetched: tuple[Workspace, date, date])
     assert len(funnel) == 3
     assert funnel[0]["live (Query API)"] > 0
     assert all(r["agree"] for r in funnel + seg), funnel + seg
+
+
+@pytest.mark.parametrize("damage", ["other timezone", "no event_date"])
+def test_days_computed_per_row_when_event_date_does_not_fit(
+    fetched: tuple[Workspace, date, date], damage: str
+) -> None:
+    """A table whose ``event_date`` is missing, or was computed for another timezone,
+    is read by converting each event's time: the reports still equal the live ones."""
+    ws, first, last = fetched
+    copy = "events_" + damage.replace(" ", "_")
+    with ws.storage.connection(write=True) as conn:
+        conn.execute(f"CREATE OR REPLACE TABLE {copy} AS SELECT * FROM events")
+        for meta, key in (
+            ("_mp_tables", "name"),
+            ("_mp_windows", "name"),
+            ("_mp_columns", "table_name"),
+            ("_mp_column_days", "table_name"),
+        ):
+            conn.execute(f"DELETE FROM {meta} WHERE {key} = ?", [copy])
+            conn.execute(
+                f"INSERT INTO {meta} SELECT * REPLACE (? AS {key}) FROM {meta} WHERE {key} = ?",
+                [copy, "events"],
+            )
+        if damage == "no event_date":
+            conn.execute(f"ALTER TABLE {copy} DROP COLUMN event_date")
+        else:  # days of a zone 10 hours away, as the fetch records them
+            conn.execute(
+                f"UPDATE {copy} SET event_date = CAST(timezone('Etc/GMT-10', event_time) AS DATE)"
+            )
+            conn.execute(
+                "UPDATE _mp_tables SET fetch_args = json_merge_patch(fetch_args, "
+                """'{"timezone": "Etc/GMT-10"}') WHERE name = ?""",
+                [copy],
+            )
+    local = ws.local.using(copy)
+    span = {"from_date": first, "to_date": last}
+    same(
+        ws.live.segmentation("View Item", on="category", **span),
+        local.segmentation("View Item", on="category", **span),
+    )
+    same(
+        ws.live.segmentation("Login", unit="hour", **span),
+        local.segmentation("Login", unit="hour", **span),
+    )
+    same(
+        ws.live.retention(born_event="Sign Up", event="Purchase", **span),
+        local.retention(born_event="Sign Up", event="Purchase", **span),
+    )
+    same(ws.live.frequency(event="Login", **span), local.frequency(event="Login", **span))

@@ -1,7 +1,7 @@
 """The local engine's plumbing: the events table, its coverage, and SQL over it.
 
-``LocalEngine`` is the base of ``LocalQueryService`` (reports.py) and what the funnel,
-retention and frequency functions (cohorts.py) read from.
+``LocalEngine`` is the base of ``LocalQueryService`` (reports.py) and what the funnel
+(cohorts.py), retention and frequency (retention.py) functions read from.
 """
 
 # SQL here is built from compiled expressions, quoted literals and validated names.
@@ -10,9 +10,10 @@ retention and frequency functions (cohorts.py) read from.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+import itertools
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -24,7 +25,7 @@ from mixpanel_data._internal.services.local.expressions import (
     typed_columns,
 )
 from mixpanel_data._internal.storage.days import held_days
-from mixpanel_data._internal.storage.meta_tables import column_catalog, quote_ident, window_rows
+from mixpanel_data._internal.storage.meta_tables import column_catalog, quote_ident
 from mixpanel_data.exceptions import IncompleteDataError, TableNotFoundError, ValidationError
 
 if TYPE_CHECKING:
@@ -33,15 +34,29 @@ if TYPE_CHECKING:
     from mixpanel_data._internal.services.live_query import LiveQueryService
     from mixpanel_data._internal.storage.engine import StorageEngine
 
-__all__ = ["LocalEngine", "bucket_series", "top_segments"]
+__all__ = ["LocalEngine", "bucket_key", "bucket_series", "bucket_sql", "top_segments"]
 
-_KEY_FORMATS: Final = {
-    "minute": "strftime({t}, '%Y-%m-%d %H:%M:00')",
-    "hour": "strftime({t}, '%Y-%m-%d %H:00:00')",
-    "day": "strftime({t}, '%Y-%m-%d')",
-    "week": "strftime(date_trunc('week', {t}), '%Y-%m-%d')",  # ISO weeks start on Monday
-    "month": "strftime(date_trunc('month', {t}), '%Y-%m-%d')",
-}
+
+def bucket_sql(unit: str, *, day: str, local: str) -> str:
+    """An event's bucket as a DATE or TIMESTAMP (formatted by ``bucket_key`` after grouping).
+
+    Days, weeks (from Monday) and months need only the project day; hours and
+    minutes the local wall clock.
+    """
+    if unit in ("minute", "hour"):
+        return f"date_trunc('{unit}', {local})"
+    if unit in ("week", "month"):
+        return f"CAST(date_trunc('{unit}', {day}) AS DATE)"
+    return day
+
+
+def bucket_key(unit: str, value: date | datetime) -> str:
+    """The key of a bucket value from ``bucket_sql``, as ``bucket_series`` spells it."""
+    if unit == "minute" and isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:00")
+    if unit == "hour" and isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:00:00")
+    return (value.date() if isinstance(value, datetime) else value).isoformat()
 
 
 def bucket_series(unit: str, first: date, last: date) -> list[str]:
@@ -115,9 +130,16 @@ class LocalEngine:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def query_context(self) -> contextlib.AbstractContextManager[None]:
-        """Compile this query's expressions over the table's exact typed columns."""
-        return typed_columns(self._typed_columns())
+    @contextlib.contextmanager
+    def query_context(self) -> Iterator[None]:
+        """One connection for the whole report (every read inside shares it), and its
+        expressions compiled over the table's exact typed columns."""
+        if not self._storage.exists():
+            with typed_columns({}):
+                yield
+            return
+        with self._storage.connection(), typed_columns(self._typed_columns()):
+            yield
 
     def _typed_columns(self) -> dict[str, tuple[str, str]]:
         """``{property: (column, kind)}`` for columns holding every value of their
@@ -150,33 +172,43 @@ class LocalEngine:
         ):
             return conn.execute(query, list(params)).fetchall()
 
-    def _check_coverage(self, first: date, last: date, names: Sequence[str]) -> None:
+    def _meta_rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]] | None:
+        """The rows of a catalog or metadata read; None when its table or column is missing."""
+        import duckdb
+
+        with self._storage.connection() as conn:
+            try:
+                return conn.execute(query, list(params)).fetchall()
+            except (duckdb.CatalogException, duckdb.BinderException):
+                return None
+
+    def _check_coverage(self, first: date, last: date, names: Sequence[str]) -> str:
         """Refuse a range the table does not fully hold, naming the project-time days.
 
         The fetch records for each export window the project days it kept, so a day
         is covered when every export day it overlaps was fetched for it
-        (``storage/days.py``; contract §3.5).
+        (``storage/days.py``; contract §3.5). Returns the SQL of an event's project
+        day: the stored ``event_date`` when the fetch computed it in this timezone
+        (``fetch_args.timezone``; UTC when it was unknown), else computed per row.
         """
         table = self._table
-        if not self._rows("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table])[0][
-            0
-        ]:
+        # Read directly (a missing table or column raises): the catalog views cost more.
+        columns = self._meta_rows(f"SELECT name FROM pragma_table_info({sql_string(table)})")
+        if columns is None:
             raise TableNotFoundError(table)
-        meta = {
-            r[0]
-            for r in self._rows(
-                "SELECT table_name FROM duckdb_tables() "
-                "WHERE table_name IN ('_mp_windows', '_mp_tables')"
-            )
-        }
         windows: list[tuple[date, date, date | None, date | None]] = []
+        for days in ("first_day, last_day", "NULL, NULL"):  # no kept days: an older database
+            found = self._meta_rows(
+                f"SELECT from_date, to_date, {days} FROM _mp_windows WHERE name = ?", [table]
+            )
+            if found is not None:
+                windows = [(r[0], r[1], r[2], r[3]) for r in found]
+                break
         args: dict[str, Any] = {}
-        if "_mp_windows" in meta:
-            with self._storage.connection() as conn:
-                windows = window_rows(conn, table)
-        if "_mp_tables" in meta:
-            for (raw,) in self._rows("SELECT fetch_args FROM _mp_tables WHERE name = ?", [table]):
-                args = orjson.loads(raw) if isinstance(raw, str) else dict(raw or {})
+        for (raw,) in (
+            self._meta_rows("SELECT fetch_args FROM _mp_tables WHERE name = ?", [table]) or []
+        ):
+            args = orjson.loads(raw) if isinstance(raw, str) else dict(raw or {})
         self._check_args(args, names)
         zone = ZoneInfo(self._tz())
         covered = held_days(windows, zone=zone, legacy=bool(args.get("legacy_time")))
@@ -192,6 +224,14 @@ class LocalEngine:
                 f"`mp fetch events --from {missing[0]} --to {missing[-1]} --append`",
                 missing_days=[d.isoformat() for d in missing],
             )
+        if (
+            args.get("days") == "project"
+            and "timezone" in args
+            and (args["timezone"] or "UTC") == self._tz()
+            and ("event_date",) in columns
+        ):
+            return "event_date"
+        return f"CAST((event_time AT TIME ZONE {sql_string(self._tz())}) AS DATE)"
 
     @staticmethod
     def _check_args(args: dict[str, Any], names: Sequence[str]) -> None:
@@ -216,17 +256,51 @@ class LocalEngine:
                     f"not {', '.join(map(repr, absent))}; fetch them for this report"
                 )
 
+    def _local_sql(self, first: date, last: date) -> str:
+        """SQL of an event's project-timezone wall clock (a TIMESTAMP), exact for the
+        events of project days ``first..last``.
+
+        It is UTC plus the zone's offset, which changes only at the zone's transitions:
+        DuckDB's own zone data gives the offset each hour of the range and, where it
+        changes, the second it does. Adding a constant per piece is several times
+        cheaper than converting every row (``event_time AT TIME ZONE tz``).
+        """
+        lo = int(datetime.combine(first - timedelta(days=2), time.min, UTC).timestamp())
+        hi = int(datetime.combine(last + timedelta(days=3), time.min, UTC).timestamp())
+        offset = f"epoch_us(timezone({sql_string(self._tz())}, to_timestamp(x))) - x * 1000000"
+        hours = self._rows(f"SELECT x, {offset} FROM range({lo}, {hi + 1}, 3600) r(x) ORDER BY x")
+        pieces: list[tuple[int, int]] = []  # (first second, offset in µs) after the first
+        for (x0, o0), (x1, o1) in itertools.pairwise(hours):
+            if o1 != o0:
+                at = self._rows(
+                    f"SELECT min(x) FROM range({x0 + 1}, {x1 + 1}) r(x) WHERE {offset} = {o1}"
+                )[0][0]
+                pieces.append((int(at), int(o1)))
+        shift = before = int(hours[0][1])
+        if pieces:
+            whens = []
+            for at, after in pieces:
+                whens.append(f"WHEN epoch_us(event_time) < {at * 1_000_000} THEN {before}")
+                before = after
+            return (
+                f"make_timestamp(epoch_us(event_time) + (CASE {' '.join(whens)} ELSE {before} END))"
+            )
+        return f"make_timestamp(epoch_us(event_time) + {shift})"
+
     def _events_sql(self, first: date, last: date, *, names: Sequence[str]) -> tuple[str, str]:
-        """(FROM-WHERE clause over the range and event names, local-time SQL)."""
-        self._check_coverage(first, last, names)
-        tz = sql_string(self._tz())
-        local = f"(event_time AT TIME ZONE {tz})"
+        """(FROM-WHERE clause over the range and event names, the project day's SQL)."""
+        day = self._check_coverage(first, last, names)
         where = (
-            f"FROM {quote_ident(self._table)} WHERE event_name IN "
-            f"({', '.join(sql_string(n) for n in names)}) AND event_time IS NOT NULL "
-            f"AND CAST({local} AS DATE) BETWEEN DATE '{first}' AND DATE '{last}'"
+            f"FROM {quote_ident(self._table)} WHERE {day} BETWEEN DATE '{first}' AND "
+            f"DATE '{last}' AND event_name IN ({', '.join(sql_string(n) for n in names)}) "
+            "AND event_time IS NOT NULL"
         )
-        return where, local
+        return where, day
+
+    def _bucket(self, unit: str, first: date, last: date, day: str) -> str:
+        """``bucket_sql`` for events of ``first..last`` (the wall clock only when needed)."""
+        local = self._local_sql(first, last) if unit in ("minute", "hour") else ""
+        return bucket_sql(unit, day=day, local=local)
 
     def _counts(
         self,
@@ -237,43 +311,29 @@ class LocalEngine:
         unit: str,
         labels: str,
         where: str | None,
+        label: str | None = None,
+        users: bool = True,
     ) -> dict[str, dict[str, tuple[int, int]]]:
-        """``{label: {bucket: (events, users)}}`` for the matching events."""
-        source, local = self._events_sql(first, last, names=names)
+        """``{label: {bucket: (events, users)}}`` for the matching events.
+
+        ``label`` is the segment as one value per event, when it is one (no list
+        to unnest); ``labels`` the list of an event's segments otherwise. Without
+        ``users`` the user counts are 0 (not counted).
+        """
+        source, day = self._events_sql(first, last, names=names)
         if where is not None:
             source += f" AND {filter_sql(where)}"
-        bucket = _KEY_FORMATS[unit].format(t=local)
-        query = (
-            f"SELECT k, b, count(*), count(DISTINCT u) FROM (SELECT coalesce(distinct_id, '') "
-            f"AS u, {bucket} AS b, unnest({labels}) AS k {source}) GROUP BY k, b"
-        )
+        bucket = self._bucket(unit, first, last, day)
+        distinct = "count(DISTINCT u)" if users else "0"
+        if label is not None:
+            rows = f"SELECT {label} AS k, {bucket} AS b, coalesce(distinct_id, '') AS u {source}"
+        else:
+            rows = (
+                f"SELECT unnest({labels}) AS k, {bucket} AS b, coalesce(distinct_id, '') AS u "
+                f"{source}"
+            )
+        query = f"SELECT k, b, count(*), {distinct} FROM ({rows}) GROUP BY k, b"
         out: dict[str, dict[str, tuple[int, int]]] = {}
         for k, b, n, users in self._rows(query):
-            out.setdefault(str(k), {})[str(b)] = (int(n), int(users))
+            out.setdefault(str(k), {})[bucket_key(unit, b)] = (int(n), int(users))
         return out
-
-    # -- segmentation family (contract §9) -----------------------------------------------
-
-    def _local_rows(
-        self,
-        columns: str,
-        *,
-        names: Sequence[str] | None,
-        first: date | None,
-        last: date,
-        where: str | None,
-    ) -> list[tuple[Any, ...]]:
-        tz = sql_string(self._tz())
-        local = f"(event_time AT TIME ZONE {tz})"
-        conds = ["event_time IS NOT NULL", f"CAST({local} AS DATE) <= DATE '{last}'"]
-        if first is not None:
-            conds.append(f"CAST({local} AS DATE) >= DATE '{first}'")
-        if names is not None:
-            conds.append(f"event_name IN ({', '.join(sql_string(n) for n in names)})")
-        if where is not None:
-            conds.append(filter_sql(where))
-        cols = columns.format(local=local)
-        return self._rows(
-            f"SELECT {cols} FROM {quote_ident(self._table)} WHERE {' AND '.join(conds)} "
-            "ORDER BY epoch(event_time), insert_id"
-        )

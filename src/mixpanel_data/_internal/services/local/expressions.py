@@ -50,6 +50,7 @@ __all__ = [
     "compile_expression",
     "filter_sql",
     "label_list_sql",
+    "label_sql",
     "labels_sql",
     "number_sql",
     "property_sql",
@@ -792,6 +793,12 @@ def labels_sql(text: str, *, column: str = "properties") -> str:
     if v.kind == "list":
         raise LocalUnsupportedError("a list literal as a segment is not computed locally")
     return label_list_sql(v)
+
+
+def label_sql(text: str, *, column: str = "properties") -> str | None:
+    """An ``on`` that is never a list: its one segment label (None: use ``labels_sql``)."""
+    v = compile_expression(text, column=column)
+    return _label(v) if v.kind not in ("json", "list") else None
 
 
 def label_list_sql(v: Sql) -> str:

@@ -38,14 +38,15 @@ from mixpanel_data._internal.results.live import (
 )
 from mixpanel_data._internal.results.reports import FunnelResult, RetentionResult
 from mixpanel_data._internal.services.local.engine import (
-    _KEY_FORMATS,
     LocalEngine,
+    bucket_key,
     bucket_series,
     top_segments,
 )
 from mixpanel_data._internal.services.local.expressions import (
     filter_sql,
     label_list_sql,
+    label_sql,
     labels_sql,
     number_sql,
     property_sql,
@@ -143,8 +144,19 @@ class LocalQueryService(LocalEngine):
         """Count an event over time, optionally split by a property or expression."""
         self._live_only("interval (--interval)", q.interval)
         start, end, expr, name, unit = q.start, q.end, q.on, q.event, q.unit or "day"
-        labels = f"[{sql_string(name)}]" if expr is None else labels_sql(expr)
-        counts = self._counts(start, end, names=[name], unit=unit, labels=labels, where=q.where)
+        # One label per event unless the value may be a list (then unnested).
+        label = sql_string(name) if expr is None else label_sql(expr)
+        labels = labels_sql(expr) if expr is not None and label is None else ""
+        counts = self._counts(
+            start,
+            end,
+            names=[name],
+            unit=unit,
+            labels=labels,
+            label=label,
+            where=q.where,
+            users=q.type != "general",
+        )
         values = {
             k: {b: _value(q.type, n, u) for b, (n, u) in row.items()} for k, row in counts.items()
         }
@@ -170,23 +182,25 @@ class LocalQueryService(LocalEngine):
     def segmentation_numeric(self, q: NumericQuery) -> SegmentationResult:
         """Count an event in numeric buckets of ``on`` (ranges chosen as Mixpanel does)."""
         start, end, unit = q.start, q.end, q.unit
-        source, local = self._events_sql(start, end, names=[q.event])
+        source, day = self._events_sql(start, end, names=[q.event])
         if q.where is not None:
             source += f" AND {filter_sql(q.where)}"
         value = number_sql(q.on)
-        numbered = f"SELECT coalesce(distinct_id, '') AS u, {local} AS t, {value} AS v {source}"
+        bucket = self._bucket(unit, start, end, day)
+        numbered = f"SELECT coalesce(distinct_id, '') AS u, {bucket} AS b, {value} AS v {source}"
         lo, hi = self._rows(f"SELECT min(v), max(v) FROM ({numbered}) WHERE isfinite(v)")[0]
         values: dict[str, dict[str, int | float]] = {}
         if lo is not None:
             width = numeric_width(float(lo), float(hi))
-            bucket = _KEY_FORMATS[unit].format(t="t")
             rows = self._rows(
-                f"SELECT floor(v / {width!r}) AS k, {bucket} AS b, count(*), count(DISTINCT u) "
+                f"SELECT floor(v / {width!r}) AS k, b, count(*), count(DISTINCT u) "
                 f"FROM ({numbered}) WHERE isfinite(v) GROUP BY k, b ORDER BY k, b"
             )
             for k, b, n, users in rows:
                 label = numeric_label(float(k) * width, width)
-                values.setdefault(label, {})[str(b)] = _value(q.type, int(n), int(users))
+                values.setdefault(label, {})[bucket_key(unit, b)] = _value(
+                    q.type, int(n), int(users)
+                )
         body = {
             "data": {"series": bucket_series(unit, start, end), "values": values},
             "legend_size": len(values),
@@ -203,15 +217,15 @@ class LocalQueryService(LocalEngine):
 
     def _aggregate(self, q: SumQuery) -> NumericAggregateResult:
         start, end, unit, aggregate = q.start, q.end, q.unit, q.aggregate
-        source, local = self._events_sql(start, end, names=[q.event])
+        source, day = self._events_sql(start, end, names=[q.event])
         if q.where is not None:
             source += f" AND {filter_sql(q.where)}"
-        bucket = _KEY_FORMATS[unit].format(t=local)
+        bucket = self._bucket(unit, start, end, day)
         # "If the expression is not numeric, a value of 0.0 is assumed" (contract §9.3).
         number = number_sql(q.on)
         value = f"coalesce((CASE WHEN isfinite({number}) THEN {number} END), 0.0)"
         rows = self._rows(f"SELECT {bucket} AS b, fsum({value}), count(*) {source} GROUP BY b")
-        found = {str(b): (float(s), int(n)) for b, s, n in rows}
+        found = {bucket_key(unit, b): (float(s), int(n)) for b, s, n in rows}
         series = bucket_series(unit, start, end)
         results: dict[str, int | float] = {}
         for b in series:
@@ -251,7 +265,14 @@ class LocalQueryService(LocalEngine):
         self._live_only("interval (--interval)", q.interval)
         start, end, names = q.start, q.end, list(q.events)
         counts = self._counts(
-            start, end, names=names, unit=q.unit, labels="[event_name]", where=None
+            start,
+            end,
+            names=names,
+            unit=q.unit,
+            labels="",
+            label="event_name",
+            where=None,
+            users=q.type != "general",
         )
         values = {
             n: {b: _value(q.type, c, u) for b, (c, u) in counts.get(n, {}).items()}
@@ -279,7 +300,15 @@ class LocalQueryService(LocalEngine):
         if q.values is not None:
             allowed = ", ".join(sql_string(v) for v in q.values) or "NULL"
             labels = f"list_filter({labels}, lambda _v: _v IN ({allowed}))"
-        counts = self._counts(start, end, names=[q.event], unit=q.unit, labels=labels, where=None)
+        counts = self._counts(
+            start,
+            end,
+            names=[q.event],
+            unit=q.unit,
+            labels=labels,
+            where=None,
+            users=q.type != "general",
+        )
         shaped = {
             k: {b: _value(q.type, n, u) for b, (n, u) in row.items()} for k, row in counts.items()
         }
@@ -298,7 +327,7 @@ class LocalQueryService(LocalEngine):
             unit=q.unit,
         )
 
-    # -- funnels, retention and frequency (contract §7.2, §10): in cohorts.py ------------
+    # -- funnels (cohorts.py), retention and frequency (retention.py): §7.2, §10 ----------
 
     @takes(FunnelQuery)
     def funnel(self, q: FunnelQuery) -> FunnelResult:
@@ -310,13 +339,13 @@ class LocalQueryService(LocalEngine):
     @takes(RetentionQuery)
     def retention(self, q: RetentionQuery) -> RetentionResult:
         """Birth ("first time") or compounded ("recurring") retention by cohort."""
-        from mixpanel_data._internal.services.local.cohorts import retention
+        from mixpanel_data._internal.services.local.retention import retention
 
         return retention(self, q)
 
     @takes(FrequencyQuery)
     def frequency(self, q: FrequencyQuery) -> FrequencyResult:
         """Users by how many ``addiction_unit`` periods of each ``unit`` they were active in."""
-        from mixpanel_data._internal.services.local.cohorts import frequency
+        from mixpanel_data._internal.services.local.retention import frequency
 
         return frequency(self, q)
