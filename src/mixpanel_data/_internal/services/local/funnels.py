@@ -11,13 +11,17 @@ Semantics (the emulator's documented choices where Mixpanel's docs are silent):
   consecutive steps that have timestamps within two seconds of one another are
   interchangeable" (funnels-faq.mdx): step n+1 may come up to 2 s before step n
   (whether exactly 2 s counts the docs do not say; here it does, as in the emulator);
+- each step takes the user's earliest qualifying event (ties by ``insert_id``) from
+  2 s before the entry on, and an event taken by one step is not taken by a later one
+  (a funnel A -> B -> A needs two A events);
 - ``where`` filters every step's events; ``on`` segments by the entry event; a segmented
   bucket is ``{"$overall": steps, "<segment>": steps}``, top ``limit`` segments by entries.
+
+``funnel_sql.py`` computes the counts and time sums in DuckDB; this module shapes them.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -27,68 +31,41 @@ from mixpanel_data._internal.services.local.expressions import LocalUnsupportedE
 
 GRACE_SECONDS: Final = 2.0
 LENGTH_SECONDS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+SEGMENT_LIMIT: Final = 255  # funnels' and retention's default `limit` (contract §7.2, §10)
+ADHOC_WINDOW_DAYS: Final = 30  # an ad-hoc funnel's default window, the emulator's default
 
 __all__ = [
+    "ADHOC_WINDOW_DAYS",
     "GRACE_SECONDS",
     "LENGTH_SECONDS",
+    "SEGMENT_LIMIT",
     "SavedFunnel",
-    "Step",
-    "funnel_body",
+    "StepStats",
+    "day_chunks",
     "saved_definition",
+    "shape_body",
 ]
 
 
-@dataclass(frozen=True)
-class Step:
-    """One event of a user: epoch seconds, name, bucket key, local day, segment labels."""
-
-    ts: float
-    name: str
-    bucket: str
-    day: date
-    labels: tuple[str, ...] = ()
-
-
 @dataclass
-class _Stats:
+class StepStats:
+    """Per step: users reaching it, and their summed seconds from the previous step and
+    from the entry (index 0 is the entry itself)."""
+
     counts: list[int]
     from_prev: list[float] = field(default_factory=list)
     from_start: list[float] = field(default_factory=list)
 
     @classmethod
-    def empty(cls, n: int) -> _Stats:
+    def empty(cls, n: int) -> StepStats:
         return cls([0] * n, [0.0] * n, [0.0] * n)
-
-
-def _path(
-    events: Sequence[Step], times: list[float], i: int, steps: Sequence[str], window: float
-) -> list[Step]:
-    entry = events[i]
-    path, used = [entry], {i}
-    deadline, previous = entry.ts + window, entry.ts
-    start = bisect.bisect_left(times, entry.ts - GRACE_SECONDS)
-    for step in steps[1:]:
-        found = None
-        for j in range(start, len(events)):
-            e = events[j]
-            if e.ts > deadline:
-                break
-            if j not in used and e.name == step and e.ts >= previous - GRACE_SECONDS:
-                found = j
-                break
-        if found is None:
-            break
-        used.add(found)
-        path.append(events[found])
-        previous = events[found].ts
-    return path
 
 
 def _number(value: float) -> int | float:
     return int(value) if value.is_integer() else value
 
 
-def _rows(stats: _Stats, steps: Sequence[str]) -> list[dict[str, Any]]:
+def _rows(stats: StepStats, steps: Sequence[str]) -> list[dict[str, Any]]:
     c = stats.counts
 
     def avg(total: float, n: int, k: int) -> int | None:
@@ -112,57 +89,40 @@ def _rows(stats: _Stats, steps: Sequence[str]) -> list[dict[str, Any]]:
     ]
 
 
-def _analysis(stats: _Stats) -> dict[str, int]:
+def _analysis(stats: StepStats) -> dict[str, int]:
     c = stats.counts
     ratios = [(c[k] / c[k - 1] if c[k - 1] else 0.0) for k in range(1, len(c))]
     worst = 1 + ratios.index(min(ratios)) if ratios else 0
     return {"completion": c[-1], "starting_amount": c[0], "steps": len(c), "worst": worst}
 
 
-def funnel_body(
-    users: dict[str, list[Step]],
+def shape_body(
+    out: dict[str, dict[str | None, StepStats]],
     steps: Sequence[str],
     *,
     series: list[str],
-    last: date,
-    window: float,
     segmented: bool,
     limit: int,
 ) -> dict[str, Any]:
-    """The ``/funnels`` body for events grouped by user (each list sorted by time)."""
+    """The ``/funnels`` body from ``{bucket: {segment, or None for all: stats}}``."""
     n = len(steps)
-    out: dict[str, dict[str | None, _Stats]] = {b: {None: _Stats.empty(n)} for b in series}
-    for events in users.values():
-        times = [e.ts for e in events]
-        entered: set[str] = set()
-        for i, e in enumerate(events):
-            if e.name != steps[0] or e.day > last or e.bucket in entered:
-                continue
-            entered.add(e.bucket)
-            path = _path(events, times, i, steps, window)
-            targets: list[str | None] = [None, *e.labels] if segmented else [None]
-            for target in targets:
-                stats = out[e.bucket].setdefault(target, _Stats.empty(n))
-                for k, reached in enumerate(path):
-                    stats.counts[k] += 1
-                    if k:
-                        stats.from_prev[k] += reached.ts - path[k - 1].ts
-                        stats.from_start[k] += reached.ts - e.ts
     body: dict[str, Any] = {}
     if not segmented:
-        for b, by_seg in out.items():
-            body[b] = {"steps": _rows(by_seg[None], steps), "analysis": _analysis(by_seg[None])}
+        for b in series:
+            stats = out.get(b, {}).get(None) or StepStats.empty(n)
+            body[b] = {"steps": _rows(stats, steps), "analysis": _analysis(stats)}
         return {"meta": {"dates": series}, "data": body}
     totals: dict[str, int] = {}
-    for by_seg in out.values():
-        for target, stats in by_seg.items():
+    for b in series:
+        for target, stats in out.get(b, {}).items():
             if target is not None:
                 totals[target] = totals.get(target, 0) + stats.counts[0]
     top = sorted(totals, key=lambda s: (-totals[s], s))[:limit]
-    for b, by_seg in out.items():
-        entry: dict[str, Any] = {"$overall": _rows(by_seg[None], steps)}
+    for b in series:
+        by_seg = out.get(b, {})
+        entry: dict[str, Any] = {"$overall": _rows(by_seg.get(None) or StepStats.empty(n), steps)}
         for target in top:
-            entry[target] = _rows(by_seg.get(target) or _Stats.empty(n), steps)
+            entry[target] = _rows(by_seg.get(target) or StepStats.empty(n), steps)
         body[b] = entry
     return {"meta": {"dates": series}, "data": body}
 
