@@ -22,7 +22,7 @@ an option of mp). Targets: every reader's wait < 2 s; the fetch's CPU time at ou
 bound <= 1.05x that at the first bound given (2 GB: before), alone and with readers.
 
     python benchmarks/reader_wait.py                                    # 128/0 (ours)
-    python benchmarks/reader_wait.py --bound 2048/0 128/0 128/1 --repeat 3    # before, ours, a 1 s time bound
+    python benchmarks/reader_wait.py --bound 2048/0 128/0 128/1 --repeat 3   # before, ours, 1 s
 """
 
 from __future__ import annotations
