@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["funnel", "funnel_sql", "local_days_sql"]
 
 _TOTALS, _BUCKETS = 0, 1
-MATERIALIZE = "MATERIALIZED "
 
 
 def funnel(svc: LocalEngine, q: FunnelQuery) -> FunnelResult:
@@ -161,7 +160,7 @@ def funnel_sql(
     if where is not None:
         conds.append(where)
     ctes = [
-        f"ev AS {MATERIALIZE}(SELECT {', '.join(cols)} FROM {quote_ident(table)} "
+        f"ev AS MATERIALIZED (SELECT {', '.join(cols)} FROM {quote_ident(table)} "
         f"WHERE {' AND '.join(conds)})"
     ]
     key = ["u"] + (["b"] if bucket is not None else [])
