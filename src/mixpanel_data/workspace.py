@@ -129,8 +129,11 @@ class Workspace:
         return cls(account, path=":memory:", **kwargs)
 
     @classmethod
-    def open(cls, path: str | Path | None = None, *, read_only: bool = True) -> Workspace:
-        """Open a local database without credentials (SQL and inspection only)."""
+    def open(
+        cls, path: str | Path | None = None, *, read_only: bool = True, quiet: bool = False
+    ) -> Workspace:
+        """Open a local database without credentials (SQL and inspection only); ``quiet``:
+        no notes on stderr (such as waiting for a fetch to release the file)."""
         ws = cls.__new__(cls)
         ws._config = ConfigManager()
         ws._credentials = None
@@ -139,7 +142,7 @@ class Workspace:
         ws._transport = None
         ws._budgets = {}
         ws._retry = None
-        ws._quiet = False
+        ws._quiet = quiet
         ws._api = None
         ws._storage = None
         ws._ephemeral = False
@@ -193,8 +196,9 @@ class Workspace:
         if self._storage is None:
             from mixpanel_data._internal.storage.engine import StorageEngine
 
+            kw: dict[str, Any] = {"on_wait": None} if self._quiet else {}  # -q: no notes
             self._storage = StorageEngine(
-                self._resolved_path(), read_only=self._read_only, ephemeral=self._ephemeral
+                self._resolved_path(), read_only=self._read_only, ephemeral=self._ephemeral, **kw
             )
         return self._storage
 

@@ -9,10 +9,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from mixpanel_data._internal.storage.locks import ReaderQueue
 
 QUERY = (
     "SELECT event_name, count(*) AS n, min(event_time) AS first_seen "
@@ -192,6 +195,14 @@ def test_readers_wait_for_a_writer_briefly_holding_the_lock(local_db) -> None:
     ) as holder:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "locked"
+        # -q: it waits like the others, saying nothing (started first, so the readers'
+        # side file is held by it alone until it is seen waiting).
+        quiet = mp_process("-q", "--db", db, "sql", "SELECT count(*) FROM events", "--scalar")
+        side = ReaderQueue(Path(db))
+        deadline = time.monotonic() + 60
+        while not side.readers_waiting() and quiet.poll() is None:
+            assert time.monotonic() < deadline, "the quiet reader never waited"
+            time.sleep(0.05)
         readers = [
             mp_process("--db", db, "sql", "SELECT count(*) FROM events", "--scalar"),
             mp_process("--db", db, "sql", "SELECT count(*) FROM profiles", "--scalar"),
@@ -212,3 +223,6 @@ def test_readers_wait_for_a_writer_briefly_holding_the_lock(local_db) -> None:
         f"{len(local_db.events)}\n",
         f"{len(local_db.profiles)}\n",
     ]
+    with quiet:
+        assert quiet.communicate(timeout=60) == (f"{len(local_db.events)}\n", "")
+    assert quiet.returncode == 0

@@ -40,7 +40,7 @@ class CliContext:
                     quiet=self.quiet,
                 )
             else:
-                ws = Workspace.open(self.db_path, read_only=read_only)
+                ws = Workspace.open(self.db_path, read_only=read_only, quiet=self.quiet)
             self._workspaces[key] = ws
         return self._workspaces[key]
 
