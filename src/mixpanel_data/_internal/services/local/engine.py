@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -108,6 +108,28 @@ def _day_ranges(days: list[date]) -> str:
     return ", ".join(parts)
 
 
+class _Lazy(Mapping[str, tuple[str, str]]):
+    """A mapping read on first use: a report without expressions never reads the catalog."""
+
+    def __init__(self, load: Callable[[], dict[str, tuple[str, str]]]) -> None:
+        self._load = load
+        self._data: dict[str, tuple[str, str]] | None = None
+
+    def _get(self) -> dict[str, tuple[str, str]]:
+        if self._data is None:
+            self._data = self._load()
+        return self._data
+
+    def __getitem__(self, key: str) -> tuple[str, str]:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
 class LocalEngine:
     """An events table in the local database, read in the project's timezone."""
 
@@ -138,7 +160,7 @@ class LocalEngine:
             with typed_columns({}):
                 yield
             return
-        with self._storage.connection(), typed_columns(self._typed_columns()):
+        with self._storage.connection(), typed_columns(_Lazy(self._typed_columns)):
             yield
 
     def _typed_columns(self) -> dict[str, tuple[str, str]]:

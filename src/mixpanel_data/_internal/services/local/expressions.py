@@ -417,7 +417,8 @@ def property_sql(name: str, *, column: str = "properties", time: bool = True) ->
             f"ELSE json_extract({column}, {_json_path('time')}) END)",
         )
         return _datetime(raw)
-    typed = (_TYPED.get() or {}).get(name) if column.endswith("properties") else None
+    known = _TYPED.get()  # may load on first use: never test its truth
+    typed = known.get(name) if known is not None and column.endswith("properties") else None
     if typed is not None:
         col, kind = typed
         ref = column[: -len("properties")] + '"' + col.replace('"', '""') + '"'
