@@ -182,8 +182,7 @@ def funnel_sql(
         on = [
             *(f"x.{c} = p.{c}" for c in key[:1]),
             f"x.n = {s[k]}",
-            f"x.ts >= p.t0 - {grace}",
-            f"x.ts >= p.t{k - 1} - {grace}",
+            *(f"x.ts >= p.t{j} - {grace}" for j in dict.fromkeys((0, k - 1))),
             f"x.ts <= p.t0 + {deadline}",
             *taken,
         ]
