@@ -68,6 +68,7 @@ class Run:
     readers: list[float] = field(default_factory=list)
     locks: list[float] = field(default_factory=list)  # each reader's wait for the lock
     early: int = 0  # readers before the first commit (not counted)
+    served: int = 0  # readers the fetch answered itself (their -v log says so)
     base: float = 0.0  # median `mp sql` on the finished database
 
     @property
@@ -147,6 +148,7 @@ def _fetch(
                 continue
             run.readers.append(seconds)
             run.locks.append(_lock_wait(err))
+            run.served += "through the fetch that holds it" in err
         base = [_sql(env) for _ in range(5)]
         if any(code != 0 for _, code, _ in base):
             raise SystemExit(f"mp sql failed on the finished database: {base[0][2]}")
@@ -241,9 +243,10 @@ def main() -> None:
     )
     print(
         "| commit batch | fetch alone: wall / CPU | CPU ratio | fetch with readers: wall / CPU "
-        "| CPU ratio | readers (waited) | lock wait p95 / max | reader wall over base p95 / max |"
+        "| CPU ratio | with readers / alone CPU | readers (waited, served) | lock wait p95 / max "
+        "| reader wall over base p95 / max |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for mb in opts.bound:
         mine = [r for r in runs if r.mb == mb]
         waits = [w for r in mine for w in r.waits]
@@ -253,7 +256,8 @@ def main() -> None:
             f"| {med(mb, False, 'cpu') / med(ref, False, 'cpu'):.3f}x "
             f"| {med(mb, True, 'wall'):.1f} s / {med(mb, True, 'cpu'):.1f} s "
             f"| {med(mb, True, 'cpu') / med(ref, True, 'cpu'):.3f}x "
-            f"| {len(locks)} ({sum(w > 0 for w in locks)}) "
+            f"| {med(mb, True, 'cpu') / med(mb, False, 'cpu'):.3f}x "
+            f"| {len(locks)} ({sum(w > 0 for w in locks)}, {sum(r.served for r in mine)}) "
             f"| {_p95(locks):.2f} / {max(locks, default=0):.2f} s "
             f"| {_p95(waits):.2f} / {max(waits, default=0):.2f} s |"
         )

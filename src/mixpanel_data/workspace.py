@@ -196,9 +196,11 @@ class Workspace:
         if self._storage is None:
             from mixpanel_data._internal.storage.engine import StorageEngine
 
-            kw: dict[str, Any] = {"on_wait": None} if self._quiet else {}  # -q: no notes
             self._storage = StorageEngine(
-                self._resolved_path(), read_only=self._read_only, ephemeral=self._ephemeral, **kw
+                self._resolved_path(),
+                read_only=self._read_only,
+                ephemeral=self._ephemeral,
+                announce_waits=not self._quiet,  # -q: no "waiting for process N" note
             )
         return self._storage
 

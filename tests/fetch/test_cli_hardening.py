@@ -233,3 +233,75 @@ def test_commit_batches_are_bounded_by_time_too(
     assert all(n == 1 for _t, n in rows)
     _c, count = engine.execute_rows("SELECT count(*) FROM events")
     assert count[0][0] == result.rows_inserted > 0
+
+
+def test_a_reader_during_a_fetch_is_answered_without_waiting(
+    emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader waited for the commit under way (up to 8.5 s) and each wait cost the
+    fetch a checkpoint (~1 s of CPU). Now the fetch answers a reader's SELECT itself,
+    with what it has committed, while it commits the next window."""
+    import json
+    import os
+    import threading
+
+    from mixpanel_data._internal.services.fetch import service, staging
+    from mixpanel_data._internal.storage.engine import WINDOWS_TABLE
+    from mixpanel_data.workspace import Workspace
+
+    from .conftest import creds_for
+
+    monkeypatch.setattr(staging, "BATCH_BYTES", 1)  # one window per commit
+    entered, go = threading.Event(), threading.Event()
+    calls = 0
+    real = service.commit_events
+
+    def second_commit_waits(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # inside the second window's transaction: the file is held
+            entered.set()
+            assert go.wait(120)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "commit_events", second_commit_waits)
+    days = emulator.project.data_dates[:3]
+    db = tmp_path / "served.duckdb"
+    failed: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            with Workspace(credentials=creds_for(emulator), path=db) as ws:
+                ws.fetch_events("events", from_date=days[0], to_date=days[-1], workers=1)
+        except BaseException as exc:
+            failed.append(exc)
+            entered.set()
+
+    worker = threading.Thread(target=fetch)
+    worker.start()
+    try:
+        assert entered.wait(120)
+        assert not failed, failed
+        query = "SELECT count(*) AS n, count(DISTINCT event_date) AS days FROM events"
+        during = subprocess.run(
+            [sys.executable, "-m", "mixpanel_data", "-v", "--db", str(db), "sql", query],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=os.environ.copy(),
+        )
+    finally:
+        go.set()
+        worker.join(timeout=300)
+    assert not failed, failed
+    assert during.returncode == 0, during.stderr
+    assert "through the fetch that holds it" in during.stderr
+    assert "waiting for" not in during.stderr
+    with Workspace.open(db) as ws:
+        first = ws.sql_scalar(
+            f"SELECT rows_inserted FROM {WINDOWS_TABLE} WHERE name = 'events' "  # noqa: S608
+            "ORDER BY from_date LIMIT 1"
+        )
+        total = ws.sql_scalar("SELECT count(*) FROM events")
+    assert json.loads(during.stdout) == [{"n": first, "days": 1}]  # the first window only
+    assert 0 < first < total

@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mixpanel_data._internal.crashpoints import crash_point
 from mixpanel_data._internal.storage.locks import (
@@ -78,6 +78,7 @@ from mixpanel_data._internal.storage.safety import (
     rollback_quietly,
     set_aside_wal,
 )
+from mixpanel_data._internal.storage.served import served_connection
 from mixpanel_data.exceptions import (
     DatabaseLockedError,
     DatabaseNotFoundError,
@@ -192,6 +193,7 @@ class StorageEngine:
         lock_timeout: float = 60.0,
         memory_limit: str | None = None,
         on_wait: Callable[[str], None] | None = _stderr_notice,
+        announce_waits: bool = True,
     ) -> None:
         self.is_memory = str(path) == MEMORY
         self.path: Path | None = None if self.is_memory else Path(path).expanduser().absolute()
@@ -200,6 +202,7 @@ class StorageEngine:
         self.lock_timeout = lock_timeout
         self.memory_limit = memory_limit
         self._on_wait = on_wait
+        self._announce_waits = announce_waits  # the lock-wait note (other notes always)
         self._lock = threading.RLock()
         self._active: duckdb.DuckDBPyConnection | None = None
         self._active_write = False
@@ -290,14 +293,41 @@ class StorageEngine:
         return conn
 
     def _connect(
-        self, *, write: bool, claim: WriterClaim, waiting: ReaderQueue, deadline: float
+        self,
+        *,
+        write: bool,
+        claim: WriterClaim,
+        waiting: ReaderQueue,
+        deadline: float,
+        serve: bool = True,
     ) -> duckdb.DuckDBPyConnection:
         import duckdb
 
         assert self.path is not None
+        path = self.path
         started = time.monotonic()
         delay = 0.01
         announced = False
+
+        def served() -> duckdb.DuckDBPyConnection | None:
+            """The fetch holding the file answers SELECTs itself (storage/served.py)."""
+            if write or not serve:
+                return None
+
+            def open_local() -> duckdb.DuckDBPyConnection:
+                limit = time.monotonic() + self.lock_timeout
+                return self._connect(
+                    write=False, claim=claim, waiting=waiting, deadline=limit, serve=False
+                )
+
+            remote = served_connection(path, open_local)
+            if remote is None:
+                return None
+            waiting.leave()
+            _log.debug("reading %s through the fetch that holds it", path)
+            conn = cast("duckdb.DuckDBPyConnection", remote)
+            self._configure(conn)
+            return conn
 
         def wait(pid: int | None) -> None:
             nonlocal announced, delay
@@ -306,7 +336,7 @@ class StorageEngine:
             if time.monotonic() + delay > deadline:
                 waiting.leave()
                 raise DatabaseLockedError(str(self.path), pid=pid) from None
-            if not announced and self._on_wait is not None:
+            if not announced and self._on_wait is not None and self._announce_waits:
                 holder = f"process {pid}" if pid is not None else "another process"
                 self._on_wait(f"waiting for {holder} to release {self.path} ...")
                 announced = True
@@ -317,6 +347,9 @@ class StorageEngine:
             if not write:
                 claimed, holder = claim.claimed()  # a writer opens (or has) the file
                 if claimed:
+                    remote = served()
+                    if remote is not None:
+                        return remote
                     wait(holder)
                     continue
             creating = write and not self.path.exists()
@@ -337,6 +370,9 @@ class StorageEngine:
                         f"cannot open database {self.path}: {exc}; check the path and permissions",
                         path=str(self.path),
                     ) from None
+                remote = served()
+                if remote is not None:
+                    return remote
                 wait(pid if isinstance(pid, int) else None)
                 continue
             waiting.leave()

@@ -427,7 +427,7 @@ class FetcherService(ProfileFetching):
             add_bytes=add_bytes,
             scan=not keep_duplicates,
             legacy_tz=tz if legacy else None,
-            on_block=session.release,
+            on_block=session.idle,
             gzip=self.gzip,
         )
         swapped = False

@@ -34,6 +34,7 @@ from mixpanel_data._internal.services.fetch.ingest import (
 )
 from mixpanel_data._internal.services.fetch.windows import DateWindow
 from mixpanel_data._internal.storage.interrupts import deferred_interrupts
+from mixpanel_data._internal.storage.served import ReadServer
 from mixpanel_data.exceptions import MixpanelDataError, Retryable
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ COMMIT_DELAY = 0.5
 MAX_COMMIT_LATENCY = 10.0
 # Windows downloaded ahead of the writer (at most `workers` at once).
 LOOKAHEAD_WINDOWS = 64
+# A reader's SELECT waits this long for the writer to reopen a file it closed (s).
+LEND_WAIT = 1.0
 # After a stop (Ctrl-C, an error), how long to wait for worker threads to finish (s).
 WORKER_EXIT_WAIT = 15.0
 
@@ -102,10 +105,25 @@ class WriterSession:
     so readers only ever wait for one commit.
     """
 
-    def __init__(self, storage: StorageEngine) -> None:
+    def __init__(self, storage: StorageEngine, *, serve: bool = True) -> None:
         self._storage = storage
         self._stack: contextlib.ExitStack | None = None
         self._conn: duckdb.DuckDBPyConnection | None = None
+        # Readers' SELECTs run on this cursor of the held connection (storage/served.py),
+        # so they need not wait for it to close; the mutex keeps a close out meanwhile.
+        self._serve = serve and storage.path is not None
+        self._server: ReadServer | None = None
+        self._reader: duckdb.DuckDBPyConnection | None = None
+        self._mutex = threading.Condition(threading.RLock())
+
+    @contextlib.contextmanager
+    def _lend(self) -> Iterator[duckdb.DuckDBPyConnection | None]:
+        """The readers' cursor, held against a close meanwhile. While the file is closed
+        (a reader that needed the file itself is in), wait a moment for the next commit
+        to reopen it; None after that (the reader then waits for the file)."""
+        with self._mutex:
+            self._mutex.wait_for(lambda: self._reader is not None, timeout=LEND_WAIT)
+            yield self._reader
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -119,19 +137,58 @@ class WriterSession:
                     # One checkpoint when the session closes, not one per commit.
                     conn.execute("SET checkpoint_threshold = '4GB'")
                     conn.execute("SET preserve_insertion_order = false")
-                self._stack, self._conn = stack, conn
+                with self._mutex:
+                    self._stack, self._conn = stack, conn
+                    if self._serve:
+                        self._open_reader(conn)
+                        self._mutex.notify_all()
             with self._storage.writer() as conn:  # nested: reuses the held connection
                 yield conn
+
+    def _open_reader(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """A cursor for readers' SELECTs, and the server that runs them (started once)."""
+        import duckdb
+
+        try:
+            reader = conn.cursor()
+            reader.sql("SET TimeZone = 'UTC'")
+            reader.sql("SET arrow_lossless_conversion = true")
+        except duckdb.Error:
+            return  # readers wait for the file, as without the server
+        self._reader = reader
+        if self._server is None and self._storage.path is not None:
+            try:
+                self._server = ReadServer(self._storage.path, self._lend)
+            except OSError:
+                self._serve = False
+
+    def idle(self) -> None:
+        """Waiting for a download: close the file for readers, unless they are answered
+        here (closing checkpoints, about a second of CPU at 1M events)."""
+        if self._server is None:
+            self.release()
 
     def release(self, *, failing: bool = False) -> None:
         """Close the held connection (it checkpoints); ``failing``: never raise over an error."""
         with deferred_interrupts():  # closing checkpoints: never cut by Ctrl-C
             self._release(failing=failing)
 
+    def _close_reader(self) -> None:
+        """Stop lending the readers' cursor (a SELECT under way ends first); it must be
+        closed before the connection is, or the file would stay open."""
+        with self._mutex:
+            if self._reader is not None:
+                with contextlib.suppress(Exception):
+                    self._reader.close()
+                self._reader = None
+
     def _release(self, *, failing: bool) -> None:
-        if self._stack is not None:
-            stack, conn = self._stack, self._conn
-            self._stack, self._conn = None, None
+        if self._stack is None:
+            self._close_reader()
+            return
+        stack, conn = self._stack, self._conn
+        self._stack, self._conn = None, None
+        try:
             with HEAVY_STEP:  # closing checkpoints: a heavy step too
                 if conn is not None and not self._storage.is_memory:
                     import duckdb
@@ -141,13 +198,16 @@ class WriterSession:
                     limit = checkpoint_memory_limit()
                     with contextlib.suppress(duckdb.Error):
                         conn.execute(f"SET memory_limit = '{limit}'")
-                    if not failing:
+                    if not failing:  # readers are still answered meanwhile
                         self._checkpoint(conn, stack, limit)
+                self._close_reader()
                 if failing:
                     with contextlib.suppress(Exception):
                         stack.close()
                 else:
                     stack.close()
+        finally:
+            self._close_reader()
 
     def _checkpoint(
         self, conn: duckdb.DuckDBPyConnection, stack: contextlib.ExitStack, limit: str
@@ -160,18 +220,30 @@ class WriterSession:
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
+            self._close_reader()
             with contextlib.suppress(Exception):
                 stack.close()
             raise checkpoint_out_of_memory_error(self._storage.display_path, limit) from exc
 
+    def _stop_serving(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+
     def close(self) -> None:
-        self.release()
+        try:
+            self.release()
+        finally:
+            self._stop_serving()
 
     def __enter__(self) -> WriterSession:
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.release(failing=exc is not None)
+        try:
+            self.release(failing=exc is not None)
+        finally:
+            self._stop_serving()
 
 
 def download_ahead(

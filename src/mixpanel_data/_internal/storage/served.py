@@ -1,0 +1,345 @@
+"""Reads answered by the fetch that holds the database (issue 14: readers wait < 2 s).
+
+DuckDB lets one process open a file for writing and none other meanwhile, so a reader
+(`mp sql`) used to wait until the fetch closed the file, and every close checkpoints
+(about a second of CPU per close at 1M events, `benchmarks/reader_wait.py`). Instead
+the fetch answers reads itself: it listens on a Unix socket (in a private 0700 folder,
+named in ``<db>.serve``, 0600) and runs each read on its own cursor of the open
+database, which sees what was committed (DuckDB's MVCC), concurrently with the commit
+under way. A reader that finds the file held sends its ``SELECT`` there and gets the
+rows as an Arrow stream, loaded into a private in-memory DuckDB connection, so its
+caller sees an ordinary DuckDB result.
+
+Only plain ``SELECT`` statements (and not ``checkpoint()``) are served; anything else,
+and any trouble reaching the fetch, falls back to waiting for the file as before. The
+server accepts only connections from its own user (``SO_PEERCRED``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import stat
+import struct
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["ReadServer", "RemoteConnection", "servable", "served_connection"]
+
+_OK, _ERROR, _DECLINED = b"R", b"E", b"D"
+# A reader gives up on the fetch (and waits for the file) when it does not answer.
+CONNECT_TIMEOUT = 5.0
+_HEADER = struct.Struct("!I")
+_PREFIX = "mp-serve-"
+_MAX_REQUEST = 64 << 20
+
+
+def _advert(db: Path) -> Path:
+    return Path(str(db) + ".serve")
+
+
+def servable(conn: duckdb.DuckDBPyConnection, query: str) -> bool:
+    """True for statements the fetch may run for a reader: plain SELECTs only."""
+    import duckdb
+
+    if "checkpoint" in query.lower():  # checkpoint()/force_checkpoint() are SELECTs
+        return False
+    try:
+        statements = conn.extract_statements(query)
+    except duckdb.Error:
+        return False
+    return bool(statements) and all(s.type == duckdb.StatementType.SELECT for s in statements)
+
+
+def _send(sock: socket.socket, kind: bytes, body: bytes) -> None:
+    sock.sendall(kind + _HEADER.pack(len(body)) + body)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    parts, left = [], n
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            raise ConnectionError("the fetch closed the connection")
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+class ReadServer:
+    """Answers readers' SELECTs on a cursor the writer lends (``cursor()``), or declines
+    while the writer has the file closed. One reader at a time, on one thread."""
+
+    def __init__(self, db: Path, cursor: Callable[[], contextlib.AbstractContextManager[Any]]):
+        self._db = db
+        self._cursor = cursor
+        _clean_stale(db)
+        self._dir = Path(tempfile.mkdtemp(prefix=_PREFIX))  # 0700 by mkdtemp
+        self._path = self._dir / "s"
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.bind(str(self._path))
+            os.chmod(self._path, 0o600)
+            self._sock.listen(16)
+            advert = _advert(db)
+            tmp = advert.with_name(advert.name + f".{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n{self._path}\n")
+            os.replace(tmp, advert)
+        except OSError:
+            self._sock.close()
+            shutil.rmtree(self._dir, ignore_errors=True)
+            raise
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="mp-read-server", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop answering (readers then wait for the file) and remove the socket."""
+        advert = _advert(self._db)
+        with contextlib.suppress(OSError):
+            if advert.read_text().split("\n")[0] == str(os.getpid()):
+                advert.unlink()
+        self._stop.set()
+        with (
+            contextlib.suppress(OSError),
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as wake,  # ends accept()
+        ):
+            wake.connect(str(self._path))
+        self._thread.join(timeout=30)
+        self._sock.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            with client:
+                if self._stop.is_set():
+                    return
+                with contextlib.suppress(Exception):  # a reader that went away
+                    self._answer(client)
+
+    def _answer(self, client: socket.socket) -> None:
+        creds = client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        if uid != os.getuid():
+            return
+        client.settimeout(CONNECT_TIMEOUT)
+        (size,) = _HEADER.unpack(_recv_exact(client, _HEADER.size))
+        if size > _MAX_REQUEST:
+            return
+        request = orjson.loads(_recv_exact(client, size))
+        client.settimeout(None)
+        with self._cursor() as cur:
+            if cur is None or not servable(cur, request["sql"]):
+                _send(client, _DECLINED, b"")
+                return
+            self._run(client, cur, request["sql"], request.get("params"))
+
+    @staticmethod
+    def _run(client: socket.socket, cur: Any, sql: str, params: Any) -> None:
+        import duckdb
+        import pyarrow as pa
+
+        try:
+            relation = cur.sql(sql, params=params or None)
+            if relation is None:
+                raise duckdb.InvalidInputException("the statement returned no result")
+            # DuckDB 2 names it to_arrow_reader, 1.x fetch_arrow_reader.
+            reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+            batches = reader(1 << 16)
+        except duckdb.Error as exc:
+            body = {"type": type(exc).__name__, "message": str(exc)}
+            _send(client, _ERROR, orjson.dumps(body))
+            return
+        client.sendall(_OK)
+        with client.makefile("wb") as out, pa.ipc.new_stream(out, batches.schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+
+
+def _clean_stale(db: Path) -> None:
+    """Remove the advert and socket folder of a fetch that died (kill -9) on ``db``."""
+    advert = _advert(db)
+    try:
+        pid_text, path, *_ = advert.read_text().split("\n")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, 0)
+        return  # alive (a second fetch is refused by the fetch lock before it gets here)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        return
+    folder = Path(path).parent
+    if folder.name.startswith(_PREFIX) and folder.parent == Path(tempfile.gettempdir()):
+        with contextlib.suppress(OSError):
+            if folder.stat().st_uid == os.getuid() and not folder.is_symlink():
+                shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        advert.unlink()
+
+
+def _server_path(db: Path) -> str | None:
+    """The socket the fetch holding ``db`` answers on, if it advertises one we trust."""
+    advert = _advert(db)
+    try:
+        fd = os.open(advert, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd) as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            return None
+        lines = f.read(4096).split("\n")
+    return lines[1] if len(lines) > 1 and lines[1] else None
+
+
+class _Declined(Exception):
+    """The fetch did not run the statement (not a SELECT, or its file is closed)."""
+
+
+def _ask(path: str, sql: str, params: Any) -> Any:
+    """The rows of ``sql`` as an Arrow table, from the fetch at ``path``."""
+    import duckdb
+    import pyarrow as pa
+
+    body = orjson.dumps({"sql": sql, "params": params})
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(CONNECT_TIMEOUT)
+        try:
+            sock.connect(path)
+            sock.sendall(_HEADER.pack(len(body)) + body)
+            sock.settimeout(None)  # the query takes what it takes, as a local one would
+            kind = _recv_exact(sock, 1)
+        except OSError as exc:
+            raise _Declined() from exc
+        if kind == _DECLINED:
+            raise _Declined()
+        if kind == _ERROR:
+            (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
+            error = orjson.loads(_recv_exact(sock, size))
+            if error["type"] == "OutOfMemoryException":  # the fetch's pool: wait, run it here
+                raise _Declined()
+            raise getattr(duckdb, error["type"], duckdb.Error)(error["message"])
+        try:
+            with sock.makefile("rb") as stream:
+                return pa.ipc.open_stream(stream).read_all()
+        except (OSError, pa.ArrowException) as exc:  # cut mid-way: run it here instead
+            raise _Declined() from exc
+
+
+class RemoteConnection:
+    """A read-only stand-in for a DuckDB connection while a fetch holds the file.
+
+    SELECTs go to the fetch; their rows come back in a private in-memory connection
+    (so ``execute(...).fetchall()``, ``description`` and Arrow results work as usual).
+    Settings apply to that connection. Anything else, or a fetch that stops answering,
+    switches to a real read-only connection (``open_local``: waiting for the file)."""
+
+    def __init__(self, path: str, open_local: Callable[[], duckdb.DuckDBPyConnection]):
+        import duckdb
+
+        self._path: str | None = path
+        self._open_local = open_local
+        self._local: duckdb.DuckDBPyConnection | None = None
+        self._mem = duckdb.connect(":memory:")
+        self._mem.execute("SET arrow_lossless_conversion = true")
+
+    def _real(self) -> duckdb.DuckDBPyConnection:
+        if self._local is None:
+            self._path = None
+            self._local = self._open_local()
+        return self._local
+
+    def _fetched(self, query: str, params: Any) -> Any | None:
+        """The Arrow rows of ``query`` from the fetch, or None to run it here."""
+        if self._path is None or not servable(self._mem, query):
+            return None
+        if params is not None and not isinstance(params, list | tuple):
+            return None
+        try:
+            return _ask(self._path, query, list(params) if params is not None else None)
+        except _Declined:
+            self._path = None
+            return None
+        except TypeError:  # a parameter JSON cannot carry
+            return None
+
+    def execute(self, query: str, parameters: Any = None) -> Any:
+        if self._local is None:
+            kind = self._statement_kind(query)
+            if kind == "set":
+                return self._mem.execute(query, parameters)
+            table = self._fetched(query, parameters) if kind == "select" else None
+            if table is not None:
+                return self._load(table)
+        return self._real().execute(query, parameters)
+
+    def sql(self, query: str, params: Any = None) -> Any:
+        if self._local is None:
+            table = self._fetched(query, params)
+            if table is not None:
+                return self._mem.from_arrow(table)
+        return self._real().sql(query, params=params)
+
+    def _load(self, table: Any) -> Any:
+        """A result over the rows: its own cursor, where they are registered as a view."""
+        cur = self._mem.cursor()
+        cur.register("__mp_served", table)
+        return cur.execute("SELECT * FROM __mp_served")
+
+    def _statement_kind(self, query: str) -> str:
+        import duckdb
+
+        try:
+            kinds = {s.type for s in self._mem.extract_statements(query)}
+        except duckdb.Error:
+            return "other"
+        if kinds == {duckdb.StatementType.SET}:
+            return "set"
+        return "select" if kinds == {duckdb.StatementType.SELECT} else "other"
+
+    def interrupt(self) -> None:
+        if self._local is not None:
+            self._local.interrupt()
+
+    def close(self) -> None:
+        self._mem.close()
+        if self._local is not None:
+            self._local.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+
+def served_connection(
+    db: Path, open_local: Callable[[], duckdb.DuckDBPyConnection]
+) -> RemoteConnection | None:
+    """A connection answered by the fetch holding ``db``, or None when none answers."""
+    path = _server_path(db)
+    if path is None:
+        return None
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(CONNECT_TIMEOUT)
+            probe.connect(path)
+    except OSError:
+        return None
+    return RemoteConnection(path, open_local)

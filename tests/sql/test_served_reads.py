@@ -1,0 +1,174 @@
+"""Readers answered by the fetch that holds the database (storage/served.py, issue 14).
+
+A real fetch session (WriterSession) holds a real DuckDB file; `mp sql` runs as a
+separate process, as a user runs it during `mp fetch`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mixpanel_data._internal.services.fetch.staging import WriterSession
+from mixpanel_data._internal.storage.engine import StorageEngine
+from mixpanel_data._internal.storage.locks import ReaderQueue
+from mixpanel_data._internal.storage.served import servable, served_connection
+
+SERVED = "through the fetch that holds it"
+
+
+def _duckdb() -> Any:
+    import duckdb
+
+    return duckdb
+
+
+def mp(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mixpanel_data", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+    )
+
+
+@pytest.fixture
+def held(local_db) -> Iterator[tuple[Path, WriterSession]]:
+    """The database held for writing, as by a fetch between two commits."""
+    session = WriterSession(StorageEngine(local_db.path))
+    with session:
+        with session.connection():
+            pass
+        yield local_db.path, session
+
+
+def test_a_reader_is_answered_while_the_fetch_holds_the_file(held, local_db) -> None:
+    db, _ = held
+    out = mp("-v", "--db", str(db), "sql", "SELECT count(*) AS n FROM events", "-f", "json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [{"n": len(local_db.events)}]
+    assert SERVED in out.stderr
+    assert "waiting for" not in out.stderr
+
+
+def test_a_reader_sees_only_committed_rows(held, local_db) -> None:
+    db, session = held
+    with session.connection() as conn:
+        conn.execute("BEGIN TRANSACTION")
+        conn.execute("INSERT INTO events SELECT * FROM events")  # not committed yet
+        out = mp("--db", str(db), "sql", "SELECT count(*) FROM events", "--scalar")
+        assert (out.returncode, out.stdout) == (0, f"{len(local_db.events)}\n"), out.stderr
+        conn.execute("COMMIT")
+    out = mp("--db", str(db), "sql", "SELECT count(*) FROM events", "--scalar")
+    assert (out.returncode, out.stdout) == (0, f"{2 * len(local_db.events)}\n"), out.stderr
+
+
+def test_results_keep_their_types(held) -> None:
+    """HUGEINT, JSON, TIMESTAMPTZ, lists, decimals and NULLs come back as DuckDB gives them."""
+    db, _ = held
+    query = (
+        "SELECT sum(length(distinct_id))::HUGEINT AS h, any_value(properties) AS j, "
+        "min(event_time) AS t, list(DISTINCT event_name ORDER BY event_name) AS names, "
+        "CAST(1.25 AS DECIMAL(9, 2)) AS d, NULL::VARCHAR AS nothing FROM events"
+    )
+    remote = served_connection(db, lambda: pytest.fail("the fetch did not answer"))
+    assert remote is not None
+    remote.execute("SET TimeZone = 'UTC'")
+    got = remote.execute(query)
+    types = [str(d[1]) for d in got.description]
+    rows = got.fetchall()
+    remote.close()
+    held[1].release()  # the file is free: read it directly to compare
+    with _duckdb().connect(str(db), read_only=True) as direct:
+        direct.execute("SET TimeZone = 'UTC'")
+        want = direct.execute(query)
+        assert types == [str(d[1]) for d in want.description]
+        assert rows == want.fetchall()
+
+
+def test_errors_are_the_same_line_as_without_a_fetch(held) -> None:
+    db, session = held
+    during = mp("--db", str(db), "sql", "SELECT * FROM nope")
+    session.release()
+    after = mp("--db", str(db), "sql", "SELECT * FROM nope")
+    assert during.returncode == after.returncode != 0
+    assert during.stderr == after.stderr
+    assert "nope" in during.stderr
+    assert "Traceback" not in during.stderr
+
+
+def test_statements_other_than_select_wait_for_the_file(held, local_db) -> None:
+    """Not answered by the fetch: the reader waits, as before, until the file is free."""
+    db, session = held
+    with subprocess.Popen(
+        [sys.executable, "-m", "mixpanel_data", "--db", str(db), "sql", "PRAGMA version"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        deadline = time.monotonic() + 60
+        while not ReaderQueue(db).readers_waiting():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the reader never waited"
+            time.sleep(0.05)
+        session.release()  # what a fetch does when it sees a reader waiting
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert _duckdb().__version__.lstrip("v").split(".")[0] in out
+    assert "waiting for" in err
+
+
+def test_only_plain_selects_are_served() -> None:
+    conn = _duckdb().connect()
+    assert servable(conn, "SELECT 1")
+    assert servable(conn, "WITH a AS (SELECT 1) SELECT * FROM a; FROM range(3)")
+    for query in (
+        "SELECT * FROM checkpoint()",
+        "SELECT * FROM force_checkpoint()",
+        "CHECKPOINT",
+        "DELETE FROM t",
+        "SELECT 1; DROP TABLE t",
+        "COPY (SELECT 1) TO 'x.csv'",
+        "ATTACH 'x.duckdb'",
+        "SET memory_limit = '1GB'",
+        "EXPLAIN ANALYZE DELETE FROM t",
+        "SELECT (",
+    ):
+        assert not servable(conn, query), query
+
+
+def test_the_advert_is_private_and_goes_with_the_fetch(local_db) -> None:
+    session = WriterSession(StorageEngine(local_db.path))
+    advert = Path(str(local_db.path) + ".serve")
+    with session:
+        with session.connection():
+            pass
+        assert stat.S_IMODE(advert.stat().st_mode) == 0o600
+        socket_path = Path(advert.read_text().split("\n")[1])
+        assert stat.S_IMODE(socket_path.parent.stat().st_mode) == 0o700
+        assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
+    assert not advert.exists()
+    assert not socket_path.parent.exists()
+
+
+def test_a_symlinked_advert_is_not_followed(local_db, tmp_path) -> None:
+    session = WriterSession(StorageEngine(local_db.path))
+    advert = Path(str(local_db.path) + ".serve")
+    with session:
+        with session.connection():
+            pass
+        real = tmp_path / "elsewhere"
+        real.write_text(advert.read_text())
+        advert.unlink()
+        advert.symlink_to(real)
+        assert served_connection(local_db.path, lambda: pytest.fail("not asked")) is None
