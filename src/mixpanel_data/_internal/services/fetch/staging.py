@@ -115,6 +115,7 @@ class WriterSession:
         self._server: ReadServer | None = None
         self._reader: duckdb.DuckDBPyConnection | None = None
         self._mutex = threading.Condition(threading.RLock())
+        self._ending = False  # the last close: readers need not wait for a reopen
 
     @contextlib.contextmanager
     def _lend(self) -> Iterator[duckdb.DuckDBPyConnection | None]:
@@ -122,7 +123,7 @@ class WriterSession:
         (a reader that needed the file itself is in), wait a moment for the next commit
         to reopen it; None after that (the reader then waits for the file)."""
         with self._mutex:
-            self._mutex.wait_for(lambda: self._reader is not None, timeout=LEND_WAIT)
+            self._mutex.wait_for(lambda: self._reader is not None or self._ending, LEND_WAIT)
             yield self._reader
 
     @contextlib.contextmanager
@@ -230,7 +231,13 @@ class WriterSession:
         if server is not None:
             server.close()
 
+    def _end(self) -> None:
+        with self._mutex:
+            self._ending = True
+            self._mutex.notify_all()
+
     def close(self) -> None:
+        self._end()
         try:
             self.release()
         finally:
@@ -240,6 +247,7 @@ class WriterSession:
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._end()
         try:
             self.release(failing=exc is not None)
         finally:
