@@ -116,15 +116,32 @@ class WriterSession:
         self._reader: duckdb.DuckDBPyConnection | None = None
         self._mutex = threading.Condition(threading.RLock())
         self._ending = False  # the last close: readers need not wait for a reopen
+        self._ready = False  # the first commit is done
+        self._configured = False  # the readers' cursor has its settings
 
     @contextlib.contextmanager
     def _lend(self) -> Iterator[duckdb.DuckDBPyConnection | None]:
         """The readers' cursor, held against a close meanwhile. While the file is closed
         (a reader that needed the file itself is in), wait a moment for the next commit
         to reopen it; None after that (the reader then waits for the file)."""
+        import duckdb
+
         with self._mutex:
-            self._mutex.wait_for(lambda: self._reader is not None or self._ending, LEND_WAIT)
-            yield self._reader
+            self._mutex.wait_for(lambda: self._lendable() or self._ending, LEND_WAIT)
+            reader = self._reader if self._lendable() else None
+            if reader is not None and not self._configured:
+                try:
+                    reader.sql("SET TimeZone = 'UTC'")
+                    reader.sql("SET arrow_lossless_conversion = true")
+                    self._configured = True
+                except duckdb.Error:
+                    reader = None
+            yield reader
+
+    def _lendable(self) -> bool:
+        """A cursor is open, and the fetch has committed once (before that, a reader
+        waits for the first commit, as it did for the file: it never sees less)."""
+        return self._reader is not None and self._ready
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -145,18 +162,19 @@ class WriterSession:
                         self._mutex.notify_all()
             with self._storage.writer() as conn:  # nested: reuses the held connection
                 yield conn
+            if self._serve and not self._ready:
+                with self._mutex:  # committed once: readers now see this fetch's rows
+                    self._ready = True
+                    self._mutex.notify_all()
 
     def _open_reader(self, conn: duckdb.DuckDBPyConnection) -> None:
         """A cursor for readers' SELECTs, and the server that runs them (started once)."""
         import duckdb
 
         try:
-            reader = conn.cursor()
-            reader.sql("SET TimeZone = 'UTC'")
-            reader.sql("SET arrow_lossless_conversion = true")
+            self._reader, self._configured = conn.cursor(), False  # set up on first use
         except duckdb.Error:
             return  # readers wait for the file, as without the server
-        self._reader = reader
         if self._server is None and self._storage.path is not None:
             try:
                 self._server = ReadServer(self._storage.path, self._lend)
