@@ -47,7 +47,8 @@ __all__ = ["WriterSession", "clean_stale_staging", "download_ahead", "is_loopbac
 
 # Windows ready together are committed together, up to this many bytes of JSONL
 # (plus the window that crosses it), and up to about COMMIT_SECONDS of work at the
-# rate the commits so far ran (the first one is at most FIRST_BATCH_BYTES). Fewer,
+# rate the commits so far ran. The first one is at most FIRST_BATCH_BYTES (plus its
+# window): readers wait for it, as there is nothing to show them before it. Fewer,
 # larger commits are cheaper, but a reader (`mp sql`) waits for the commit under
 # way (benchmarks/reader_wait.py; 2 GB batches made it wait 8.5 s, and a typed
 # insert of 128 MB takes several seconds). A window is never split: one day larger
@@ -348,10 +349,10 @@ def download_ahead(
     rate: float | None = None  # bytes of JSONL committed per second, so far
 
     def bound() -> int:
+        if rate is None:  # the first commit: readers wait for it (there is nothing before)
+            return min(BATCH_BYTES, FIRST_BATCH_BYTES)
         if COMMIT_SECONDS <= 0:
             return BATCH_BYTES
-        if rate is None:
-            return min(BATCH_BYTES, FIRST_BATCH_BYTES)
         return max(1, min(BATCH_BYTES, int(rate * COMMIT_SECONDS)))
 
     try:
