@@ -66,6 +66,8 @@ MAX_COMMIT_LATENCY = 10.0
 LOOKAHEAD_WINDOWS = 64
 # A reader's SELECT waits this long for the writer to reopen a file it closed (s).
 LEND_WAIT = 1.0
+# ... and this long for the fetch's first commit to end (a reader's own lock wait is 60 s).
+FIRST_COMMIT_WAIT = 60.0
 # After a stop (Ctrl-C, an error), how long to wait for worker threads to finish (s).
 WORKER_EXIT_WAIT = 15.0
 
@@ -128,7 +130,10 @@ class WriterSession:
         import duckdb
 
         with self._mutex:
-            self._mutex.wait_for(lambda: self._lendable() or self._ending, LEND_WAIT)
+            # Before the first commit ends (a small one), wait for it here: that is what
+            # a reader waiting for the file would wait for, without the file changing hands.
+            limit = LEND_WAIT if self._ready else FIRST_COMMIT_WAIT
+            self._mutex.wait_for(lambda: self._lendable() or self._ending, limit)
             reader = self._reader if self._lendable() else None
             if reader is not None and not self._configured:
                 try:
