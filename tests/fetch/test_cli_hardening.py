@@ -246,7 +246,6 @@ def test_a_reader_during_a_fetch_is_answered_without_waiting(
     import threading
 
     from mixpanel_data._internal.services.fetch import service, staging
-    from mixpanel_data._internal.storage.engine import WINDOWS_TABLE
     from mixpanel_data.workspace import Workspace
 
     from .conftest import creds_for
@@ -299,8 +298,7 @@ def test_a_reader_during_a_fetch_is_answered_without_waiting(
     assert "waiting for" not in during.stderr
     with Workspace.open(db) as ws:
         first = ws.sql_scalar(
-            f"SELECT rows_inserted FROM {WINDOWS_TABLE} WHERE name = 'events' "  # noqa: S608
-            "ORDER BY from_date LIMIT 1"
+            "SELECT rows_inserted FROM _mp_windows WHERE name = 'events' ORDER BY from_date LIMIT 1"
         )
         total = ws.sql_scalar("SELECT count(*) FROM events")
     assert json.loads(during.stdout) == [{"n": first, "days": 1}]  # the first window only

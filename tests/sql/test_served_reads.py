@@ -21,7 +21,7 @@ import pytest
 from mixpanel_data._internal.services.fetch.staging import WriterSession
 from mixpanel_data._internal.storage.engine import StorageEngine
 from mixpanel_data._internal.storage.locks import ReaderQueue
-from mixpanel_data._internal.storage.served import servable, served_connection
+from mixpanel_data._internal.storage.served import RemoteConnection, servable, served_connection
 
 SERVED = "through the fetch that holds it"
 
@@ -82,7 +82,7 @@ def test_results_keep_their_types(held) -> None:
         "CAST(1.25 AS DECIMAL(9, 2)) AS d, NULL::VARCHAR AS nothing FROM events"
     )
     remote = served_connection(db, lambda: pytest.fail("the fetch did not answer"))
-    assert remote is not None
+    assert isinstance(remote, RemoteConnection)  # the fetch answered
     remote.execute("SET TimeZone = 'UTC'")
     got = remote.execute(query)
     types = [str(d[1]) for d in got.description]
