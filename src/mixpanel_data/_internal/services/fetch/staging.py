@@ -101,11 +101,12 @@ def clean_stale_staging(directory: Path) -> None:
 
 
 class WriterSession:
-    """The fetch's write connection, held across commits and released for readers.
+    """The fetch's write connection, held across commits, and the readers it answers.
 
     Holding it avoids a checkpoint per commit (each one rewrites the table's last
-    row group); it is closed whenever a reader waits or a download is awaited,
-    so readers only ever wait for one commit.
+    row group). Readers' SELECTs are answered on a cursor of it (storage/served.py);
+    it is closed only for a reader that needs the file itself (it waits for one
+    commit), or, when it cannot serve, while a download is awaited.
     """
 
     def __init__(self, storage: StorageEngine, *, serve: bool = True) -> None:
