@@ -263,9 +263,17 @@ class TableNotFoundError(StorageError):
 
     exit_code = 4
 
-    def __init__(self, table: str) -> None:
+    def __init__(self, table: str, *, fetch_running: bool = False) -> None:
+        # A fetch that creates the table shows it at its first commit, not before.
+        note = (
+            " (a fetch is writing this database: a table it creates appears when its "
+            "first window is committed, in a moment)"
+            if fetch_running
+            else ""
+        )
         super().__init__(
-            f"table '{table}' not found; list tables with `mp inspect tables`", table=table
+            f"table '{table}' not found{note}; list tables with `mp inspect tables`",
+            table=table,
         )
         self.table = table
 

@@ -62,7 +62,10 @@ def translate_duckdb_errors(
     except duckdb.CatalogException as exc:
         missing = _missing_tables(conn, query)
         if len(missing) == 1:
-            raise TableNotFoundError(missing[0]) from None
+            from mixpanel_data._internal.storage.served import RemoteConnection
+
+            served = isinstance(conn, RemoteConnection) and conn.served  # a fetch holds it
+            raise TableNotFoundError(missing[0], fetch_running=served) from None
         raise ValidationError(
             f"invalid SQL: {_first_line(exc)}; list tables with `mp inspect tables`"
         ) from None

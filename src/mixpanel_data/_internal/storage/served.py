@@ -262,6 +262,11 @@ class RemoteConnection:
         self._mem = duckdb.connect(":memory:")
         self._mem.execute("SET arrow_lossless_conversion = true")
 
+    @property
+    def served(self) -> bool:
+        """True while the fetch answers (no local connection was opened instead)."""
+        return self._local is None
+
     def _real(self) -> duckdb.DuckDBPyConnection:
         if self._local is None:
             self._path = None

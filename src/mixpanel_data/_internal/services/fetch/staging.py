@@ -48,7 +48,7 @@ __all__ = ["WriterSession", "clean_stale_staging", "download_ahead", "is_loopbac
 # Windows ready together are committed together, up to this many bytes of JSONL
 # (plus the window that crosses it), and up to about COMMIT_SECONDS of work at the
 # rate the commits so far ran. The first one is at most FIRST_BATCH_BYTES (plus its
-# window): readers wait for it, as there is nothing to show them before it. Fewer,
+# window), so a new table shows its first rows soon. Fewer,
 # larger commits are cheaper, but a reader (`mp sql`) waits for the commit under
 # way (benchmarks/reader_wait.py; 2 GB batches made it wait 8.5 s, and a typed
 # insert of 128 MB takes several seconds). A window is never split: one day larger
@@ -66,8 +66,6 @@ MAX_COMMIT_LATENCY = 10.0
 LOOKAHEAD_WINDOWS = 64
 # A reader's SELECT waits this long for the writer to reopen a file it closed (s).
 LEND_WAIT = 1.0
-# ... and this long for the fetch's first commit to end (a reader's own lock wait is 60 s).
-FIRST_COMMIT_WAIT = 60.0
 # After a stop (Ctrl-C, an error), how long to wait for worker threads to finish (s).
 WORKER_EXIT_WAIT = 15.0
 
@@ -120,7 +118,6 @@ class WriterSession:
         self._reader: duckdb.DuckDBPyConnection | None = None
         self._mutex = threading.Condition(threading.RLock())
         self._ending = False  # the last close: readers need not wait for a reopen
-        self._ready = False  # the first commit is done
         self._configured = False  # the readers' cursor has its settings
 
     @contextlib.contextmanager
@@ -131,11 +128,8 @@ class WriterSession:
         import duckdb
 
         with self._mutex:
-            # Before the first commit ends (a small one), wait for it here: that is what
-            # a reader waiting for the file would wait for, without the file changing hands.
-            limit = LEND_WAIT if self._ready else FIRST_COMMIT_WAIT
-            self._mutex.wait_for(lambda: self._lendable() or self._ending, limit)
-            reader = self._reader if self._lendable() else None
+            self._mutex.wait_for(lambda: self._reader is not None or self._ending, LEND_WAIT)
+            reader = self._reader
             if reader is not None and not self._configured:
                 try:
                     reader.sql("SET TimeZone = 'UTC'")
@@ -144,11 +138,6 @@ class WriterSession:
                 except duckdb.Error:
                     reader = None
             yield reader
-
-    def _lendable(self) -> bool:
-        """A cursor is open, and the fetch has committed once (before that, a reader
-        waits for the first commit, as it did for the file: it never sees less)."""
-        return self._reader is not None and self._ready
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -169,10 +158,6 @@ class WriterSession:
                         self._mutex.notify_all()
             with self._storage.writer() as conn:  # nested: reuses the held connection
                 yield conn
-            if self._serve and not self._ready:
-                with self._mutex:  # committed once: readers now see this fetch's rows
-                    self._ready = True
-                    self._mutex.notify_all()
 
     def _open_reader(self, conn: duckdb.DuckDBPyConnection) -> None:
         """A cursor for readers' SELECTs, and the server that runs them (started once)."""
