@@ -262,9 +262,9 @@ def main() -> None:
             if r.mb == mb and r.with_readers == readers and not r.control
         )
 
-    def control_cpu(mb: str) -> float | None:
-        cpu = [r.cpu for r in runs if r.mb == mb and r.control]
-        return statistics.median(cpu) if cpu else None
+    def control_of(mb: str, attr: str) -> float | None:
+        values = [getattr(r, attr) for r in runs if r.mb == mb and r.control]
+        return statistics.median(values) if values else None
 
     ref = opts.bound[0]
     print(
@@ -292,12 +292,21 @@ def main() -> None:
             f"| {_p95(waits):.2f} / {max(waits, default=0):.2f} s |"
         )
     for mb in opts.bound:
-        other = control_cpu(mb)
-        if other is not None:
+        other, other_wall = control_of(mb, "cpu"), control_of(mb, "wall")
+        if other is not None and other_wall is not None:
+            # Per round, the wall of the fetch with readers over the control run next to it.
+            rounds = [r for r in runs if r.mb == mb and r.with_readers]
+            pairs = [
+                a.wall / b.wall
+                for a, b in zip(rounds[::2], rounds[1::2], strict=False)
+                if not a.control and b.control
+            ]
             print(
-                f"\n{mb}: fetch CPU with control readers (same `mp sql`, another database) "
-                f"{other:.1f} s; with readers / with control readers "
-                f"{med(mb, True, 'cpu') / other:.3f}x; control / alone "
+                f"\n{mb}: fetch with control readers (same `mp sql`, another database) "
+                f"{other_wall:.1f} s wall / {other:.1f} s CPU; with readers / with control "
+                f"readers: CPU {med(mb, True, 'cpu') / other:.3f}x, wall "
+                f"{med(mb, True, 'wall') / other_wall:.3f}x (per round "
+                f"{', '.join(f'{x:.3f}x' for x in pairs)}); control / alone CPU "
                 f"{other / med(mb, False, 'cpu'):.3f}x"
             )
     print(json.dumps({"load": os.getloadavg()}), file=sys.stderr)
