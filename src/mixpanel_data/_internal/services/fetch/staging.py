@@ -340,7 +340,7 @@ def download_ahead(
     rate: float | None = None  # bytes of JSONL committed per second, so far
 
     def bound() -> int:
-        if rate is None:  # the first commit: readers wait for it (there is nothing before)
+        if rate is None:  # the first commit: small, so a new table shows rows soon
             return min(BATCH_BYTES, FIRST_BATCH_BYTES)
         if COMMIT_SECONDS <= 0:
             return BATCH_BYTES
