@@ -95,11 +95,23 @@ def test_second_writer_is_refused_naming_the_pid_and_readers_keep_working(
         assert second.returncode == 1
         line = _one_error_line(second.stderr)
         assert f"locked by process {first.pid}" in line
-        wait_for(db.exists, what="the first commit")
-        reader = run_mp([MP, "sql", "--scalar", "SELECT count(*) >= 0 FROM _mp_tables"], env)
-        assert reader.returncode == 0, reader.stderr
-        assert reader.stdout.strip() == "true"
+        wait_for(db.exists, what="the database")
+        # Readers are answered at once, the lock never refuses them: before the first
+        # commit the table is not there yet (exit 4, saying a fetch is writing it).
+        read = [MP, "sql", "--scalar", "SELECT count(*) >= 0 FROM _mp_tables"]
+        early: list[subprocess.CompletedProcess[str]] = []
+
+        def committed() -> bool:
+            reader = run_mp(read, env)
+            if reader.returncode != 0:
+                early.append(reader)
+            return reader.returncode == 0 and reader.stdout.strip() == "true"
+
+        wait_for(committed, what="a reader that sees the first commit")
         assert first.poll() is None  # the reader ran while the writer was still fetching
+        for reader in early:
+            assert reader.returncode == 4, reader.stderr
+            assert "a fetch is writing this database" in _one_error_line(reader.stderr)
     finally:
         stop(first)
         emu.faults.clear()

@@ -718,12 +718,17 @@ def commit_events(
     # The optimizer may build the anti-join's hash table on the export side (its
     # size is unknown to it); keep the build on the small losers table.
     conn.execute("SET disabled_optimizers = 'build_side_probe_side'")
-    restore = None
+    resets: list[str] = []
     if object_size is not None:  # a huge line: a larger pool for this statement only
-        row = conn.execute("SELECT current_setting('memory_limit')").fetchone()
-        restore = str(row[0]) if row else None
+        row = conn.execute(
+            "SELECT current_setting('memory_limit'), current_setting('threads')"
+        ).fetchone()
+        if row is not None:
+            resets = [f"SET memory_limit = '{row[0]}'", f"SET threads = {int(row[1])}"]
         conn.execute(f"SET memory_limit = '{pool}'")
-    resets = [f"SET memory_limit = '{restore}'"] if restore is not None else []
+        # One thread: each reads its own buffer of a few times the line's size, and
+        # with two the 40 MB line of a test ran out of the pool on a busy machine.
+        conn.execute("SET threads = 1")
     with cleanup(
         conn,
         "RESET disabled_optimizers",
