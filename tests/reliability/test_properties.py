@@ -182,3 +182,10 @@ def test_commits_in_any_order_with_repeats_give_the_same_table(
         assert table_counter(db) == in_order
     assert len(staged_days) == 4
     assert sum(in_order.values()) > 0
+
+
+def test_the_download_counts_each_bodys_newlines(staged_days: list[StagedFile]) -> None:
+    """The typed columns' estimate of a batch's rows reads the count the download took
+    (reading every staged file again to count cost the writer ~0.9 s per 1M events)."""
+    for staged in staged_days:
+        assert staged.newlines == staged.path.read_bytes().count(b"\n") > 0

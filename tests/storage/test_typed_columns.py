@@ -223,6 +223,24 @@ def test_the_inserts_one_parse_extraction_equals_the_json_text_fill(
     assert got == want, docs
 
 
+def test_a_known_newline_count_gives_the_same_estimate_as_counting(tmp_path: Path) -> None:
+    """sample_keys reads only slices of a large file; the rows it scales to come from
+    the newline count the download took, equal to counting the file again."""
+    path = tmp_path / "big.jsonl"
+    lines = [
+        json.dumps({"event": "e", "properties": {"n": i, "pad": "x" * (i % 700)}})
+        for i in range(4000)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size > 3 * columns.SAMPLE_SLICE  # only slices are parsed
+    counted = columns.sample_keys([path], kind="events")
+    given_count = columns.sample_keys([path], kind="events", newlines=[4000])
+    assert given_count[1:] == counted[1:]
+    assert given_count[0]["n"].families == counted[0]["n"].families
+    assert 0 < counted[1] < 4000  # sampled lines
+    assert counted[2] == pytest.approx(4000, rel=0.25)  # the estimate of all rows
+
+
 # -- the table: types, twins, names, evolution ---------------------------------------------
 
 

@@ -204,18 +204,22 @@ def _newlines(path: Path) -> int:
     return count
 
 
-def sample_keys(paths: Sequence[Path], *, kind: str) -> tuple[dict[str, KeyCounts], int, float]:
+def sample_keys(
+    paths: Sequence[Path], *, kind: str, newlines: Sequence[int | None] | None = None
+) -> tuple[dict[str, KeyCounts], int, float]:
     """Count each top-level property's values by JSON family in samples of `paths`.
 
     Returns the counts, the number of records sampled and the estimated number of
     records in all of `paths`; a sample of a few thousand lines per file finds every
-    property over MIN_SHARE and its likely type.
+    property over MIN_SHARE and its likely type. ``newlines``: each file's newline
+    count if known (the download counts them; reading a file again to count cost the
+    writer about 0.9 s per 1M events).
     """
     field = "properties" if kind == "events" else "$properties"
     counts: dict[str, KeyCounts] = {}
     lines = 0
     estimate = 0.0
-    for path in paths:
+    for i, path in enumerate(paths):
         size = path.stat().st_size
         seen, read = lines, 0
         for block in _slices(path, size):
@@ -248,7 +252,8 @@ def sample_keys(paths: Sequence[Path], *, kind: str) -> tuple[dict[str, KeyCount
         elif read:
             # Lines of very different lengths (one of 10 MB) make bytes a poor guide:
             # count the file's lines (memchr speed), scaled by the share that parsed.
-            total = _newlines(path)
+            known = newlines[i] if newlines is not None else None
+            total = known if known is not None else _newlines(path)
             sampled = sum(block.count(b"\n") for block in _slices(path, size))
             estimate += total * (lines - seen) / max(sampled, 1)
     return counts, lines, estimate
@@ -563,11 +568,12 @@ def plan_batch(
     table: str,
     kind: str,
     paths: Sequence[Path],
+    newlines: Sequence[int | None] | None = None,
 ) -> Plan:
     """Decide the batch's typed columns; add the new ones to `table` (inside the
     batch's transaction), filled from `properties` for the rows already stored."""
     columns = load_columns(conn, table)
-    sampled, lines, batch_lines = sample_keys(paths, kind=kind)
+    sampled, lines, batch_lines = sample_keys(paths, kind=kind, newlines=newlines)
     if not lines:
         return Plan(tuple(columns))
     scale = batch_lines / lines

@@ -210,6 +210,8 @@ class StagedFile:
     needs_fix: bool = False
     # An upper bound on the body's longest line, in bytes (see `long_line_limits`).
     longest_line: int = 0
+    # Newline bytes in the body, counted as it arrived (None: count them when needed).
+    newlines: int | None = None
 
 
 class _LineMeter:
@@ -219,8 +221,10 @@ class _LineMeter:
     def __init__(self) -> None:
         self.run = 0
         self.longest = 0
+        self.newlines = 0  # for the typed columns' estimate (columns.sample_keys)
 
     def feed(self, chunk: bytes) -> None:
+        self.newlines += chunk.count(b"\n")
         first = chunk.find(b"\n")
         if first < 0:
             self.run += len(chunk)
@@ -339,7 +343,9 @@ def download_window(
                         raise NetworkError(
                             f"export of {window} ended in a cut record; retrying the window"
                         ) from None
-            return StagedFile(window, dest, size, attempt, longest_line=meter.result())
+            return StagedFile(
+                window, dest, size, attempt, longest_line=meter.result(), newlines=meter.newlines
+            )
         except Exception as exc:
             if not isinstance(exc, Retryable):
                 raise
@@ -674,7 +680,9 @@ def commit_events(
     skipped = 0
     needs_fix = merge
     pool, object_size = long_line_limits(max(f.longest_line for f in present), 256)
-    plan = plan_batch(conn, table=table, kind="events", paths=paths)
+    plan = plan_batch(
+        conn, table=table, kind="events", paths=paths, newlines=[f.newlines for f in present]
+    )
     # A huge line: the typed columns are filled after the insert (`fill_stored`).
     scanned = plan.columns if object_size is None else ()
     select = _select_rows(

@@ -101,9 +101,10 @@ def clean_stale_staging(directory: Path) -> None:
 class WriterSession:
     """The fetch's write connection, held across commits, and the readers it answers.
 
-    Holding it avoids reopening the file per commit. Readers' SELECTs are answered on a cursor of it (storage/served.py);
-    it is closed only for a reader that needs the file itself (it waits for one
-    commit), or, when it cannot serve, while a download is awaited.
+    Holding it avoids reopening the file per commit. Readers' SELECTs are answered
+    on a cursor of it (storage/served.py); it is closed only for a reader that needs
+    the file itself (it waits for one commit), or, when it cannot serve, while a
+    download is awaited.
     """
 
     def __init__(self, storage: StorageEngine, *, serve: bool = True) -> None:
