@@ -56,3 +56,33 @@ def test_checkpoint_pool_follows_the_fetch_memory_setting(
     assert checkpoint_memory_limit() == "128MB"
     monkeypatch.setenv("MP_FETCH_MEMORY_LIMIT", "1 GB")
     assert checkpoint_memory_limit() == "1GB"
+
+
+def test_each_commit_over_16_mb_of_log_is_checkpointed_as_it_ends(tmp_path: Path) -> None:
+    """Left to one checkpoint at the close, every insert stayed in the write-ahead log
+    and the close rewrote it alone (8.6 s of a 33.5 s fetch of 1M events). Now a commit
+    whose log passed FOLD_BYTES is folded into the file right after it, outside COMMIT."""
+    db = tmp_path / "fold.duckdb"
+    wal = Path(f"{db}.wal")
+    session = staging.WriterSession(StorageEngine(db), serve=False)
+    with session.connection() as conn:
+        conn.execute("CREATE TABLE t (x BIGINT, s VARCHAR)")
+        conn.execute("INSERT INTO t SELECT range, 'small' FROM range(10)")
+    small = wal.stat().st_size
+    assert 0 < small < staging.FOLD_BYTES  # a small log waits for the next commits
+    logged = 0
+    with session.connection() as conn:
+        # Inserts smaller than a row group go to the log (larger ones go to the file).
+        for i in range(4):
+            conn.execute(
+                "INSERT INTO t SELECT range, repeat(md5(range::VARCHAR), 8) FROM range(?, ?)",
+                [i * 30_000, (i + 1) * 30_000],
+            )
+        logged = wal.stat().st_size
+    assert logged > staging.FOLD_BYTES
+    assert not wal.exists() or wal.stat().st_size < small  # folded while still held
+    with session.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (120_010,)
+    session.close()
+    kept = StorageEngine(db, read_only=True).execute_scalar("SELECT count(*) FROM t")
+    assert kept == 120_010
