@@ -27,7 +27,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ReadServer", "RemoteConnection", "servable", "served_connection"]
 
+_T = TypeVar("_T")
 _OK, _ERROR, _DECLINED = b"R", b"E", b"D"
 # A reader gives up on the fetch (and waits for the file) when it does not answer.
 CONNECT_TIMEOUT = 5.0
@@ -215,7 +216,7 @@ class _Declined(Exception):
     """The fetch did not run the statement (not a SELECT, or its file is closed)."""
 
 
-def _ask(path: str, sql: str, params: Any, load: Callable[[Any], Any]) -> Any:
+def _ask(path: str, sql: str, params: Any, load: Callable[[Any], _T]) -> _T:
     """``load`` over the rows of ``sql`` from the fetch at ``path`` (an Arrow stream).
 
     The stream is read with nanoarrow: importing pyarrow (and numpy) cost each reader
@@ -285,8 +286,7 @@ class RemoteConnection:
             return None
         try:
             values = list(params) if params is not None else None
-            cur: duckdb.DuckDBPyConnection = _ask(self._path, query, values, self._load)
-            return cur
+            return _ask(self._path, query, values, self._load)
         except _Declined:
             self._path = None
             return None
