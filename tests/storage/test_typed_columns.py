@@ -302,6 +302,44 @@ def test_a_batch_gets_typed_columns_that_hold_what_properties_says(tmp_path: Pat
     assert catalog["country"][1:] == ("VARCHAR", 400, 0, 0)
 
 
+def test_properties_named_like_the_keys_but_for_case_keep_both_apart(tmp_path: Path) -> None:
+    """``Time`` and ``DISTINCT_ID`` (as ``DISTINCT_ID_property``, the core column's
+    name) get columns beside the keys ``time`` and ``distinct_id`` (a struct's names
+    ignore case: the insert reads them in two parses), and ``mp_processing_time_ms``,
+    a key and a column, still decides dedup when it is sent as a string."""
+    conn = _db(tmp_path)
+    lines = [
+        _line({"Time": f"t{i}", "DISTINCT_ID": i, "mp_processing_time_ms": 100 + i}, t=T0 + i)
+        for i in range(60)
+    ]
+    newer = {**lines[0]["properties"], "mp_processing_time_ms": "999", "Time": "newer"}
+    lines.append({"event": "E", "properties": newer})  # the same key, processed later
+    _commit(conn, tmp_path / "a.jsonl", lines)
+    types = _types(conn)
+    assert (types["Time"], types["DISTINCT_ID_property"], types["mp_processing_time_ms"]) == (
+        "VARCHAR",
+        "BIGINT",
+        "BIGINT",
+    )
+    got = conn.execute(
+        'SELECT epoch(event_time)::BIGINT, distinct_id, "Time", DISTINCT_ID_property, '
+        "mp_processing_time_ms, unfit_properties FROM events ORDER BY event_time"
+    ).fetchall()
+    assert len(got) == 60  # the older copy of the first line lost dedup
+    # "999" is converted, and listed as a value that did not fit (a string).
+    assert got[0] == (
+        T0,
+        lines[0]["properties"]["distinct_id"],
+        "newer",
+        0,
+        999,
+        ["mp_processing_time_ms"],
+    )
+    for i, row in enumerate(got[1:], start=1):
+        p = lines[i]["properties"]
+        assert row == (T0 + i, p["distinct_id"], f"t{i}", i, 100 + i, None)
+
+
 def test_numbers_then_strings_widen_the_column_to_varchar(tmp_path: Path) -> None:
     conn = _db(tmp_path)
     first = [_line({"amount": i}) for i in range(100)]

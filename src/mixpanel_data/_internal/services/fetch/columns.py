@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -293,7 +293,18 @@ def widen(current: str, wanted: str) -> str:
     return "VARCHAR"  # e.g. BOOLEAN -> DOUBLE: neither holds the other
 
 
-_DIGITS = "('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9')"
+# SQL: does JSON text `v` start as a value of this kind does (a number: '-' or a digit)?
+# Character codes, not `left(v, 1) IN (...)`: a long IN list is planned as a join.
+_STARTS = {
+    "num": "(ascii({v}) BETWEEN 48 AND 57 OR ascii({v}) = 45)",
+    "str": "ascii({v}) = 34",
+    "bool": "ascii({v}) IN (102, 116)",
+    "list": "ascii({v}) = 91",
+}
+
+
+def _starts(kind: str, v: str) -> str:
+    return _STARTS[kind].format(v=v)
 
 
 def _literal(text: str) -> str:
@@ -315,15 +326,14 @@ def fill_sql(column_type: str, v: str) -> str:
     the column's value, never lossily (DuckDB's own casts round 2.5 to 2 and read
     "yes" as true): a number sent as a string is converted; anything else that does
     not fit is NULL in the column (and listed in ``unfit_properties``)."""
-    first = f"left({v}, 1)"
-    is_str = f"{first} = '\"'"
-    is_num = f"{first} IN {_DIGITS}"
+    is_str = _starts("str", v)
+    is_num = _starts("num", v)
     if column_type == "VARCHAR":
         return f"CASE WHEN {is_str} THEN {_unquote(v)} WHEN {v} <> 'null' THEN {v} END"
     if column_type == "JSON":
         return f"nullif({v}, 'null')::JSON"
     if column_type == "VARCHAR[]":
-        return f"CASE WHEN {first} = '[' THEN TRY_CAST({v}::JSON AS VARCHAR[]) END"
+        return f"CASE WHEN {_starts('list', v)} THEN TRY_CAST({v}::JSON AS VARCHAR[]) END"
     if column_type == "BOOLEAN":
         return (
             f"CASE {v} WHEN 'true' THEN true WHEN 'false' THEN false "
@@ -350,20 +360,19 @@ def fill_sql(column_type: str, v: str) -> str:
 
 def unfit_sql(column_type: str, v: str) -> str:
     """SQL: true when JSON text `v` is present but not of the column's JSON type."""
-    first = f"left({v}, 1)"
     if column_type == "JSON":
         return "false"
     if column_type in ("BIGINT", "HUGEINT"):
         fraction = f"(contains({v}, '.') OR contains({v}, 'e') OR contains({v}, 'E'))"
-        return f"({v} <> 'null' AND ({first} NOT IN {_DIGITS} OR {fraction}))"
+        return f"({v} <> 'null' AND (NOT {_starts('num', v)} OR {fraction}))"
     want = {
-        "VARCHAR": "('\"')",
-        "TIMESTAMPTZ": "('\"')",
-        "BOOLEAN": "('t', 'f')",
-        "VARCHAR[]": "('[')",
-        "DOUBLE": _DIGITS,
+        "VARCHAR": "str",
+        "TIMESTAMPTZ": "str",
+        "BOOLEAN": "bool",
+        "VARCHAR[]": "list",
+        "DOUBLE": "num",
     }[column_type]
-    return f"({v} <> 'null' AND {first} NOT IN {want})"
+    return f"({v} <> 'null' AND NOT {_starts(want, v)})"
 
 
 def typed_select(columns: Sequence[TypedColumn], value: Callable[[TypedColumn], str]) -> str:
@@ -379,142 +388,80 @@ def typed_select(columns: Sequence[TypedColumn], value: Callable[[TypedColumn], 
     return ",\n               " + ",\n               ".join(parts)
 
 
-# What json_type() says of a value (NULL when absent).
-_JSON_TYPES: Final = (
-    "NULL",
-    "BOOLEAN",
-    "BIGINT",
-    "UBIGINT",
-    "DOUBLE",
-    "VARCHAR",
-    "ARRAY",
-    "OBJECT",
-)
-# json_type() of a value that always fits the column: its unfit test is skipped then.
-_JSON_FITS: Final = {
-    "VARCHAR": ("VARCHAR", "NULL"),
-    "TIMESTAMPTZ": ("VARCHAR", "NULL"),
-    "BOOLEAN": ("BOOLEAN", "NULL"),
-    "VARCHAR[]": ("ARRAY", "NULL"),
-    "DOUBLE": ("BIGINT", "UBIGINT", "NULL"),
-    "BIGINT": ("BIGINT", "UBIGINT", "NULL"),
-    "HUGEINT": ("BIGINT", "UBIGINT", "NULL"),
-}
-
-
 @dataclass(frozen=True)
 class Extraction:
-    """How an insert reads its typed columns out of a parsed ``properties``, once.
+    """How an insert reads its typed columns (and key strings) out of ``properties``.
 
-    ``lists`` are the select items of a projection over ``properties`` (one list of
-    each kind, one parse each); ``select`` is the outer select list (leading comma)
-    of the columns and ``unfit_properties`` over those lists. Equal to
-    `typed_select` value for value (tests/storage/test_typed_columns.py): strings
-    come unquoted from ``json_extract_string``, the rest as JSON text into
-    `fill_sql`, and a value whose ``json_type`` always fits skips the unfit test.
+    ``lists`` are the select items of a projection over ``properties``: one
+    ``json_transform`` into a struct of JSON texts, a single parse (two only when
+    names differ by case alone, as a struct's names may not). ``select`` is the
+    outer select list (leading comma) of the columns and ``unfit_properties`` over
+    it; ``keys`` the SQL of each requested key's string, as ``json_extract_string``
+    gives it. Equal to `typed_select` value for value (tests/storage/test_typed_columns.py).
     """
 
     lists: tuple[str, ...]
     select: str
+    keys: Mapping[str, str]
 
 
-def extraction(columns: Sequence[TypedColumn], properties: str = "properties") -> Extraction:
-    """The one-parse form of `typed_select` for `columns` read from `properties`."""
-    if not columns:
-        return Extraction((), "")
-    strings = [c for c in columns if c.type == "VARCHAR"]
-    texts = [c for c in columns if c.type != "VARCHAR"]
-    # Grouped by type, so one list_has_any over a slice of the types tells whether a
-    # row may hold an unfit value at all (rarely), instead of a test per column.
-    typed = sorted((c for c in columns if c.type != "JSON"), key=lambda c: c.type)
+def _groups(names: Sequence[str]) -> list[list[str]]:
+    """`names` in as few groups as keep each group's names distinct ignoring case."""
+    groups: list[list[str]] = []
+    seen: list[set[str]] = []
+    for name in names:
+        for group, lower in zip(groups, seen, strict=True):
+            if name.lower() not in lower:
+                group.append(name)
+                lower.add(name.lower())
+                break
+        else:
+            groups.append([name])
+            seen.append({name.lower()})
+    return groups
 
-    def paths(cols: Sequence[TypedColumn]) -> str:
-        return "[" + ", ".join(path_literal(c.prop) for c in cols) + "]"
 
+def extraction(
+    columns: Sequence[TypedColumn], properties: str = "properties", keys: Sequence[str] = ()
+) -> Extraction:
+    """The one-parse form of `typed_select` for `columns` read from `properties`, plus
+    the strings of the properties `keys` (the key fields an insert needs)."""
+    typed = {c.prop for c in columns}
+    kinds = {k: "VARCHAR" for k in keys if k not in typed}
+    kinds.update({c.prop: "JSON" for c in columns})
     lists: list[str] = []
-    if strings:
-        lists.append(f"json_extract_string({properties}, {paths(strings)}) AS _s")
-    if texts:
-        lists.append(f"json_extract({properties}, {paths(texts)})::VARCHAR[] AS _v")
-    if typed:
-        lists.append(f"json_type({properties}, {paths(typed)}) AS _t")
-    at_s = {c.prop: f"_s[{i + 1}]" for i, c in enumerate(strings)}
-    at_v = {c.prop: f"_v[{i + 1}]" for i, c in enumerate(texts)}
-    at_t = {c.prop: f"_t[{i + 1}]" for i, c in enumerate(typed)}
-
-    def fill(c: TypedColumn) -> str:
-        if c.type == "VARCHAR":
-            return at_s[c.prop]
-        v = at_v[c.prop]
-        if c.type in ("BIGINT", "HUGEINT"):
-            # `fill_sql`'s rule in a smaller expression (a large one costs the planner
-            # more than the insert of a small window): integers cast; fractions and
-            # strings only when integral.
-            t = at_t[c.prop]
-            text = f"json_extract_string({v}, '$')"
-            x = f"(CASE {t} WHEN 'DOUBLE' THEN {v} WHEN 'VARCHAR' THEN {text} END)"
-            return (
-                f"CASE WHEN {t} IN ('BIGINT', 'UBIGINT') THEN TRY_CAST({v} AS {c.type}) "
-                f"WHEN TRY_CAST({x} AS DOUBLE) = TRY_CAST({x} AS {c.type}) "
-                f"THEN TRY_CAST({x} AS {c.type}) END"
-            )
-        return fill_sql(c.type, v)
-
-    def unfit(c: TypedColumn) -> str:
-        t = at_t[c.prop]
-        fits = "(" + ", ".join(_literal(x) for x in _JSON_FITS[c.type]) + ")"
-        if c.type in _NUMERIC:
-            # A number past 64 bits, a fraction, NaN and Infinity are all DOUBLE to
-            # json_type: the text decides, as in `unfit_sql` (for integers: a first
-            # character of a number and no fraction or exponent).
-            v = at_v[c.prop]
-            test = (
-                f"NOT regexp_full_match({v}, '[-0-9][^.eE]*')"
-                if c.type != "DOUBLE"
-                else unfit_sql(c.type, v)
-            )
-            return f"(CASE WHEN {t} IN {fits} THEN false ELSE {v} <> 'null' AND {test} END)"
-        return f"({t} NOT IN {fits})"
-
-    parts = [f"{fill(c)} AS {quote_ident(c.column)}" for c in columns]
-    if typed:
-        maybe: list[str] = []  # cheap tests: may this row hold an unfit value?
-        found: list[str] = []  # lists of the row's unfit properties
-        start = 0
-        for kind in dict.fromkeys(c.type for c in typed):
-            group = [c for c in typed if c.type == kind]
-            types = f"_t[{start + 1}:{start + len(group)}]"
-            start += len(group)
-            others = [x for x in _JSON_TYPES if x not in _JSON_FITS[kind]]
-            if kind == "DOUBLE":  # a DOUBLE value fits unless it is NaN or Infinity
-                others.remove("DOUBLE")
-                maybe += [
-                    f"({at_t[c.prop]} = 'DOUBLE' AND {unfit_sql(kind, at_v[c.prop])})"
-                    for c in group
-                ]
-            listed = ", ".join(_literal(x) for x in others)
-            maybe.append(f"list_has_any({types}, [{listed}])")
-            if kind in _NUMERIC:  # the value's text decides: a test per column
-                flags = ", ".join(
-                    f"CASE WHEN {unfit(c)} THEN {_literal(c.prop)} END" for c in group
-                )
-                found.append(f"list_filter([{flags}], lambda x: x IS NOT NULL)")
-            else:  # the type alone decides: one expression for the group (a small plan)
-                names = ", ".join(_literal(c.prop) for c in group)
-                fits = ", ".join(_literal(x) for x in _JSON_FITS[kind])
-                found.append(
-                    f"list_transform(list_filter(list_zip([{names}], {types}), "
-                    f"lambda z: z[2] NOT IN ({fits})), lambda z: z[1])"
-                )
-        # Sorted by name: the set of the row's unfit properties, whatever the order
-        # of its columns.
+    at: dict[str, str] = {}
+    for i, group in enumerate(_groups(list(kinds))):
+        spec = orjson.dumps({name: kinds[name] for name in group}).decode()
+        lists.append(f"json_transform({properties}, {_literal(spec)}) AS _p{i}")
+        # As VARCHAR: the rules read JSON text (a JSON value would cast as JSON: "true" to 1).
+        at.update({name: f"struct_extract(_p{i}, {_literal(name)})::VARCHAR" for name in group})
+    # A key that is a typed column too comes as JSON text: its string, unquoted.
+    key_sql = {
+        k: at[k]
+        if k not in typed
+        else f"CASE WHEN {_starts('str', at[k])} THEN {_unquote(at[k])} ELSE {at[k]} END"
+        for k in keys
+    }
+    if not columns:
+        return Extraction(tuple(lists), "", key_sql)
+    parts = [f"{fill_sql(c.type, at[c.prop])} AS {quote_ident(c.column)}" for c in columns]
+    checked = [c for c in columns if c.type != "JSON"]
+    if checked:
+        tests = [unfit_sql(c.type, at[c.prop]) for c in checked]
+        pairs = zip(checked, tests, strict=True)
+        flags = ", ".join(f"CASE WHEN {t} THEN {_literal(c.prop)} END" for c, t in pairs)
+        # Sorted by name: the set of the row's unfit properties, whatever the order of
+        # its columns. Built only for the rare row that has one.
         parts.append(
-            f"CASE WHEN {' OR '.join(maybe)} THEN "
-            f"nullif(list_sort(flatten([{', '.join(found)}])), []) END AS {UNFIT}"
+            f"CASE WHEN {' OR '.join(tests)} THEN "
+            f"list_sort(list_filter([{flags}], lambda x: x IS NOT NULL)) END AS {UNFIT}"
         )
     else:
         parts.append(f"NULL::VARCHAR[] AS {UNFIT}")
-    return Extraction(tuple(lists), ",\n               " + ",\n               ".join(parts))
+    return Extraction(
+        tuple(lists), ",\n               " + ",\n               ".join(parts), key_sql
+    )
 
 
 def _stored_value(prop: str) -> str:

@@ -439,31 +439,27 @@ def _select_rows(
             FROM {source}
         )"""
     else:
-        # The typed values come from the parsed properties, one json_extract-like call
-        # per kind (`columns.extraction`): a second read_json scan into a struct costs
-        # several times as much (its per-field transform is slow).
-        ex = extraction(columns)
+        # The key fields and the typed values come from one json_transform of the
+        # properties (`columns.extraction`): one more parse, not one per kind of value.
+        ex = extraction(columns, keys=_KEYS)
+        k = ex.keys
         rows = f"""
         SELECT event AS event_name,
-               CASE WHEN event IS NOT NULL THEN {_time_expr("k[1]", legacy_tz)} END
+               CASE WHEN event IS NOT NULL THEN {_time_expr(k["time"], legacy_tz)} END
                    AS event_time,
-               k[2] AS distinct_id,
-               coalesce(k[3], md5(event || properties::VARCHAR)) AS insert_id,
+               {k["distinct_id"]} AS distinct_id,
+               coalesce({k["$insert_id"]}, md5(event || properties::VARCHAR)) AS insert_id,
                properties,
-               TRY_CAST(k[4] AS BIGINT) AS pt,
-               k[3] IS NULL AS derived{ex.select}
-        FROM (
-            SELECT event, properties,
-                   json_extract_string(properties,
-                       ['$.time', '$.distinct_id', '$."$insert_id"',
-                        '$.mp_processing_time_ms']) AS k,
-                   {", ".join(ex.lists)}
-            FROM {source}
-        )"""
+               TRY_CAST({k["mp_processing_time_ms"]} AS BIGINT) AS pt,
+               {k["$insert_id"]} IS NULL AS derived{ex.select}
+        FROM (SELECT event, properties, {", ".join(ex.lists)} FROM {source})"""
     return f"""
         SELECT *, {days.date_sql("event_time")} AS event_date FROM ({rows}
         ) WHERE event_time IS NULL OR {days.keeps_sql("event_time")}
     """
+
+
+_KEYS = ("time", "distinct_id", "$insert_id", "mp_processing_time_ms")
 
 
 def _key_hash(ev: str, did: str, iid: str) -> str:
