@@ -684,10 +684,18 @@ def census(
             s["nulled"] += int(n)
     names = ["nonnull", "nulled", *("u_" + f for f in FAMILIES)]
     if slots:
-        conn.executemany(
+        # One statement of zipped lists: executemany ran one insert per slot (about 1 ms
+        # each, hundreds per commit).
+        keys = list(slots)
+        lists = [[prop for _d, prop in keys], [d for d, _prop in keys]]
+        lists += [[slots[key][n] for key in keys] for n in names]
+        unnests = ", ".join(
+            ["unnest(?::VARCHAR[])", "unnest(?::DATE[])"] + ["unnest(?::BIGINT[])"] * len(names)
+        )
+        conn.execute(
             f"INSERT INTO {COLUMN_DAYS_TABLE} (table_name, property, day, {', '.join(names)}) "
-            f"VALUES (?, ?, ?, {', '.join('?' for _ in names)})",
-            [[table, prop, d, *(s[k] for k in names)] for (d, prop), s in slots.items()],
+            f"SELECT ?, {unnests}",
+            [table, *lists],
         )
     _widen(conn, table, columns, day=day)
 
