@@ -8,32 +8,33 @@ from pathlib import Path
 import pytest
 
 from mixpanel_data._internal.services.fetch import staging
-from mixpanel_data._internal.storage.engine import StorageEngine
+from mixpanel_data._internal.storage.engine import WRITE_ROW_GROUP, StorageEngine
 from mixpanel_data.exceptions import StorageError
 
-ROWS = 200_000
+ROWS = 20_000
+BIG = 12 << 20  # one value larger than the checkpoint's whole pool
 
 
-def _write(session: staging.WriterSession) -> None:
-    # Several inserts and a delete: work the checkpoint must write from the log.
+def _write(session: staging.WriterSession, db: Path) -> None:
+    # A log under FOLD_BYTES (so no commit folds it in) holding one value of 12 MB:
+    # the checkpoint at the close must hold it at once.
     with session.connection() as conn:
         conn.execute("CREATE TABLE t (x BIGINT, s VARCHAR)")
-        for i in range(5):
-            conn.execute(
-                "INSERT INTO t SELECT range, repeat(md5(range::VARCHAR), 20) FROM range(?, ?)",
-                [i * ROWS // 5, (i + 1) * ROWS // 5],
-            )
+        conn.execute("INSERT INTO t SELECT range, md5(range::VARCHAR) FROM range(?)", [ROWS])
+        conn.execute("INSERT INTO t VALUES (-1, repeat('x', ?))", [BIG])
         conn.execute("DELETE FROM t WHERE x % 3 = 0")
+    assert Path(f"{db}.wal").stat().st_size < staging.FOLD_BYTES
 
 
 def test_checkpoint_out_of_memory_names_the_setting_and_keeps_the_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "ckpt.duckdb"
-    # The setting users have: both the commit's pool and the checkpoint's.
-    monkeypatch.setenv("MP_FETCH_MEMORY_LIMIT", "4MB")
     session = staging.WriterSession(StorageEngine(db))
-    _write(session)
+    _write(session, db)
+    # The setting users have, for the commits' pool and the checkpoint's (read again
+    # when the session closes).
+    monkeypatch.setenv("MP_FETCH_MEMORY_LIMIT", "4MB")
     with pytest.raises(StorageError) as caught:
         session.release()
     message = str(caught.value)
@@ -43,8 +44,12 @@ def test_checkpoint_out_of_memory_names_the_setting_and_keeps_the_rows(
         "e.g. MP_FETCH_MEMORY_LIMIT=1GB, and run the same command again (it resumes)"
     )
     assert Path(f"{db}.wal").stat().st_size > 0
-    kept = StorageEngine(db, read_only=True).execute_scalar("SELECT count(*) FROM t")
-    assert kept == ROWS - len(range(0, ROWS, 3))
+    monkeypatch.delenv("MP_FETCH_MEMORY_LIMIT")
+    kept = StorageEngine(db, read_only=True)
+    assert kept.execute_scalar("SELECT count(*) FROM t WHERE x >= 0") == ROWS - len(
+        range(0, ROWS, 3)
+    )
+    assert kept.execute_scalar("SELECT length(s) FROM t WHERE x = -1") == BIG
 
 
 def test_checkpoint_pool_follows_the_fetch_memory_setting(
@@ -73,6 +78,7 @@ def test_each_commit_over_16_mb_of_log_is_checkpointed_as_it_ends(tmp_path: Path
     logged = 0
     with session.connection() as conn:
         # Inserts smaller than a row group go to the log (larger ones go to the file).
+        assert WRITE_ROW_GROUP > 30_000
         for i in range(4):
             conn.execute(
                 "INSERT INTO t SELECT range, repeat(md5(range::VARCHAR), 8) FROM range(?, ?)",

@@ -236,3 +236,29 @@ def test_a_claiming_writer_keeps_new_readers_out_until_it_is_done(tmp_path: Path
         # A read inside the writer (the same connection) is not kept out by its claim.
         assert writer.execute_scalar("SELECT count(*) FROM t") == 2
     assert StorageEngine(path, read_only=True).execute_scalar("SELECT sum(a) FROM t") == 3
+
+
+@pytest.mark.parametrize("stem", ["events", "memory"])
+def test_a_writer_appends_small_row_groups_and_spills_beside_the_file(
+    tmp_path: Path, stem: str
+) -> None:
+    """Writers attach the file with WRITE_ROW_GROUP rows per row group (the fetch's
+    inserts compress them as they fill); the file stays the default database, named
+    as DuckDB names it (a reserved name gets another), and spills go to ``<db>.tmp``,
+    not the working directory."""
+    db = tmp_path / f"{stem}.duckdb"
+    engine = sm.StorageEngine(db)
+    with engine.connection(write=True) as conn:
+        conn.execute("CREATE TABLE t AS SELECT range AS x FROM range(100000)")
+        name = conn.execute("SELECT current_database()").fetchone()
+        spill = conn.execute("SELECT current_setting('temp_directory')").fetchone()
+        conn.execute("CHECKPOINT")
+        groups = conn.execute(
+            "SELECT row_group_id, max(count) FROM pragma_storage_info('t') GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert name == (stem if stem != "memory" else "mp_data",)
+    assert spill == (f"{db}.tmp",)
+    sizes = [n for _, n in groups]
+    assert sizes == [sm.WRITE_ROW_GROUP] * 3 + [100000 - 3 * sm.WRITE_ROW_GROUP]
+    reader = sm.StorageEngine(db, read_only=True)
+    assert reader.execute_scalar("SELECT sum(x) FROM t") == sum(range(100000))

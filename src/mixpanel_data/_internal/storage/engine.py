@@ -176,6 +176,44 @@ def _stderr_notice(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+# Rows per row group of what a writer appends (DuckDB's default is 122,880). A commit's
+# insert compresses each full row group on the thread that filled it; with the default
+# the rows of a day's window mostly sat in partial groups, compressed one after another
+# when the insert ended (and spilled from the 256 MB pool meanwhile). 1M events: a
+# fetch of 12.6-13.4 s instead of 17.8-18.0 s; queries unchanged (query_benchmark.py).
+WRITE_ROW_GROUP = 32768
+
+
+def open_database(path: Path, *, write: bool) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection to the file at `path`; a writer's appends get row groups of
+    WRITE_ROW_GROUP rows (an ATTACH option only, so the file is attached to an empty
+    in-memory database and made the default; it spills to ``<path>.tmp`` as a file
+    database's connection does)."""
+    import duckdb
+
+    if not write:
+        return duckdb.connect(str(path), read_only=True)
+    alias = path.stem if path.stem.lower() not in _RESERVED_CATALOGS else "mp_data"
+    conn = duckdb.connect(":memory:", config={"temp_directory": f"{path}.tmp"})
+    try:
+        conn.execute(
+            f"ATTACH {_literal(str(path))} AS {quote_ident(alias)} "
+            f"(ROW_GROUP_SIZE {WRITE_ROW_GROUP})"
+        )
+        conn.execute(f"USE {quote_ident(alias)}")
+    except BaseException:
+        close_quietly(conn)
+        raise
+    return conn
+
+
+_RESERVED_CATALOGS = frozenset({"memory", "system", "temp", "main"})
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 class StorageEngine:
     """Open the local DuckDB database in short connections; own its schema and metadata.
 
@@ -354,7 +392,7 @@ class StorageEngine:
                     continue
             creating = write and not self.path.exists()
             try:
-                conn = duckdb.connect(str(self.path), read_only=not write)
+                conn = open_database(self.path, write=write)
             except duckdb.IOException as exc:
                 if creating:
                     remove_unborn(self.path)

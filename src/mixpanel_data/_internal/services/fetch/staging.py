@@ -33,6 +33,7 @@ from mixpanel_data._internal.services.fetch.ingest import (
     writer_memory_limit,
 )
 from mixpanel_data._internal.services.fetch.windows import DateWindow
+from mixpanel_data._internal.storage.engine import quote_ident
 from mixpanel_data._internal.storage.interrupts import deferred_interrupts
 from mixpanel_data._internal.storage.served import ReadServer
 from mixpanel_data.exceptions import MixpanelDataError, Retryable
@@ -123,6 +124,7 @@ class WriterSession:
         self._ending = False  # the last close: readers need not wait for a reopen
         self._folding = True  # checkpoint after commits (`_fold`)
         self._configured = False  # the readers' cursor has its settings
+        self._database = "main"  # the writer's database, the readers' cursor's too
 
     @contextlib.contextmanager
     def _lend(self) -> Iterator[duckdb.DuckDBPyConnection | None]:
@@ -136,6 +138,9 @@ class WriterSession:
             reader = self._reader
             if reader is not None and not self._configured:
                 try:
+                    # A cursor starts in the instance's default database, not the
+                    # file the writer attached (storage/engine.py `open_database`).
+                    reader.sql(f"USE {quote_ident(self._database)}")
                     reader.sql("SET TimeZone = 'UTC'")
                     reader.sql("SET arrow_lossless_conversion = true")
                     self._configured = True
@@ -194,6 +199,8 @@ class WriterSession:
         import duckdb
 
         try:
+            row = conn.execute("SELECT current_database()").fetchone()
+            self._database = str(row[0]) if row else "main"
             self._reader, self._configured = conn.cursor(), False  # set up on first use
         except duckdb.Error:
             return  # readers wait for the file, as without the server
