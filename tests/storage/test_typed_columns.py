@@ -241,6 +241,32 @@ def test_a_known_newline_count_gives_the_same_estimate_as_counting(tmp_path: Pat
     assert counted[2] == pytest.approx(4000, rel=0.25)  # the estimate of all rows
 
 
+def test_samples_taken_on_the_download_threads_add_up_to_the_batchs(tmp_path: Path) -> None:
+    """The fetch samples each file as it is downloaded (`sample_file`); a batch's
+    counts are their sum, equal to sampling the batch's files at the commit."""
+    paths = []
+    for n in range(3):
+        path = tmp_path / f"w{n}.jsonl"
+        rows = [
+            {"event": "e", "properties": {"k": i, f"only{n}": "x", "when": "2026-11-02T10:00:00"}}
+            for i in range(50 + n)
+        ]
+        rows.append({"event": "e", "properties": {"k": "text", "big": 2**70}})
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "not json\n")
+        paths.append(path)
+    whole = columns.sample_keys(paths, kind="events")
+    ahead = [columns.sample_file(p, kind="events") for p in paths]
+    merged = columns.sample_keys(paths, kind="events", samples=ahead)
+    assert merged[1:] == whole[1:] == (sum(51 + n for n in range(3)), 156.0)
+    assert {k: (v.families, v.dates, v.huge) for k, v in merged[0].items()} == {
+        k: (v.families, v.dates, v.huge) for k, v in whole[0].items()
+    }
+    assert merged[0]["k"].families == {"int": 153, "str": 3}
+    assert (merged[0]["when"].dates, merged[0]["big"].present()) == (153, 3)
+    # Merging never changes a file's own sample (it may be merged again on a retry).
+    assert ahead[0].counts["k"].families == {"int": 50, "str": 1}
+
+
 # -- the table: types, twins, names, evolution ---------------------------------------------
 
 

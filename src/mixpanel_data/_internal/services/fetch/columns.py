@@ -60,6 +60,7 @@ __all__ = [
     "MIN_SHARE",
     "Extraction",
     "Plan",
+    "Sample",
     "TypedColumn",
     "census",
     "decide_type",
@@ -69,6 +70,7 @@ __all__ = [
     "json_path",
     "load_columns",
     "plan_batch",
+    "sample_file",
     "sample_keys",
     "totals",
     "typed_select",
@@ -204,58 +206,91 @@ def _newlines(path: Path) -> int:
     return count
 
 
-def sample_keys(
-    paths: Sequence[Path], *, kind: str, newlines: Sequence[int | None] | None = None
-) -> tuple[dict[str, KeyCounts], int, float]:
-    """Count each top-level property's values by JSON family in samples of `paths`.
+@dataclass(frozen=True)
+class Sample:
+    """One staged file's sampled key counts, records sampled, and estimated records."""
 
-    Returns the counts, the number of records sampled and the estimated number of
-    records in all of `paths`; a sample of a few thousand lines per file finds every
-    property over MIN_SHARE and its likely type. ``newlines``: each file's newline
-    count if known (the download counts them; reading a file again to count cost the
-    writer about 0.9 s per 1M events).
+    counts: Mapping[str, KeyCounts]
+    lines: int
+    estimate: float
+
+
+def sample_file(path: Path, *, kind: str, newlines: int | None = None) -> Sample:
+    """Count each top-level property's values by JSON family in samples of `path`.
+
+    A sample of a few thousand lines per file finds every property over MIN_SHARE and
+    its likely type. ``newlines``: the file's newline count if known (the download
+    counts them; reading a file again to count cost the writer about 0.9 s per 1M
+    events). The fetch samples each file on its download thread, off the writer's path.
     """
     field = "properties" if kind == "events" else "$properties"
     counts: dict[str, KeyCounts] = {}
     lines = 0
+    size = path.stat().st_size
+    read = 0
+    for block in _slices(path, size):
+        read += len(block)
+        for line in block.split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            props = record.get(field) if isinstance(record, dict) else None
+            if not isinstance(props, dict):
+                continue
+            lines += 1
+            for key, value in props.items():
+                fam = _family(value)
+                if fam is None:
+                    continue
+                kc = counts.get(key)
+                if kc is None:
+                    kc = counts[key] = KeyCounts(Counter())
+                kc.families[fam] += 1
+                if fam == "str" and _DATE.fullmatch(value):
+                    kc.dates += 1
+                elif fam == "int" and not _INT64[0] <= value <= _INT64[1]:
+                    kc.huge += 1
+    estimate = 0.0
+    if read >= size:
+        estimate = float(lines)
+    elif read:
+        # Lines of very different lengths (one of 10 MB) make bytes a poor guide:
+        # count the file's lines (memchr speed), scaled by the share that parsed.
+        total = newlines if newlines is not None else _newlines(path)
+        sampled = sum(block.count(b"\n") for block in _slices(path, size))
+        estimate = total * lines / max(sampled, 1)
+    return Sample(counts, lines, estimate)
+
+
+def sample_keys(
+    paths: Sequence[Path],
+    *,
+    kind: str,
+    newlines: Sequence[int | None] | None = None,
+    samples: Sequence[Sample | None] | None = None,
+) -> tuple[dict[str, KeyCounts], int, float]:
+    """The key counts of `paths` together (`sample_file` of each, or its known
+    ``samples``): the counts, the records sampled and the estimated records."""
+    counts: dict[str, KeyCounts] = {}
+    lines = 0
     estimate = 0.0
     for i, path in enumerate(paths):
-        size = path.stat().st_size
-        seen, read = lines, 0
-        for block in _slices(path, size):
-            read += len(block)
-            for line in block.split(b"\n"):
-                if not line.strip():
-                    continue
-                try:
-                    record = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue
-                props = record.get(field) if isinstance(record, dict) else None
-                if not isinstance(props, dict):
-                    continue
-                lines += 1
-                for key, value in props.items():
-                    fam = _family(value)
-                    if fam is None:
-                        continue
-                    kc = counts.get(key)
-                    if kc is None:
-                        kc = counts[key] = KeyCounts(Counter())
-                    kc.families[fam] += 1
-                    if fam == "str" and _DATE.fullmatch(value):
-                        kc.dates += 1
-                    elif fam == "int" and not _INT64[0] <= value <= _INT64[1]:
-                        kc.huge += 1
-        if read >= size:
-            estimate += lines - seen
-        elif read:
-            # Lines of very different lengths (one of 10 MB) make bytes a poor guide:
-            # count the file's lines (memchr speed), scaled by the share that parsed.
+        sample = samples[i] if samples is not None else None
+        if sample is None:
             known = newlines[i] if newlines is not None else None
-            total = known if known is not None else _newlines(path)
-            sampled = sum(block.count(b"\n") for block in _slices(path, size))
-            estimate += total * (lines - seen) / max(sampled, 1)
+            sample = sample_file(path, kind=kind, newlines=known)
+        lines += sample.lines
+        estimate += sample.estimate
+        for key, kc in sample.counts.items():
+            merged = counts.get(key)
+            if merged is None:
+                merged = counts[key] = KeyCounts(Counter())
+            merged.families.update(kc.families)
+            merged.dates += kc.dates
+            merged.huge += kc.huge
     return counts, lines, estimate
 
 
@@ -518,11 +553,12 @@ def plan_batch(
     kind: str,
     paths: Sequence[Path],
     newlines: Sequence[int | None] | None = None,
+    samples: Sequence[Sample | None] | None = None,
 ) -> Plan:
     """Decide the batch's typed columns; add the new ones to `table` (inside the
     batch's transaction), filled from `properties` for the rows already stored."""
     columns = load_columns(conn, table)
-    sampled, lines, batch_lines = sample_keys(paths, kind=kind, newlines=newlines)
+    sampled, lines, batch_lines = sample_keys(paths, kind=kind, newlines=newlines, samples=samples)
     if not lines:
         return Plan(tuple(columns))
     scale = batch_lines / lines

@@ -42,6 +42,7 @@ from mixpanel_data._internal.http.client import (
 from mixpanel_data._internal.http.jsonl import is_terminated_early
 from mixpanel_data._internal.services.fetch.columns import (
     UNFIT,
+    Sample,
     TypedColumn,
     census,
     extraction,
@@ -212,6 +213,8 @@ class StagedFile:
     longest_line: int = 0
     # Newline bytes in the body, counted as it arrived (None: count them when needed).
     newlines: int | None = None
+    # The typed columns' key counts of the body (columns.sample_file; None: not yet).
+    sample: Sample | None = None
 
 
 class _LineMeter:
@@ -677,7 +680,12 @@ def commit_events(
     needs_fix = merge
     pool, object_size = long_line_limits(max(f.longest_line for f in present), 256)
     plan = plan_batch(
-        conn, table=table, kind="events", paths=paths, newlines=[f.newlines for f in present]
+        conn,
+        table=table,
+        kind="events",
+        paths=paths,
+        newlines=[f.newlines for f in present],
+        samples=[f.sample for f in present],
     )
     # A huge line: the typed columns are filled after the insert (`fill_stored`).
     scanned = plan.columns if object_size is None else ()

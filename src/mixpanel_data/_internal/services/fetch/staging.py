@@ -9,6 +9,7 @@ windows in date order, several at once when they arrive together.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import shutil
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mixpanel_data._internal.crashpoints import crash_point
+from mixpanel_data._internal.services.fetch.columns import sample_file
 from mixpanel_data._internal.services.fetch.ingest import (
     HEAVY_STEP,
     StagedFile,
@@ -351,6 +353,9 @@ def download_ahead(
                 staged = download_window(api, window, params, dest, gzip=gzip, on_bytes=on_bytes)
                 if scan:
                     staged = scan_duplicates(staged, legacy_tz=legacy_tz)
+                if staged.size:  # the typed columns' sample, while the writer commits
+                    sample = sample_file(staged.path, kind="events", newlines=staged.newlines)
+                    staged = dataclasses.replace(staged, sample=sample)
                 future.set_result(staged)
             except BaseException as exc:
                 future.set_exception(exc)
