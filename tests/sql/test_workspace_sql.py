@@ -128,3 +128,39 @@ def test_bound_parameters_are_never_sql(local_db, value: str) -> None:
         matches = ws.sql_scalar("SELECT count(*) FROM events WHERE event_name = ?", [value])
     assert echoed == value
     assert matches == sum(1 for e in local_db.events if e["event_name"] == value)
+
+
+def test_a_statement_interrupted_by_ctrl_c_is_a_keyboard_interrupt(tmp_path: Path) -> None:
+    """DuckDB's interruption (a Ctrl-C lands inside a statement or its fetch) is a
+    KeyboardInterrupt, so `mp` exits 130 with ``Interrupted.``, never a storage error or
+    an unexpected one."""
+    import threading
+
+    import duckdb
+
+    from mixpanel_data._internal.services.sql import translate_duckdb_errors
+
+    conn = duckdb.connect(str(tmp_path / "i.duckdb"))
+    done = threading.Event()
+
+    def interrupt() -> None:
+        while not done.wait(0.05):  # until the statement has ended
+            conn.interrupt()
+
+    thread = threading.Thread(target=interrupt, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(KeyboardInterrupt), translate_duckdb_errors(conn, "q", read_only=True):
+            conn.execute("SELECT count(*) FROM range(10000000000000) a").fetchall()
+    finally:
+        done.set()
+        thread.join(timeout=60)
+    # The binding's fetch-time form, a RuntimeError of that fixed text; others pass.
+    with pytest.raises(KeyboardInterrupt), translate_duckdb_errors(conn, "q", read_only=True):
+        raise RuntimeError("Query interrupted")
+    with (
+        pytest.raises(RuntimeError, match="other"),
+        translate_duckdb_errors(conn, "q", read_only=True),
+    ):
+        raise RuntimeError("other")
+    assert conn.execute("SELECT 7").fetchone() == (7,)  # the connection still works

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mixpanel_data._internal.results.tables import SQLRows
+from mixpanel_data._internal.storage.interrupts import as_keyboard_interrupt
 from mixpanel_data.exceptions import StorageError, TableNotFoundError, ValidationError
 
 if TYPE_CHECKING:
@@ -54,11 +55,13 @@ def _missing_tables(conn: duckdb.DuckDBPyConnection, query: str) -> list[str]:
 def translate_duckdb_errors(
     conn: duckdb.DuckDBPyConnection, query: str, *, read_only: bool
 ) -> Iterator[None]:
-    """Turn duckdb's exceptions into the library's, by type (never by message text)."""
+    """Turn duckdb's exceptions into the library's, by type (never by message text,
+    but for the interruption the binding reports as a RuntimeError)."""
     import duckdb
 
     try:
-        yield
+        with as_keyboard_interrupt():  # a Ctrl-C inside the statement
+            yield
     except duckdb.CatalogException as exc:
         missing = _missing_tables(conn, query)
         if len(missing) == 1:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from mixpanel_data._internal.crashpoints import crash_point
+from mixpanel_data._internal.storage.interrupts import as_keyboard_interrupt, deferred_interrupts
 from mixpanel_data._internal.storage.locks import (
     PID_IN_TEXT,
     READER_GRACE,
@@ -300,6 +301,11 @@ class StorageEngine:
                 )
 
     def _open(self, *, write: bool) -> duckdb.DuckDBPyConnection:
+        if "duckdb" not in sys.modules:
+            # Ctrl-C held while the C extension initialises: a KeyboardInterrupt raised
+            # inside its module init aborts the process (exit -6, "Critical error").
+            with deferred_interrupts():
+                import duckdb
         import duckdb
 
         if self.path is None:
@@ -493,7 +499,8 @@ class StorageEngine:
             # A read of a fresh read-write database creates it instead of failing.
             if not write and not self.read_only and self.path is not None:
                 write = not self.path.exists()
-            conn = self._open(write=write)
+            with as_keyboard_interrupt():  # a Ctrl-C in the connection's set-up statements
+                conn = self._open(write=write)
             self._active, self._active_write, self._depth = conn, write, 1
             try:
                 yield conn

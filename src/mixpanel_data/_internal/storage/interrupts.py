@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
 
-__all__ = ["deferred_interrupts", "interrupt_pending"]
+__all__ = ["as_keyboard_interrupt", "deferred_interrupts", "interrupt_pending"]
 
 _depth = 0
 _pending = False
@@ -58,3 +59,21 @@ def deferred_interrupts() -> Iterator[None]:
             if _pending:
                 _pending = False
                 raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def as_keyboard_interrupt() -> Iterator[None]:
+    """DuckDB's forms of a Ctrl-C that landed inside a statement, as the
+    KeyboardInterrupt it was (so `mp` exits 130 with ``Interrupted.``):
+    ``InterruptException``, and the binding's plain RuntimeError of fixed text when it
+    lands while rows are fetched (no class of its own to match)."""
+    try:
+        yield
+    except Exception as exc:
+        # duckdb is looked up, not imported here: its first import must run with Ctrl-C
+        # held (storage/engine.py), and the block may be what imports it.
+        duckdb = sys.modules.get("duckdb")
+        interrupted = duckdb is not None and isinstance(exc, duckdb.InterruptException)
+        if interrupted or (type(exc) is RuntimeError and str(exc) == "Query interrupted"):
+            raise KeyboardInterrupt from None
+        raise
