@@ -65,6 +65,7 @@ from mixpanel_data._internal.storage.meta_tables import forget_columns as forget
 from mixpanel_data._internal.storage.meta_tables import quote_ident as quote_ident
 from mixpanel_data._internal.storage.meta_tables import record_window as record_window
 from mixpanel_data._internal.storage.meta_tables import rename_meta as rename_meta
+from mixpanel_data._internal.storage.meta_tables import sql_literal as sql_literal
 from mixpanel_data._internal.storage.meta_tables import window_rows as window_rows
 from mixpanel_data._internal.storage.meta_tables import write_meta as write_meta
 from mixpanel_data._internal.storage.names_index import write_names_index
@@ -198,7 +199,7 @@ def open_database(path: Path, *, write: bool) -> duckdb.DuckDBPyConnection:
     conn = duckdb.connect(":memory:", config={"temp_directory": f"{path}.tmp"})
     try:
         conn.execute(
-            f"ATTACH {_literal(str(path))} AS {quote_ident(alias)} "
+            f"ATTACH {sql_literal(str(path))} AS {quote_ident(alias)} "
             f"(ROW_GROUP_SIZE {WRITE_ROW_GROUP})"
         )
         conn.execute(f"USE {quote_ident(alias)}")
@@ -209,10 +210,6 @@ def open_database(path: Path, *, write: bool) -> duckdb.DuckDBPyConnection:
 
 
 _RESERVED_CATALOGS = frozenset({"memory", "system", "temp", "main"})
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 class StorageEngine:

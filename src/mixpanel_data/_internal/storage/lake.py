@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from mixpanel_data._internal.crashpoints import crash_point
-from mixpanel_data._internal.storage.engine import quote_ident, validate_table_name
+from mixpanel_data._internal.storage.engine import quote_ident, sql_literal, validate_table_name
 from mixpanel_data._internal.storage.safety import disk_full_error, is_disk_full
 from mixpanel_data.exceptions import StorageError, TableNotFoundError, ValidationError
 
@@ -75,10 +75,6 @@ _STAGED = ".tmp"  # staged files never end in .parquet, so no glob of the lake p
 _LEGACY_STALE_AFTER = 3600.0
 _PARTITION_DIR = re.compile(r"^(date|month)=")
 _SOURCE_TABLE = re.compile(r"^[A-Za-z0-9_]{1,128}$")
-
-
-def _sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _check_partition_by(partition_by: str) -> str:
@@ -117,17 +113,17 @@ def _partition_expr(column_type: str, fmt: str, *, day_column: bool = False) -> 
     col = quote_ident(TIME_COLUMN)
     upper = column_type.upper()
     if day_column:  # the project-timezone day
-        value = f"strftime({quote_ident(DAY_COLUMN)}, {_sql_literal(fmt)})"
+        value = f"strftime({quote_ident(DAY_COLUMN)}, {sql_literal(fmt)})"
     elif "WITH TIME ZONE" in upper:
-        value = f"strftime(timezone('UTC', {col}), {_sql_literal(fmt)})"
+        value = f"strftime(timezone('UTC', {col}), {sql_literal(fmt)})"
     elif upper.startswith(("TIMESTAMP", "DATE")):
-        value = f"strftime({col}, {_sql_literal(fmt)})"  # naive times are taken as UTC
+        value = f"strftime({col}, {sql_literal(fmt)})"  # naive times are taken as UTC
     else:
         raise ValidationError(
             f"column {TIME_COLUMN} has type {column_type}, not a timestamp; "
             "cast it in a new table (CREATE TABLE ... AS SELECT) before exporting",
         )
-    return f"coalesce({value}, {_sql_literal(NULL_PARTITION)})"
+    return f"coalesce({value}, {sql_literal(NULL_PARTITION)})"
 
 
 def _layout_of(table_dir: Path) -> str | None:
@@ -343,7 +339,7 @@ def export_table(
                 options = FILE_FORMATS[ext]
                 staging.mkdir(parents=True)
                 target = staging / f"{DATA_FILE.removesuffix('.parquet')}{_STAGED}"
-            copy = f"COPY ({query}) TO {_sql_literal(str(target))} ({options})"
+            copy = f"COPY ({query}) TO {sql_literal(str(target))} ({options})"
             rows = _copy(conn, copy, None, target=table_dir)
             crash_point("lake")
             files, partitions = _publish(staging, table_dir, partitioned=partitioned, ext=ext)
@@ -408,7 +404,7 @@ class LakeBatch:
         folder = self._staging / f"part-{n}"
         key = quote_ident("_mp_part")
         copy = (
-            f"COPY (SELECT *, 0 AS {key} FROM ({query})) TO {_sql_literal(str(folder))} "
+            f"COPY (SELECT *, 0 AS {key} FROM ({query})) TO {sql_literal(str(folder))} "
             f"(FORMAT parquet, PARTITION_BY ({key}), COMPRESSION zstd, "
             f"FILE_EXTENSION '{_STAGED[1:]}')"
         )
@@ -417,9 +413,7 @@ class LakeBatch:
         if len(written) == 1:
             os.replace(written[0], tmp)
         else:  # no rows (an explicit empty day), or split files: one plain file instead
-            single = (
-                f"COPY ({query}) TO {_sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
-            )
+            single = f"COPY ({query}) TO {sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
             _copy(conn, single, params, target=part)
         shutil.rmtree(folder, ignore_errors=True)
         self._staged.append((tmp, part))

@@ -35,6 +35,7 @@ __all__ = [
     "quote_ident",
     "record_window",
     "rename_meta",
+    "sql_literal",
     "window_rows",
     "write_meta",
 ]
@@ -121,6 +122,12 @@ CREATE TABLE IF NOT EXISTS {COLUMN_DAYS_TABLE} (
 def quote_ident(name: str) -> str:
     """Quote an identifier for DuckDB SQL (always done, even for valid names)."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def sql_literal(text: str) -> str:
+    """Quote a string as a SQL literal (for statements and table functions that take
+    no parameters)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 # -- helpers shared with the ingest path (called inside one open connection) --------

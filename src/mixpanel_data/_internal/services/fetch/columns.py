@@ -49,6 +49,7 @@ from mixpanel_data._internal.storage.meta_tables import (
     COLUMNS_TABLE,
     ensure_meta,
     quote_ident,
+    sql_literal,
 )
 
 if TYPE_CHECKING:
@@ -342,13 +343,9 @@ def _starts(kind: str, v: str) -> str:
     return _STARTS[kind].format(v=v)
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def path_literal(prop: str) -> str:
     """The JSON path of `prop` as a SQL literal."""
-    return _literal(json_path(prop))
+    return sql_literal(json_path(prop))
 
 
 def _unquote(v: str) -> str:
@@ -419,7 +416,7 @@ def typed_select(columns: Sequence[TypedColumn], value: Callable[[TypedColumn], 
         return ""
     parts = [f"{fill_sql(c.type, value(c))} AS {quote_ident(c.column)}" for c in columns]
     flags = ", ".join(
-        f"CASE WHEN {unfit_sql(c.type, value(c))} THEN {_literal(c.prop)} END" for c in columns
+        f"CASE WHEN {unfit_sql(c.type, value(c))} THEN {sql_literal(c.prop)} END" for c in columns
     )
     parts.append(f"nullif(list_filter([{flags}], lambda x: x IS NOT NULL), []) AS {UNFIT}")
     return ",\n               " + ",\n               ".join(parts)
@@ -470,9 +467,9 @@ def extraction(
     at: dict[str, str] = {}
     for i, group in enumerate(_groups(list(kinds))):
         spec = orjson.dumps({name: kinds[name] for name in group}).decode()
-        lists.append(f"json_transform({properties}, {_literal(spec)}) AS _p{i}")
+        lists.append(f"json_transform({properties}, {sql_literal(spec)}) AS _p{i}")
         # As VARCHAR: the rules read JSON text (a JSON value would cast as JSON: "true" to 1).
-        at.update({name: f"struct_extract(_p{i}, {_literal(name)})::VARCHAR" for name in group})
+        at.update({name: f"struct_extract(_p{i}, {sql_literal(name)})::VARCHAR" for name in group})
     # A key that is a typed column too comes as JSON text: its string, unquoted.
     key_sql = {
         k: at[k]
@@ -487,7 +484,7 @@ def extraction(
     if checked:
         tests = [unfit_sql(c.type, at[c.prop]) for c in checked]
         pairs = zip(checked, tests, strict=True)
-        flags = ", ".join(f"CASE WHEN {t} THEN {_literal(c.prop)} END" for c, t in pairs)
+        flags = ", ".join(f"CASE WHEN {t} THEN {sql_literal(c.prop)} END" for c, t in pairs)
         # Sorted by name: the set of the row's unfit properties, whatever the order of
         # its columns. Built only for the rare row that has one.
         parts.append(
@@ -686,7 +683,7 @@ def census(
         f"SELECT {day_sql} AS d, [{nonnull}] FROM {target} WHERE {where} GROUP BY d", params
     ).fetchall()
     holds = " ".join(
-        f"WHEN {_literal(c.prop)} THEN {quote_ident(c.column)} IS NOT NULL" for c in columns
+        f"WHEN {sql_literal(c.prop)} THEN {quote_ident(c.column)} IS NOT NULL" for c in columns
     )
     odd = conn.execute(
         f"""SELECT d, u, json_type(json_extract(properties, '$."' || u || '"')) AS ty,
@@ -846,7 +843,7 @@ def fill_stored(
 
     sets = [f"{quote_ident(c.column)} = {fill_sql(c.type, value(c))}" for c in columns]
     flags = ", ".join(
-        f"CASE WHEN {unfit_sql(c.type, value(c))} THEN {_literal(c.prop)} END" for c in columns
+        f"CASE WHEN {unfit_sql(c.type, value(c))} THEN {sql_literal(c.prop)} END" for c in columns
     )
     sets.append(f"{UNFIT} = nullif(list_filter([{flags}], lambda x: x IS NOT NULL), [])")
     target = quote_ident(table)
@@ -860,7 +857,7 @@ def fill_stored(
 def _mark_unfit(conn: duckdb.DuckDBPyConnection, table: str, col: TypedColumn) -> None:
     """List `col` in ``unfit_properties`` exactly on the stored rows whose value does
     not fit its (new) type; only those rows are written."""
-    lit = _literal(col.prop)
+    lit = sql_literal(col.prop)
     drop = f"list_filter(coalesce({UNFIT}, []), lambda x: x <> {lit})"
     bad = unfit_sql(col.type, _stored_value(col.prop))
     conn.execute(

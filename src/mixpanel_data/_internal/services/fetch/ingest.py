@@ -52,7 +52,7 @@ from mixpanel_data._internal.services.fetch.columns import (
     typed_select,
 )
 from mixpanel_data._internal.services.fetch.windows import DateWindow
-from mixpanel_data._internal.storage.engine import quote_ident
+from mixpanel_data._internal.storage.engine import quote_ident, sql_literal
 from mixpanel_data._internal.storage.safety import cleanup, close_quietly
 from mixpanel_data.exceptions import (
     NetworkError,
@@ -248,11 +248,6 @@ class WindowCounts:
     rows_inserted: int
     duplicates: int
     malformed: int
-
-
-def sql_literal(text: str) -> str:
-    """Quote a string as a SQL literal (for table functions that take no parameters)."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _tail_line(path: Path, size: int) -> bytes:

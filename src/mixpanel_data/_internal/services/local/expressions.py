@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
+from mixpanel_data._internal.storage.meta_tables import sql_literal
 from mixpanel_data.exceptions import ValidationError
 
 __all__ = [
@@ -56,6 +57,8 @@ __all__ = [
     "property_sql",
     "typed_columns",
 ]
+
+sql_string = sql_literal  # a SQL string literal (the storage layer's one quoting)
 
 # Per query: property -> (column, kind) of the typed columns the compiler may read.
 _TYPED: ContextVar[Mapping[str, tuple[str, str]] | None] = ContextVar("typed_columns", default=None)
@@ -391,11 +394,6 @@ _ISO_SQL: Final = (
     r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?Z?$"
 )
 _NUMERIC_SQL: Final = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
-
-
-def sql_string(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _json_path(key: str) -> str:
