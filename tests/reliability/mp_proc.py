@@ -102,13 +102,14 @@ _CLEAN: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
 
 @pytest.fixture
 def clean_rows(emu: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
-    """The rows an undisturbed `mp fetch events` of these days stores (cached per worker)."""
+    """The rows an undisturbed `mp fetch events` of these days stores (cached per worker;
+    ``extra``: more environment, e.g. another ``MP_TIMEZONE``)."""
 
-    def get(days: list[Any]) -> list[tuple[Any, ...]]:
-        key = (emu.base_url, str(days[0]), str(days[-1]))
+    def get(days: list[Any], **extra: str) -> list[tuple[Any, ...]]:
+        key = (emu.base_url, str(days[0]), str(days[-1]), *sorted(extra.items()))
         if key not in _CLEAN:
             db = tmp_path_factory.mktemp("clean") / "clean.duckdb"
-            proc = run_mp(fetch_argv(days), mp_env(emu, db))
+            proc = run_mp(fetch_argv(days), mp_env(emu, db, **extra))
             assert proc.returncode == 0, proc.stderr
             _CLEAN[key] = table_rows(db)
             assert len(_CLEAN[key]) > 100
