@@ -146,6 +146,23 @@ def test_five_year_range_is_allowed_within_half_the_hourly_export_budget(
     assert table_rows(_db, "five") == table_rows(_db, "whole")
 
 
+def test_a_range_past_the_projects_today_says_the_timezone_is_ahead(tmp_path: Path) -> None:
+    """Mixpanel refuses a to_date after the project's today (contract §3.4), which a
+    client configured with a timezone ahead of the project's asks for every day: one
+    line naming the configured zone and the fix, exit 3 (a request Mixpanel rejected)."""
+    spec = ProjectSpec(seed=11, users=20, days=3, today=date(2026, 11, 1))
+    with Emulator(spec=spec, threads=8) as server:
+        env = mp_env(server, tmp_path / "t.duckdb")  # MP_TIMEZONE=UTC; today is later
+        proc = run_mp(fetch_argv([date(2026, 11, 1), date(2026, 11, 2)]), env)
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "to_date cannot be later than today" in lines[0]
+    assert "configured timezone (UTC)" in lines[0]
+    assert "set the account's timezone to the project's" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize("secret", ["p:a@s%s/w+d", "tail-newline"])
 def test_secrets_with_special_characters_work_end_to_end(tmp_path: Path, secret: str) -> None:
     spec = ProjectSpec(seed=11, users=20, days=3)

@@ -469,6 +469,16 @@ class MixpanelAPIClient:
                 "check the project's plan",
                 **kw,
             )
+        if status == 400 and "later than today" in lowered:
+            # Mixpanel's today is the project's (contract §3.4): the configured zone is ahead.
+            zone = self.credentials.timezone or "not set"
+            raise QueryError(
+                f"Mixpanel rejected the request (400): {message}; the project's today is "
+                f"earlier than today in the configured timezone ({zone}): set the account's "
+                "timezone to the project's (Mixpanel: Project Settings), or end the range a "
+                "day earlier",
+                **kw,
+            )
         raise QueryError(f"Mixpanel rejected the request ({status}): {message}", **kw)
 
 
