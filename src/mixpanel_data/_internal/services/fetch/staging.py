@@ -408,29 +408,31 @@ def download_ahead(
             first_ready = last_ready = time.monotonic()
             fill()
             limit = bound()
-            # Past FIRST_BATCH_BYTES the first commit still takes the windows already
-            # downloading when its first is ready (at most `workers`, up to BATCH_BYTES):
-            # a short fetch's windows start together, and each commit costs its own
-            # recount and checkpoint (a one-day fetch committed its two export days one
-            # after the other: 3.05 s instead of 2.55 s, median of 4).
-            cap = max(limit, BATCH_BYTES) if rate is None else limit
-            flight = {id(f) for _w, f in pending if f.running() or f.done()}
+            # Past FIRST_BATCH_BYTES the first commit still takes the windows that were
+            # downloading (or done) when its first was ready, up to BATCH_BYTES: a short
+            # fetch's windows start together, and each commit costs its own recount and
+            # checkpoint (a one-day fetch committed its two export days one after the
+            # other: 3.05 s instead of 2.55 s, median of 4).
+            cap, started = limit, set()
+            if rate is None:
+                cap = max(limit, BATCH_BYTES)
+                started = {id(f) for _w, f in pending if f.running() or f.done()}
             while pending and size < cap:
                 if storage.readers_waiting():
                     break  # a reader waits: it gets in after this (smaller) commit
                 nxt = pending[0][1]
-                in_flight = size >= limit  # only the first commit gets here
-                if in_flight and id(nxt) not in flight:
+                past = size >= limit  # only the first commit gets past its bound
+                if past and id(nxt) not in started:
                     break
                 if not nxt.done():
                     # While windows keep arriving, gather them into one commit:
                     # every commit costs a checkpoint that rewrites recent row
                     # groups, so one large commit is much cheaper than several.
+                    # A started window past the bound is waited for without the delay.
                     now = time.monotonic()
-                    left = min(
-                        MAX_COMMIT_LATENCY if in_flight else COMMIT_DELAY - (now - last_ready),
-                        MAX_COMMIT_LATENCY - (now - first_ready),
-                    )
+                    left = MAX_COMMIT_LATENCY - (now - first_ready)
+                    if not past:
+                        left = min(left, COMMIT_DELAY - (now - last_ready))
                     if left <= 0:
                         break
                     if on_block is not None:
