@@ -26,14 +26,24 @@ import math
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from report_benchmark import EVENTS_PER_USER_DAY, MP, START, TZ, _env, _serve
+from harness import (
+    START,
+    TZ,
+    env,
+    export_span,
+    mp_fetch,
+    read_json,
+    save_export,
+    serve,
+    stop,
+    users_for,
+)
 
 # (name, ours: the documented way, ceiling: the typed copy, the JSON path) per query.
 QUERIES = [
@@ -68,18 +78,6 @@ QUERIES = [
 ]
 
 
-def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Run `argv`; return (seconds, peak RSS in MB) of that child alone."""
-    started = time.perf_counter()
-    proc = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", *argv], env=env, capture_output=True, text=True, check=False
-    )
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"{argv[:6]} failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
-    return seconds, int(proc.stderr.strip().splitlines()[-1]) / 1024
-
-
 def _same(got: list[tuple[object, ...]], want: list[tuple[object, ...]]) -> bool:
     """Equal rows, floats to 1e-9 relative: a float sum's last digits depend on the
     order it adds in, which follows the tables' row groups (ours are smaller)."""
@@ -99,13 +97,6 @@ def _same(got: list[tuple[object, ...]], want: list[tuple[object, ...]]) -> bool
     return True
 
 
-READ_JSON = (
-    'import duckdb, sys; c = duckdb.connect(sys.argv[2]); c.execute("CREATE TABLE t AS '
-    "SELECT * FROM read_json(?, format = 'newline_delimited', columns = "
-    "{event: 'VARCHAR', properties: 'JSON'})\", [sys.argv[1]]); c.close()"
-)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -116,66 +107,30 @@ def main() -> None:
         "--cache-dir", default=os.environ.get("MP_BENCH_CACHE", "/var/tmp/mp-bench")
     )
     opts = parser.parse_args()
-    users = max(1, round(opts.events / (opts.days * EVENTS_PER_USER_DAY)))
-    root = Path(opts.cache_dir) / f"query-{opts.events}"
-    root.mkdir(parents=True, exist_ok=True)
-    work = root / "run"
+    root = Path(opts.cache_dir) / f"fetch-{opts.events}x{opts.days}"  # as fetch_benchmark's
+    work = root / "query"
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
+    work.mkdir(parents=True)
     first, last = START, START + timedelta(days=opts.days - 1)
-    emu, creds = _serve(users, opts.days + 1, root / "days")
+    emu, creds = serve(users_for(opts.events, opts.days), opts.days + 1, root / "days")
     try:
-        env = _env(creds, work)
-        import httpx
-
-        jsonl = root / "export.jsonl"
-        if not jsonl.exists():  # the same export days the fetch downloads, on local disk
-            span = {
-                "from_date": str(first),  # the export days the fetch reads: LA is west of UTC
-                "to_date": str(last + timedelta(days=1)),
-                "project_id": creds["project_id"],
-            }
-            with (
-                httpx.Client(auth=(creds["username"], creds["secret"]), timeout=600) as client,
-                client.stream(
-                    "GET",
-                    f"{creds['base_url']}/api/2.0/export",
-                    params=span,
-                    headers={"Accept-Encoding": "identity"},
-                ) as r,
-                open(jsonl, "wb") as fh,
-            ):
-                for chunk in r.iter_raw():
-                    fh.write(chunk)
+        environ = env(creds, work)
+        jsonl = work / "export.jsonl"  # the export days the fetch reads, on local disk
+        save_export(creds, *export_span(first, last), jsonl)
         fetches, ceilings, rss = [], [], []
         for i in range(opts.fetches):  # interleaved
-            db = work / f"events-{i}.duckdb"
             os.sync()
-            seconds, peak = _timed(
-                [
-                    *MP,
-                    "-q",
-                    "--db",
-                    str(db),
-                    "fetch",
-                    "events",
-                    "--from",
-                    str(first),
-                    "--to",
-                    str(last),
-                ],
-                env,
-            )
-            fetches.append(seconds)
-            rss.append(peak)
+            ours = mp_fetch(work / f"events-{i}.duckdb", first, last, environ)
+            fetches.append(ours.seconds)
+            rss.append(ours.rss_mb)
+            if i:  # the first is queried below
+                (work / f"events-{i}.duckdb").unlink()
             os.sync()
-            seconds, _ = _timed(
-                [sys.executable, "-c", READ_JSON, str(jsonl), str(work / f"rj-{i}.duckdb")], env
-            )
-            ceilings.append(seconds)
+            ceilings.append(read_json(jsonl, work / f"rj-{i}.duckdb", environ).seconds)
+            (work / f"rj-{i}.duckdb").unlink()
+        jsonl.unlink()
     finally:
-        emu.kill()
-        emu.wait(timeout=60)
+        stop(emu)
 
     import duckdb
 

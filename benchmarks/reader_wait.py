@@ -43,7 +43,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fetch_benchmark import EVENTS_PER_USER_DAY
+from harness import EVENTS_PER_USER_DAY
 from update_benchmark import _serve, _warm
 
 # `mp` with a given commit batch bound: the console script's own entry point.

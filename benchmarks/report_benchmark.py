@@ -31,52 +31,10 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-EVENTS_PER_USER_DAY = 3.09  # measured on the emulator's default spec (fetch_benchmark.py)
-START = date(2024, 3, 1)  # fixed, so cached days and databases stay valid
-TZ = "America/Los_Angeles"
-MP = [sys.executable, "-m", "mixpanel_data"]
-
-
-def _serve(users: int, days: int, cache: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    proc = subprocess.Popen(
-        [
-            *MP,
-            "emulator",
-            "serve",
-            "--users",
-            str(users),
-            "--days",
-            str(days),
-            "--start-date",
-            START.isoformat(),
-            "--timezone",
-            TZ,
-            "--cache-dir",
-            str(cache),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        raise SystemExit("the emulator did not start")
-    return proc, json.loads(line)
-
-
-def _env(creds: dict[str, str], home: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "HOME": str(home),
-        "MP_CONFIG_PATH": str(home / "config.toml"),
-        "MP_USERNAME": creds["username"],
-        "MP_SECRET": creds["secret"],
-        "MP_PROJECT_ID": creds["project_id"],
-        "MP_BASE_URL": creds["base_url"],
-        "MP_TIMEZONE": TZ,
-        "MP_RATE_LIMIT_QUERY": "5c",  # the emulator runs without limits
-    }
+sys.path.insert(0, str(Path(__file__).parent))
+from harness import EVENTS_PER_USER_DAY, MP, START, TZ
+from harness import env as _env
+from harness import serve as _serve
 
 
 def fetch(events: int, days: int, cache: Path) -> tuple[Path, dict[str, str]]:

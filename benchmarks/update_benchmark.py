@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fetch_benchmark import EVENTS_PER_USER_DAY
+from harness import EVENTS_PER_USER_DAY
 
 MP = str(Path(sys.executable).with_name("mp"))
 DAYS = 30
