@@ -562,22 +562,21 @@ HEAVY_STEP = threading.Lock()
 
 
 _scan_conn: duckdb.DuckDBPyConnection | None = None
-SCAN_THREADS = 2
 
 
 def _scanner() -> duckdb.DuckDBPyConnection:
     """The scans' private in-memory database (under HEAVY_STEP).
 
     Reused across windows: opening a DuckDB database costs tens of milliseconds,
-    as much as scanning a whole day of a large project. Two threads: a scan holds
-    HEAVY_STEP, so the writer waits for it; with one, a core idled meanwhile (the
-    1M-event fetch spent 3.7 s outside its commits instead of 4.8, means of 3 runs).
+    as much as scanning a whole day of a large project. One thread: with two, the
+    JSON reader's buffers outgrew the pool at random (a 738 MB day, and once a 120 MB
+    one) and the scan ran again in the big scanner, for 0.3-0.9 s saved per 11 days.
     """
     global _scan_conn
     if _scan_conn is None:
         import duckdb
 
-        conn = duckdb.connect(":memory:", config={"threads": SCAN_THREADS, "memory_limit": "128MB"})
+        conn = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": "128MB"})
         conn.execute("SET TimeZone = 'UTC'")
         _scan_conn = conn
     return _scan_conn
