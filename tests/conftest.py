@@ -97,8 +97,8 @@ def client_today(day: Any, zone: str) -> Iterator[None]:
 
     noon = datetime.combine(day, time(12), ZoneInfo(zone))
 
-    def today(tz: str | None, *, now: Any = None) -> Any:
-        return windows.project_today(tz, now=noon)
+    def today(tz: str | None, *, now: Any = None, earliest: bool = False) -> Any:
+        return windows.project_today(tz, now=noon, earliest=earliest)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(service, "project_today", today)

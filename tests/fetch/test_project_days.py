@@ -175,8 +175,8 @@ def pinned_now(project: Any, monkeypatch: pytest.MonkeyPatch) -> datetime:
     now = datetime.combine(TODAY, datetime.min.time(), zone).replace(hour=hour)
     assert now.astimezone(UTC).date() != TODAY
 
-    def today(tz: str | None, *, now_: datetime | None = None) -> date:
-        return windows.project_today(tz, now=now.astimezone(UTC))
+    def today(tz: str | None, *, now_: datetime | None = None, earliest: bool = False) -> date:
+        return windows.project_today(tz, now=now.astimezone(UTC), earliest=earliest)
 
     monkeypatch.setattr(service, "project_today", today)
     return now

@@ -250,11 +250,11 @@ def test_an_error_body_echoing_the_project_secret_token_is_redacted() -> None:
     assert_clean(texts)
 
 
-def test_fetch_with_a_project_secret_survives_me_refusing_it(emu: Emulator, tmp_path: Path) -> None:
-    """``/api/app/me`` is a service-account call: a 401 there must not stop a fetch."""
-    refused: list[str] = []
+def refusing_me(emu: Emulator, refused: list[str]) -> Any:
+    """The emulator's app, answering ``/api/app/me`` with 401 for a project secret as
+    Mixpanel does (a service-account call); each refusal is noted in `refused`."""
 
-    def me_refuses_project_secrets(environ: dict[str, Any], start_response: Any) -> Any:
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
         auth = environ.get("HTTP_AUTHORIZATION", "").split(" ", 1)[-1]
         if environ["PATH_INFO"] == "/api/app/me" and base64.b64decode(auth).endswith(b":"):
             refused.append(environ["PATH_INFO"])
@@ -262,6 +262,13 @@ def test_fetch_with_a_project_secret_survives_me_refusing_it(emu: Emulator, tmp_
             return [b'{"status": "error", "error": "Unable to authenticate request"}']
         return emu.app(environ, start_response)
 
+    return app
+
+
+def test_fetch_with_a_project_secret_survives_me_refusing_it(emu: Emulator, tmp_path: Path) -> None:
+    """``/api/app/me`` is a service-account call: a 401 there must not stop a fetch."""
+    refused: list[str] = []
+    me_refuses_project_secrets = refusing_me(emu, refused)
     pid = str(emu.spec.project_id)
     day = emu.project.data_dates[-2]
     legacy = Credentials(
@@ -287,3 +294,49 @@ def test_fetch_with_a_project_secret_survives_me_refusing_it(emu: Emulator, tmp_
     assert refused == ["/api/app/me"]
     assert got.table_rows == want.table_rows
     assert got.table_rows > 0
+
+
+def test_update_without_a_timezone_ends_at_the_earliest_today(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a timezone (a project secret: no ``/api/app/me``), `--update` ends on the
+    earliest today on Earth: the latest (Kiritimati, UTC+14) was a day past the
+    project's today for most hours, and Mixpanel refuses those (contract §3.4)."""
+    from datetime import UTC, date, datetime
+
+    from mixpanel_data._internal.services.fetch import service, windows
+
+    today = date(2026, 11, 20)
+    spec = ProjectSpec(seed=3, users=40, days=5, today=today)  # Los Angeles
+    # 12:00 UTC: 04:00 in Los Angeles and at UTC-12 still `today`, at UTC+14 the next day.
+    noon = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    assert windows.project_today(None, now=noon) == today + timedelta(days=1)
+    assert windows.project_today(None, now=noon, earliest=True) == today
+
+    def pinned(tz: str | None, *, now: Any = None, earliest: bool = False) -> date:
+        return windows.project_today(tz, now=noon, earliest=earliest)
+
+    monkeypatch.setattr(service, "project_today", pinned)
+    with Emulator(
+        spec=spec, cache_dir=tmp_path / "cache", project_secret=PROJECT_SECRET, threads=4
+    ) as emu:
+        creds = Credentials(
+            username="",
+            secret=PROJECT_SECRET,
+            project_id=str(spec.project_id),
+            base_url="http://mp",
+            kind="project_secret",
+        )
+        refused: list[str] = []
+        transport = httpx.WSGITransport(app=refusing_me(emu, refused))
+        with Workspace(credentials=creds, path=tmp_path / "ps.duckdb", transport=transport) as ws:
+            first = ws.fetch_events(
+                from_date=today - timedelta(days=3), to_date=today - timedelta(days=2)
+            )
+            updated = ws.update_events(lookback_days=1)
+            rows = int(ws.sql("SELECT count(*) AS n FROM events")["n"][0])
+    assert refused == ["/api/app/me"] * 2  # once a fetch: the timezone stays unknown
+    assert first.table_rows > 0
+    assert (updated.from_date, updated.to_date) == (today - timedelta(days=3), today)
+    assert updated.table_rows > first.table_rows
+    assert rows == updated.table_rows

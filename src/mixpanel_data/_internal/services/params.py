@@ -1,7 +1,8 @@
 """Report parameters: the choices and checks every report shares, asked before any call.
 
 Live queries and discovery both validate with these, so a bad date or unit fails before a
-query is spent. Imports only the exceptions and the config's Credentials type.
+query is spent. Imports only the exceptions, the config's Credentials type and the
+project-day rules (storage.days).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import re
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mixpanel_data._internal.storage import days
 from mixpanel_data.exceptions import ValidationError
 
 if TYPE_CHECKING:
@@ -104,16 +105,6 @@ def to_expression(on: str | None) -> str | None:
 
 
 def project_today(credentials: Credentials) -> date:
-    """Today in the project's timezone, or the earliest today on Earth when it is unknown.
-
-    Mixpanel refuses a ``to_date`` after the project's today (contract §3.4); UTC-12's
-    date is never after anyone's.
-    """
-    zone = "Etc/GMT+12"
-    if credentials.timezone:
-        try:
-            ZoneInfo(credentials.timezone)
-            zone = credentials.timezone
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-    return datetime.now(ZoneInfo(zone)).date()
+    """Today in the project's timezone, or the earliest today on Earth when it is unknown
+    (a default ``to_date``: Mixpanel refuses one after the project's today, contract §3.4)."""
+    return days.project_today(credentials.timezone, earliest=True)

@@ -12,12 +12,31 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["day_ranges", "export_days", "held_days", "project_days"]
+__all__ = ["day_ranges", "export_days", "held_days", "project_days", "project_today"]
 
 _TICK = timedelta(microseconds=1)
 _DAY = timedelta(days=1)
+# Where "today" is when the project's timezone is unknown (or not a zone name): a bound
+# that a given date may not pass takes the latest today on Earth and lets Mixpanel
+# decide; a date we choose ourselves (a default end, --update's) takes the earliest,
+# which is never after the project's today (Mixpanel refuses those, contract §3.4).
+LATEST_ZONE = "Pacific/Kiritimati"
+EARLIEST_ZONE = "Etc/GMT+12"
+
+
+def project_today(
+    timezone: str | None, *, now: datetime | None = None, earliest: bool = False
+) -> date:
+    """Today in the project's timezone; an unknown zone's is the latest (or `earliest`)."""
+    current = now or datetime.now(tz=UTC)
+    fallback = EARLIEST_ZONE if earliest else LATEST_ZONE
+    try:
+        zone = ZoneInfo(timezone or fallback)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo(fallback)
+    return current.astimezone(zone).date()
 
 
 def project_days(first: date, last: date, *, zone: ZoneInfo, legacy: bool) -> tuple[date, date]:

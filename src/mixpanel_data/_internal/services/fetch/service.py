@@ -243,9 +243,12 @@ class FetcherService(ProfileFetching):
             if legacy_time is None:
                 legacy_time = bool(old.get("legacy_time"))
             keep_duplicates = keep_duplicates or bool(old.get("keep_duplicates"))
-            last_day = self._last_window_day(name) or prior["to_date"] or today
-            from_date = min(last_day - timedelta(days=lookback_days), today)
-            to_date = today
+            # Through today, which without a known timezone is the earliest on Earth:
+            # `today` bounds dates a user gives; one we pick must not be refused.
+            until = project_today(tz, earliest=True)
+            last_day = self._last_window_day(name) or prior["to_date"] or until
+            from_date = min(last_day - timedelta(days=lookback_days), until)
+            to_date = until
         if from_date is None or to_date is None:
             raise ValidationError("give both --from and --to (YYYY-MM-DD), or use --update")
         start, end = validate_range(from_date, to_date, today=today)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from mixpanel_data._internal.storage.days import export_days, project_days
+from mixpanel_data._internal.storage.days import export_days, project_days, project_today
 from mixpanel_data.exceptions import ValidationError
 
 __all__ = [
@@ -110,18 +110,6 @@ def parse_date(value: str | date, *, option: str) -> date:
         raise ValidationError(
             f"invalid {option} '{text}'; use a real date as YYYY-MM-DD, e.g. 2024-01-31"
         ) from None
-
-
-def project_today(timezone: str | None, *, now: datetime | None = None) -> date:
-    """Today in the project's timezone (contract §3.5); unknown zones use the latest one."""
-    current = now or datetime.now(tz=ZoneInfo("UTC"))
-    # Without a known zone, allow the latest "today" on Earth and let the server decide.
-    name = timezone or "Pacific/Kiritimati"
-    try:
-        zone = ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("Pacific/Kiritimati")
-    return current.astimezone(zone).date()
 
 
 def validate_range(from_date: str | date, to_date: str | date, *, today: date) -> tuple[date, date]:
