@@ -272,12 +272,39 @@ def test_bad_parameters_give_the_400_envelope(emulator, params, message):
 
 
 def test_to_date_after_today_in_the_project_timezone_is_refused(emulator):
-    today = emulator.project.today
+    today = emulator.project.today_now()
     ok = _export(emulator, from_date=str(today), to_date=str(today))
     assert ok.status_code == 200
     response = _export(emulator, from_date=str(today), to_date=str(today + dt.timedelta(days=1)))
     assert response.status_code == 400
     assert _error(response) == "to_date cannot be later than today"
+
+
+def test_today_moves_at_midnight_in_the_project_timezone(emulator, monkeypatch):
+    """A long-running emulator's today is the clock's, as Mixpanel's is: a suite that runs
+    past midnight in the project timezone may ask for the new day (its start's today was
+    fixed before, and a client with the right clock got a 400)."""
+    from mixpanel_data.emulator import project as project_module
+
+    started = emulator.project.today
+    tomorrow = started + dt.timedelta(days=1)
+    zone = emulator.project.tz
+    after_midnight = dt.datetime.combine(tomorrow, dt.time(0, 5), zone)
+
+    class Clock(dt.datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return after_midnight.astimezone(tz)
+
+    monkeypatch.setattr(project_module, "datetime", Clock)
+    assert emulator.project.today_now() == tomorrow
+    assert emulator.project.today == started  # its data days stay those of its start
+    ok = _export(emulator, from_date=str(tomorrow), to_date=str(tomorrow))
+    assert ok.status_code == 200
+    assert ok.content == b""  # no events yet on the new day
+    late = _export(emulator, from_date=str(tomorrow), to_date=str(tomorrow + dt.timedelta(days=1)))
+    assert late.status_code == 400
+    assert _error(late) == "to_date cannot be later than today"
 
 
 def test_event_as_repeated_keys_is_refused(emulator):

@@ -310,7 +310,7 @@ def _as_of(params: Mapping[str, str], project: Any) -> float:
             raise EmulatorError(
                 400, f"as_of_timestamp must be epoch seconds (an integer), got '{raw}'"
             ) from None
-    today = project.today() if callable(project.today) else project.today
+    today = project.today_now()
     tz = ZoneInfo(project.spec.timezone)
     end = datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=tz)
     return end.timestamp()

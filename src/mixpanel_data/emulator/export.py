@@ -77,7 +77,7 @@ def export(
     """Answer one export call; ``faults`` are the export-level ones that fired."""
     project = request.project
     params = request.params
-    start, end = parse_dates(params, today=project.today)
+    start, end = parse_dates(params, today=project.today_now())
     events = _event_filter(params.get("event"))
     keep = _where_filter(params.get("where"))
     limit = _limit(params.get("limit"))

@@ -103,6 +103,12 @@ class SyntheticProject:
         _remove_stale_temp_files(self.cache_dir)
         self.cache_regenerated = _claim_cache(self.cache_dir, self._spec_record())
 
+    def today_now(self) -> date:
+        """Today as of this request: the pinned day, else the clock's date in the project
+        timezone. Mixpanel's today moves at midnight, so a long-running emulator's does
+        too (its data days stay those of its start, `today`)."""
+        return self.spec.today or datetime.now(self.tz).date()
+
     # -- identity and shared state ---------------------------------------------
 
     @cached_property

@@ -129,9 +129,8 @@ def unit_param(
 
 
 def today(project: Any) -> date:
-    """Today in the project timezone (contract §3.5)."""
-    value = project.today
-    return value() if callable(value) else value  # type: ignore[no-any-return]
+    """Today in the project timezone (contract §3.5), as of this request."""
+    return project.today_now()  # type: ignore[no-any-return]
 
 
 def parse_date(value: str, name: str) -> date:
