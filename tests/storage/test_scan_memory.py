@@ -57,28 +57,59 @@ def test_out_of_memory_falls_back_to_a_spilling_scan(
     )
 
 
-def test_a_scan_waits_while_the_writer_commits(day_file: Path, tmp_path: Path) -> None:
-    """Scans and commits never overlap, so their memory never adds up (flat peak RSS)."""
+def test_a_scan_runs_beside_a_commit_and_a_spilling_one_waits_for_it(
+    day_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ordinary scan (its own 128 MB pool) runs while the writer commits; a scan that
+    outgrows that pool runs again in a large one, only once the commit ends, so no
+    more than the writer's pool and the small one ever add up (bounded peak RSS)."""
     import threading
+
+    import duckdb
 
     from mixpanel_data._internal.services.fetch.staging import WriterSession
     from mixpanel_data._internal.storage.engine import StorageEngine
 
+    expected = _scan(day_file)
     engine = StorageEngine(tmp_path / "w.duckdb")
     session = WriterSession(engine)
     done: list[tuple[bool, list[tuple[object, ...]]]] = []
-    scanner = threading.Thread(target=lambda: done.append(_scan(day_file)))
     try:
         with session.connection() as conn:
             conn.execute("SELECT 1")
-            scanner.start()
-            scanner.join(timeout=0.5)  # a scan of this day alone takes milliseconds
-            assert scanner.is_alive()
-            assert not done
-        scanner.join(timeout=60)
-        assert not scanner.is_alive()
-        assert len(done) == 1
-        assert done[0][1], "the scan ran once the commit ended, and found the losers"
+            beside = threading.Thread(target=lambda: done.append(_scan(day_file)))
+            beside.start()
+            beside.join(timeout=120)
+            assert not beside.is_alive(), "an ordinary scan finished during the commit"
+            assert done == [expected]
+
+            tiny = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": "1MB"})
+            monkeypatch.setattr(ingest, "_scan_conn", tiny)
+            ran_out, spilling = threading.Event(), threading.Event()
+            small, big = ingest._scan, ingest._big_scanner
+
+            def scan(conn: object, *args: object, **kw: object) -> object:
+                try:
+                    return small(conn, *args, **kw)  # type: ignore[arg-type]
+                except duckdb.OutOfMemoryException:
+                    ran_out.set()
+                    raise
+
+            def big_scanner(*args: object, **kw: object) -> object:
+                spilling.set()
+                return big(*args, **kw)  # type: ignore[arg-type]
+
+            monkeypatch.setattr(ingest, "_scan", scan)
+            monkeypatch.setattr(ingest, "_big_scanner", big_scanner)
+            waiting = threading.Thread(target=lambda: done.append(_scan(day_file)))
+            waiting.start()
+            assert ran_out.wait(timeout=120)
+            assert not spilling.wait(timeout=2), "the spilling scan waits for the commit"
+            assert len(done) == 1
+        waiting.join(timeout=120)
+        assert not waiting.is_alive()
+        assert spilling.is_set()
+        assert done == [expected, expected]
     finally:
         session.close()
         engine.close()

@@ -153,7 +153,8 @@ class WriterSession:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The held connection, for one commit (a heavy step: no scan runs meanwhile)."""
+        """The held connection, for one commit (a heavy step: only an ordinary dedup scan,
+        in its own small pool, runs meanwhile)."""
         with HEAVY_STEP:
             if self._stack is None:
                 stack = contextlib.ExitStack()
