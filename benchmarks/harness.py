@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import IO
 
 EVENTS_PER_USER_DAY = 3.09  # measured on the emulator's default spec
 START = date(2024, 3, 1)  # fixed, so cached days and databases stay valid
@@ -127,26 +128,37 @@ def export_span(first: date, last: date) -> tuple[date, date]:
     return first, last + timedelta(days=1)
 
 
+def read_export(
+    creds: dict[str, str], first: date, last: date, sink: IO[bytes] | None = None
+) -> int:
+    """Stream export days first..last (UTC) into `sink`, or nowhere; the bytes read."""
+    import httpx
+
+    size = 0
+    params = {"from_date": str(first), "to_date": str(last), "project_id": creds["project_id"]}
+    with (
+        httpx.Client(auth=(creds["username"], creds["secret"]), timeout=3600) as client,
+        client.stream(
+            "GET",
+            f"{creds['base_url']}/api/2.0/export",
+            params=params,
+            headers={"Accept-Encoding": "identity"},
+        ) as response,
+    ):
+        response.raise_for_status()
+        for chunk in response.iter_raw(1 << 20):
+            size += len(chunk)
+            if sink is not None:
+                sink.write(chunk)
+    return size
+
+
 def save_export(creds: dict[str, str], first: date, last: date, path: Path) -> int:
     """Download export days first..last (UTC) to `path` once; return its size in bytes."""
     if not path.exists():
-        import httpx
-
         partial = path.with_suffix(".part")
-        params = {"from_date": str(first), "to_date": str(last), "project_id": creds["project_id"]}
-        with (
-            httpx.Client(auth=(creds["username"], creds["secret"]), timeout=600) as client,
-            client.stream(
-                "GET",
-                f"{creds['base_url']}/api/2.0/export",
-                params=params,
-                headers={"Accept-Encoding": "identity"},
-            ) as response,
-            open(partial, "wb") as fh,
-        ):
-            response.raise_for_status()
-            for chunk in response.iter_raw():
-                fh.write(chunk)
+        with open(partial, "wb") as fh:
+            read_export(creds, first, last, fh)
         partial.replace(path)
     return path.stat().st_size
 

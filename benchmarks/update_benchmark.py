@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from harness import EVENTS_PER_USER_DAY
+from harness import EVENTS_PER_USER_DAY, read_export
 
 MP = str(Path(sys.executable).with_name("mp"))
 DAYS = 30
@@ -56,21 +56,7 @@ def _serve(users: int, cache: Path, log: Path) -> tuple[subprocess.Popen[str], d
 
 def _warm(creds: dict[str, str], first: str, last: str) -> None:
     """Have the emulator generate (or find cached) every day before anything is timed."""
-    import httpx
-
-    params = {"from_date": first, "to_date": last, "project_id": creds["project_id"]}
-    with (
-        httpx.Client(auth=(creds["username"], creds["secret"]), timeout=3600) as client,
-        client.stream(
-            "GET",
-            f"{creds['base_url']}/api/2.0/export",
-            params=params,
-            headers={"Accept-Encoding": "identity"},
-        ) as response,
-    ):
-        response.raise_for_status()
-        for _ in response.iter_raw(1 << 20):
-            pass
+    read_export(creds, dt.date.fromisoformat(first), dt.date.fromisoformat(last))
 
 
 def _mp(env: dict[str, str], db: Path, *args: str) -> dict[str, Any]:
