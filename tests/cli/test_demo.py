@@ -235,48 +235,62 @@ def test_keep_serves_until_interrupted(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # Ctrl-C reaches the child even when this suite inherited SIGINT ignored (a
+        # background job of a shell without job control); otherwise it waits forever.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as proc:
         assert proc.stdout is not None
-        export = ""
-        for line in proc.stdout:
-            if line.startswith("export "):
-                export = line
-                break
-        assert export, "no export line"
-        hint = next(line for line in proc.stdout if " sql " in line)
-        assigned = dict(part.split("=", 1) for part in shlex.split(export)[1:])
-        assert set(assigned) >= {"MP_BASE_URL", "MP_USERNAME", "MP_SECRET", "MP_PROJECT_ID"}
-        db = shlex.split(hint.lstrip("# "))[2]
-        # The printed credentials reach the running emulator, and the database stays.
-        check = subprocess.run(
-            [MP, "auth", "test"],
-            capture_output=True,
-            text=True,
-            env={**env, **assigned},
-            timeout=60,
-        )
-        assert check.returncode == 0, check.stderr
-        assert json.loads(check.stdout)["project_id"] == assigned["MP_PROJECT_ID"]
-        count = subprocess.run(
-            [
-                MP,
-                "--db",
-                db,
-                "sql",
-                "SELECT count(*) FROM events",
-                "--scalar",
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
-        assert int(count.stdout) > 0
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
+        try:
+            db = _use_the_kept_demo(proc, env)
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:  # an assertion failed before Ctrl-C: do not hang
+                proc.kill()
     assert proc.returncode == 0, stderr
     assert not Path(db).exists()  # the demo's temporary database went with it
     assert re.search(r"Traceback", stderr) is None
+
+
+def _use_the_kept_demo(proc: subprocess.Popen[str], env: dict[str, str]) -> str:
+    """Read the running demo's export and hint lines, use both; its database path."""
+    assert proc.stdout is not None
+    export = ""
+    for line in proc.stdout:
+        if line.startswith("export "):
+            export = line
+            break
+    assert export, "no export line"
+    hint = next(line for line in proc.stdout if " sql " in line)
+    assigned = dict(part.split("=", 1) for part in shlex.split(export)[1:])
+    assert set(assigned) >= {"MP_BASE_URL", "MP_USERNAME", "MP_SECRET", "MP_PROJECT_ID"}
+    db = shlex.split(hint.lstrip("# "))[2]
+    # The printed credentials reach the running emulator, and the database stays.
+    check = subprocess.run(
+        [MP, "auth", "test"],
+        capture_output=True,
+        text=True,
+        env={**env, **assigned},
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout)["project_id"] == assigned["MP_PROJECT_ID"]
+    count = subprocess.run(
+        [
+            MP,
+            "--db",
+            db,
+            "sql",
+            "SELECT count(*) FROM events",
+            "--scalar",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert int(count.stdout) > 0
+    return db
 
 
 def test_live_queries_agree_with_local_sql(demo_output, expected) -> None:
