@@ -112,7 +112,10 @@ def clean_rows(emu: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[.
             proc = run_mp(fetch_argv(days), mp_env(emu, db, **extra))
             assert proc.returncode == 0, proc.stderr
             _CLEAN[key] = table_rows(db)
-            assert len(_CLEAN[key]) > 100
+            # Not near-empty. The shared emulator's data move daily (its today is the real
+            # one): its first day held 84-125 export lines over the 40 todays tried, so a
+            # higher floor failed on some dates.
+            assert len(_CLEAN[key]) > 30
         return _CLEAN[key]
 
     return get
