@@ -19,9 +19,16 @@ from typing import Any
 import pytest
 
 from mixpanel_data._internal.services.fetch.staging import WriterSession
+from mixpanel_data._internal.services.sql import translate_duckdb_errors
 from mixpanel_data._internal.storage.engine import StorageEngine
 from mixpanel_data._internal.storage.locks import ReaderQueue
-from mixpanel_data._internal.storage.served import RemoteConnection, servable, served_connection
+from mixpanel_data._internal.storage.served import (
+    ReadServer,
+    RemoteConnection,
+    servable,
+    served_connection,
+)
+from mixpanel_data.exceptions import TableNotFoundError, ValidationError
 
 SERVED = "through the fetch that holds it"
 
@@ -139,6 +146,64 @@ def test_errors_are_the_same_line_as_without_a_fetch(held) -> None:
     assert len(during.stderr.strip().splitlines()) == 1
     assert "nope" in during.stderr
     assert "Traceback" not in during.stderr
+
+
+class _CommitRightAfterTheFailure:
+    """The fetch's lent cursor, where a commit creating the table lands just after the
+    reader's statement failed on its absence (the race CI once lost: exit 3, not 4)."""
+
+    def __init__(self, cur: Any, writer: Any, table: str) -> None:
+        self._cur, self._writer, self._table = cur, writer, table
+
+    def sql(self, query: str, params: Any = None) -> Any:
+        try:
+            return self._cur.sql(query, params=params)
+        except _duckdb().CatalogException:
+            self._writer.execute(f"CREATE TABLE IF NOT EXISTS {self._table} AS SELECT 42 AS x")
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cur, name)
+
+
+def test_a_table_committed_just_after_a_read_failed_is_still_reported_missing(
+    tmp_path: Path,
+) -> None:
+    import contextlib
+
+    db = tmp_path / "racing.duckdb"
+    writer = _duckdb().connect(str(db))
+    cur = writer.cursor()
+
+    @contextlib.contextmanager
+    def lend() -> Iterator[Any]:
+        yield _CommitRightAfterTheFailure(cur, writer, "fresh")
+
+    server = ReadServer(db, lend)
+    try:
+        remote = served_connection(db, lambda: pytest.fail("the fetch did not answer"))
+        assert isinstance(remote, RemoteConnection)
+        query = "SELECT count(*) FROM fresh"
+        with (
+            pytest.raises(TableNotFoundError) as caught,
+            translate_duckdb_errors(remote, query, read_only=True),
+        ):
+            remote.execute(query)
+        assert caught.value.table == "fresh"
+        assert "a fetch is writing this database" in str(caught.value)
+        # The table is there now: the same read answers, and a missing function is
+        # still a mistake in the SQL (exit 3), not a missing table.
+        assert remote.execute(query).fetchall() == [(1,)]
+        wrong = "SELECT nosuchfn(x) FROM fresh"
+        with (
+            pytest.raises(ValidationError, match="nosuchfn"),
+            translate_duckdb_errors(remote, wrong, read_only=True),
+        ):
+            remote.execute(wrong)
+        remote.close()
+    finally:
+        server.close()
+        writer.close()
 
 
 def test_statements_other_than_select_wait_for_the_file(held, local_db) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mixpanel_data._internal.results.tables import SQLRows
 from mixpanel_data._internal.storage.interrupts import as_keyboard_interrupt
+from mixpanel_data._internal.storage.served import missing_tables
 from mixpanel_data.exceptions import StorageError, TableNotFoundError, ValidationError
 
 if TYPE_CHECKING:
@@ -33,24 +34,6 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _missing_tables(conn: duckdb.DuckDBPyConnection, query: str) -> list[str]:
-    """Tables the query names that the database does not have (DuckDB parses the query)."""
-    import duckdb
-
-    try:
-        named = duckdb.get_table_names(query)
-    except duckdb.Error:
-        return []
-    existing = {
-        r[0].lower()
-        for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables UNION ALL "
-            "SELECT view_name FROM duckdb_views()"
-        ).fetchall()
-    }
-    return sorted(n for n in named if n.lower() not in existing)
-
-
 @contextlib.contextmanager
 def translate_duckdb_errors(
     conn: duckdb.DuckDBPyConnection, query: str, *, read_only: bool
@@ -63,7 +46,11 @@ def translate_duckdb_errors(
         with as_keyboard_interrupt():  # a Ctrl-C inside the statement
             yield
     except duckdb.CatalogException as exc:
-        missing = _missing_tables(conn, query)
+        # A read the fetch answered says what its snapshot lacked; a commit since
+        # may have created it since (else exit 3, "invalid SQL", mid-fetch).
+        missing = getattr(exc, "missing_tables", None)
+        if missing is None:
+            missing = missing_tables(conn, query)
         if len(missing) == 1:
             from mixpanel_data._internal.storage.served import RemoteConnection
 

@@ -34,7 +34,13 @@ import orjson
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["ReadServer", "RemoteConnection", "servable", "served_connection"]
+__all__ = [
+    "ReadServer",
+    "RemoteConnection",
+    "missing_tables",
+    "servable",
+    "served_connection",
+]
 
 _T = TypeVar("_T")
 _OK, _ERROR, _DECLINED = b"R", b"E", b"D"
@@ -60,6 +66,27 @@ def servable(conn: duckdb.DuckDBPyConnection, query: str) -> bool:
     except duckdb.Error:
         return False
     return bool(statements) and all(s.type == duckdb.StatementType.SELECT for s in statements)
+
+
+def missing_tables(conn: duckdb.DuckDBPyConnection, query: str) -> list[str]:
+    """Tables ``query`` names that ``conn``'s catalog lacks (DuckDB parses the query).
+
+    Called after a catalog error; on a served read the fetch answers it from the
+    snapshot the failed statement saw, so a table committed meanwhile still counts."""
+    import duckdb
+
+    try:
+        named = duckdb.get_table_names(query)
+    except duckdb.Error:
+        return []
+    existing = {
+        r[0].lower()
+        for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables UNION ALL "
+            "SELECT view_name FROM duckdb_views()"
+        ).fetchall()
+    }
+    return sorted(n for n in named if n.lower() not in existing)
 
 
 def _send(sock: socket.socket, kind: bytes, body: bytes) -> None:
@@ -156,21 +183,31 @@ class ReadServer:
         import duckdb
         import pyarrow as pa
 
+        # One read transaction: a catalog error is explained from the snapshot the
+        # statement saw, not from a catalog a commit may have changed since.
+        cur.execute("BEGIN TRANSACTION")
         try:
-            relation = cur.sql(sql, params=params or None)
-            if relation is None:
-                raise duckdb.InvalidInputException("the statement returned no result")
-            # DuckDB 2 names it to_arrow_reader, 1.x fetch_arrow_reader.
-            reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
-            batches = reader(1 << 16)
-        except duckdb.Error as exc:
-            body = {"type": type(exc).__name__, "message": str(exc)}
-            _send(client, _ERROR, orjson.dumps(body))
-            return
-        client.sendall(_OK)
-        with client.makefile("wb") as out, pa.ipc.new_stream(out, batches.schema) as writer:
-            for batch in batches:
-                writer.write_batch(batch)
+            try:
+                relation = cur.sql(sql, params=params or None)
+                if relation is None:
+                    raise duckdb.InvalidInputException("the statement returned no result")
+                # DuckDB 2 names it to_arrow_reader, 1.x fetch_arrow_reader.
+                reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+                batches = reader(1 << 16)
+            except duckdb.Error as exc:
+                body: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+                if isinstance(exc, duckdb.CatalogException):
+                    with contextlib.suppress(duckdb.Error):  # else the reader looks itself
+                        body["missing"] = missing_tables(cur, sql)
+                _send(client, _ERROR, orjson.dumps(body))
+                return
+            client.sendall(_OK)
+            with client.makefile("wb") as out, pa.ipc.new_stream(out, batches.schema) as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                cur.execute("ROLLBACK")
 
 
 def _clean_stale(db: Path) -> None:
@@ -242,7 +279,10 @@ def _ask(path: str, sql: str, params: Any, load: Callable[[Any], _T]) -> _T:
             error = orjson.loads(_recv_exact(sock, size))
             if error["type"] == "OutOfMemoryException":  # the fetch's pool: wait, run it here
                 raise _Declined()
-            raise getattr(duckdb, error["type"], duckdb.Error)(error["message"])
+            failure = getattr(duckdb, error["type"], duckdb.Error)(error["message"])
+            if "missing" in error:
+                vars(failure)["missing_tables"] = error["missing"]  # what the statement saw
+            raise failure
         try:
             with sock.makefile("rb") as stream:
                 return load(na.ArrayStream(na_ipc.InputStream.from_readable(stream)))
