@@ -59,18 +59,17 @@ def demo_spec(
 
 @dataclass(frozen=True)
 class DemoRun:
-    """What the sections need to know about the fetched data (tables `events`, `profiles`)."""
+    """What the sections need to know about the fetched data (tables `events`, `profiles`):
+    the demo project's data days, which are UTC export days (contract §3.5)."""
 
     from_date: date
     to_date: date
     timezone: str
 
     def full_local_days(self) -> list[date]:
-        """Project-timezone days wholly inside the fetched UTC range (no partial edges).
-
-        Export dates are UTC days for modern projects (contract §3.5), while daily
-        numbers are read in the project's timezone, as Mixpanel reports them.
-        """
+        """Project-timezone days wholly inside the data's UTC days: the emulator's data
+        start and end at UTC midnights, so the project days at both edges are partial,
+        and daily numbers are read in the project's timezone, as Mixpanel reports them."""
         tz = ZoneInfo(self.timezone)
         start = datetime.combine(self.from_date, time(), tzinfo=UTC)
         end = datetime.combine(self.to_date + timedelta(days=1), time(), tzinfo=UTC)
@@ -121,22 +120,24 @@ SELECT event_name, count(*) AS events, count(DISTINCT distinct_id) AS users,
        round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS pct
 FROM events GROUP BY event_name ORDER BY events DESC, event_name"""
 
+# `event_date` is the event's day in the project timezone, as Mixpanel's daily buckets.
 DAILY_ACTIVE_USERS = """\
-SELECT timezone($tz, event_time)::DATE AS day, count(DISTINCT distinct_id) AS users,
-       count(*) AS events
-FROM events GROUP BY day HAVING day BETWEEN $first AND $last ORDER BY day"""
+SELECT event_date AS day, count(DISTINCT distinct_id) AS users, count(*) AS events
+FROM events WHERE event_date BETWEEN $first AND $last GROUP BY day ORDER BY day"""
 
+# Common properties are typed columns named like the property (`price` is a DOUBLE:
+# summed as DECIMAL, cents stay exact).
 REVENUE_BY_COUNTRY = """\
-SELECT properties->>'$.mp_country_code' AS country, count(*) AS purchases,
-       count(DISTINCT distinct_id) AS buyers,
-       sum(TRY_CAST(properties->>'$.price' AS DECIMAL(18, 2))) AS revenue
+SELECT mp_country_code AS country, count(*) AS purchases,
+       count(DISTINCT distinct_id) AS buyers, sum(price::DECIMAL(18, 2)) AS revenue
 FROM events WHERE event_name = 'Purchase'
 GROUP BY country ORDER BY revenue DESC, country"""
 
+# Profiles have typed columns too; both tables have a `plan`, so it is qualified.
 REVENUE_BY_PLAN = """\
-SELECT coalesce(p.properties->>'$.plan', '(no profile)') AS plan,
+SELECT coalesce(p.plan, '(no profile)') AS plan,
        count(DISTINCT e.distinct_id) AS buyers, count(*) AS purchases,
-       sum(TRY_CAST(e.properties->>'$.price' AS DECIMAL(18, 2))) AS revenue
+       sum(e.price::DECIMAL(18, 2)) AS revenue
 FROM events e LEFT JOIN profiles p USING (distinct_id)
 WHERE e.event_name = 'Purchase' GROUP BY 1 ORDER BY revenue DESC, 1"""
 
@@ -157,7 +158,7 @@ FROM steps ORDER BY step"""
 
 def _dau_params(run: DemoRun) -> Mapping[str, Any]:
     days = run.full_local_days()[-DAU_DAYS:]
-    return {"tz": run.timezone, "first": days[0], "last": days[-1]}
+    return {"first": days[0], "last": days[-1]}
 
 
 def _funnel_params(run: DemoRun) -> Mapping[str, Any]:
@@ -171,7 +172,7 @@ SQL_SECTIONS: list[DemoSection] = [
         DAILY_ACTIVE_USERS,
         _dau_params,
     ).section(),
-    _SQLSection("Revenue by country (from JSON properties)", REVENUE_BY_COUNTRY).section(),
+    _SQLSection("Revenue by country (typed columns)", REVENUE_BY_COUNTRY).section(),
     _SQLSection("Revenue by plan (events joined with profiles)", REVENUE_BY_PLAN).section(),
     _SQLSection(
         "Purchase funnel (ordered steps, from SQL)", PURCHASE_FUNNEL, _funnel_params
@@ -182,9 +183,9 @@ LIVE_DAYS = 7  # the live segmentation compares the last week, day by day
 LIVE_FUNNEL_ID = 7003  # the emulator's saved "Checkout" funnel: View Item → Add To Cart → Purchase
 
 LOCAL_DAILY_PURCHASES = """\
-SELECT timezone($tz, event_time)::DATE AS day, count(*) AS events
-FROM events WHERE event_name = 'Purchase'
-GROUP BY day HAVING day BETWEEN $first AND $last ORDER BY day"""
+SELECT event_date AS day, count(*) AS events
+FROM events WHERE event_name = 'Purchase' AND event_date BETWEEN $first AND $last
+GROUP BY day ORDER BY day"""
 
 # The same funnel from the local engine: the saved funnel's steps and window, computed over
 # the fetched events table with Mixpanel's semantics (`ws.local`, no API query spent).
@@ -210,7 +211,7 @@ def _live_segmentation(ws: Workspace, run: DemoRun) -> Rows:
         for r in _sql_rows(
             ws,
             LOCAL_DAILY_PURCHASES,
-            {"tz": run.timezone, "first": days[0], "last": days[-1]},
+            {"first": days[0], "last": days[-1]},
         )
     }
     return [
