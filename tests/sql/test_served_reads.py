@@ -206,6 +206,43 @@ def test_a_table_committed_just_after_a_read_failed_is_still_reported_missing(
         writer.close()
 
 
+def test_a_long_read_does_not_hold_up_a_short_one(held, local_db) -> None:
+    """Two readers are answered at once: a read blocked inside its query (a UDF waiting
+    for this test) leaves the other reader's `mp sql` to be answered meanwhile."""
+    import threading
+
+    db, session = held
+    entered, release = threading.Event(), threading.Event()
+
+    def gate() -> int:
+        entered.set()
+        release.wait(120)
+        return 7
+
+    with session.connection() as conn:
+        conn.create_function("gate", gate, [], "BIGINT")
+    remote = served_connection(db, lambda: pytest.fail("the fetch did not answer"))
+    assert isinstance(remote, RemoteConnection)
+    long_read: dict[str, Any] = {}
+
+    def read_long() -> None:
+        long_read["rows"] = remote.execute("SELECT gate() AS g").fetchall()
+
+    reader = threading.Thread(target=read_long)
+    reader.start()
+    try:
+        assert entered.wait(60), "the long read never started"
+        out = mp("-v", "--db", str(db), "sql", "SELECT count(*) FROM events", "--scalar")
+        assert (out.returncode, out.stdout) == (0, f"{len(local_db.events)}\n"), out.stderr
+        assert SERVED in out.stderr
+        assert reader.is_alive()  # answered while the long read was still running
+    finally:
+        release.set()
+        reader.join(60)
+        remote.close()
+    assert long_read["rows"] == [(7,)]
+
+
 def test_statements_other_than_select_wait_for_the_file(held, local_db) -> None:
     """Not answered by the fetch: the reader waits, as before, until the file is free."""
     db, session = held

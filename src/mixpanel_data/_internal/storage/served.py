@@ -105,12 +105,22 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 
 
 class ReadServer:
-    """Answers readers' SELECTs on a cursor the writer lends (``cursor()``), or declines
-    while the writer has the file closed. One reader at a time, on one thread."""
+    """Answers readers' SELECTs on cursors the writer lends (``cursor()``), or declines
+    while the writer has the file closed. Up to ``readers`` at once, a thread each (a
+    long query does not hold up a short one); the rest wait their turn."""
 
-    def __init__(self, db: Path, cursor: Callable[[], contextlib.AbstractContextManager[Any]]):
+    def __init__(
+        self,
+        db: Path,
+        cursor: Callable[[], contextlib.AbstractContextManager[Any]],
+        *,
+        readers: int = 1,
+    ):
         self._db = db
         self._cursor = cursor
+        self._slots = threading.BoundedSemaphore(readers)
+        self._handlers: set[threading.Thread] = set()
+        self._handlers_lock = threading.Lock()
         _clean_stale(db)
         self._dir = Path(tempfile.mkdtemp(prefix=_PREFIX))  # 0700 by mkdtemp
         self._path = self._dir / "s"
@@ -146,20 +156,40 @@ class ReadServer:
         ):
             wake.connect(str(self._path))
         self._thread.join(timeout=30)
+        with self._handlers_lock:
+            handlers = list(self._handlers)
+        for handler in handlers:  # the reads under way end first
+            handler.join(timeout=30)
         self._sock.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def _serve(self) -> None:
         while not self._stop.is_set():
+            self._slots.acquire()  # a free slot first: the rest wait in the backlog
             try:
                 client, _ = self._sock.accept()
             except OSError:
+                self._slots.release()
                 return
-            with client:
-                if self._stop.is_set():
-                    return
-                with contextlib.suppress(Exception):  # a reader that went away
-                    self._answer(client)
+            if self._stop.is_set():
+                client.close()
+                self._slots.release()
+                return
+            handler = threading.Thread(
+                target=self._handle, args=(client,), name="mp-read", daemon=True
+            )
+            with self._handlers_lock:
+                self._handlers.add(handler)
+            handler.start()
+
+    def _handle(self, client: socket.socket) -> None:
+        try:
+            with client, contextlib.suppress(Exception):  # a reader that went away
+                self._answer(client)
+        finally:
+            with self._handlers_lock:
+                self._handlers.discard(threading.current_thread())
+            self._slots.release()
 
     def _answer(self, client: socket.socket) -> None:
         creds = client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))

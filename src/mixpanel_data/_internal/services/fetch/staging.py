@@ -73,6 +73,8 @@ LOOKAHEAD_WINDOWS = 64
 FOLD_BYTES = 16 << 20
 # A reader's SELECT waits this long for the writer to reopen a file it closed (s).
 LEND_WAIT = 1.0
+# Readers' SELECTs answered at once (one per core here; more wait their turn).
+READERS = 2
 # After a stop (Ctrl-C, an error), how long to wait for worker threads to finish (s).
 WORKER_EXIT_WAIT = 15.0
 
@@ -122,34 +124,36 @@ class WriterSession:
         # so they need not wait for it to close; the mutex keeps a close out meanwhile.
         self._serve = serve and storage.path is not None
         self._server: ReadServer | None = None
-        self._reader: duckdb.DuckDBPyConnection | None = None
+        # The readers' cursors: idle ones, and how many are lent (READERS at most).
+        self._idle: list[duckdb.DuckDBPyConnection] = []
+        self._lending = False  # False while the file is closed, or being closed
+        self._lent = 0
         self._mutex = threading.Condition(threading.RLock())
         self._ending = False  # the last close: readers need not wait for a reopen
         self._folding = True  # checkpoint after commits (`_fold`)
-        self._configured = False  # the readers' cursor has its settings
-        self._database = "main"  # the writer's database, the readers' cursor's too
+
+    def _can_lend(self) -> bool:
+        return self._lending and bool(self._idle)
 
     @contextlib.contextmanager
     def _lend(self) -> Iterator[duckdb.DuckDBPyConnection | None]:
-        """The readers' cursor, held against a close meanwhile. While the file is closed
-        (a reader that needed the file itself is in), wait a moment for the next commit
-        to reopen it; None after that (the reader then waits for the file)."""
-        import duckdb
-
+        """A readers' cursor, lent for one read (a close waits until all are back). While
+        the file is closed (a reader that needed the file itself is in), wait a moment
+        for the next commit to reopen it; None after that (the reader waits for the file)."""
         with self._mutex:
-            self._mutex.wait_for(lambda: self._reader is not None or self._ending, LEND_WAIT)
-            reader = self._reader
-            if reader is not None and not self._configured:
-                try:
-                    # A cursor starts in the instance's default database, not the
-                    # file the writer attached (storage/engine.py `open_database`).
-                    reader.sql(f"USE {quote_ident(self._database)}")
-                    reader.sql("SET TimeZone = 'UTC'")
-                    reader.sql("SET arrow_lossless_conversion = true")
-                    self._configured = True
-                except duckdb.Error:
-                    reader = None
+            self._mutex.wait_for(lambda: self._can_lend() or self._ending, LEND_WAIT)
+            if not self._can_lend():
+                yield None
+                return
+            reader = self._idle.pop()
+            self._lent += 1
+        try:
             yield reader
+        finally:
+            with self._mutex:
+                self._lent -= 1
+                self._idle.append(reader)
+                self._mutex.notify_all()
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -203,14 +207,21 @@ class WriterSession:
         import duckdb
 
         try:
-            row = conn.execute("SELECT current_database()").fetchone()
-            self._database = str(row[0]) if row else "main"
-            self._reader, self._configured = conn.cursor(), False  # set up on first use
+            rows = conn.execute("SELECT current_database()").fetchall()  # no open result
+            database = quote_ident(str(rows[0][0]) if rows else "main")
+            cursors = [conn.cursor() for _ in range(READERS)]
+            for cur in cursors:
+                # A cursor starts in the instance's default database, not the file the
+                # writer attached (storage/engine.py `open_database`).
+                cur.execute(f"USE {database}")
+                cur.execute("SET TimeZone = 'UTC'")
+                cur.execute("SET arrow_lossless_conversion = true")
         except duckdb.Error:
             return  # readers wait for the file, as without the server
+        self._idle, self._lending = cursors, True
         if self._server is None and self._storage.path is not None:
             try:
-                self._server = ReadServer(self._storage.path, self._lend)
+                self._server = ReadServer(self._storage.path, self._lend, readers=READERS)
             except OSError:
                 self._serve = False
 
@@ -226,13 +237,15 @@ class WriterSession:
             self._release(failing=failing)
 
     def _close_reader(self) -> None:
-        """Stop lending the readers' cursor (a SELECT under way ends first); it must be
-        closed before the connection is, or the file would stay open."""
+        """Stop lending the readers' cursors (the SELECTs under way end first); they must
+        be closed before the connection is, or the file would stay open."""
         with self._mutex:
-            if self._reader is not None:
+            self._lending = False
+            self._mutex.wait_for(lambda: self._lent == 0)
+            for cur in self._idle:
                 with contextlib.suppress(Exception):
-                    self._reader.close()
-                self._reader = None
+                    cur.close()
+            self._idle = []
 
     def _release(self, *, failing: bool) -> None:
         if self._stack is None:
