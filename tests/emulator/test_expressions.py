@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mixpanel_data.emulator.expressions import (
@@ -286,6 +286,7 @@ def test_error_message_names_the_token_and_position() -> None:
 
 @settings(max_examples=400, deadline=None)
 @given(st.text())
+@example(".²")  # "²".isdigit(): once an AssertionError in the tokenizer
 def test_any_text_parses_or_raises_expression_error(text: str) -> None:
     try:
         expr = parse(text)

@@ -35,7 +35,11 @@ scalars = st.one_of(
     st.integers(-20, 20),
     st.sampled_from([0.0, 1.5, -2.25, 3.0, 0.1, 1e-7, 123456.75]),
     st.sampled_from(
-        ["", "x", "abc", "5", " 7 ", "-3.5", "2024-01-02T03:04:05", "2024-01-02", "true", "a"]
+        [
+            *("", "x", "abc", "5", " 7 ", "-3.5", "2024-01-02T03:04:05", "2024-01-02", "true"),
+            # Digits that are not 0-9 (Python's \\d and float() take "٣" and "２" as digits).
+            *("a", "٣", "１２", "²", "٢٠٢٤-01-02"),
+        ]
     ),
 )
 values = st.one_of(
@@ -131,11 +135,23 @@ def test_compiled_sql_agrees_with_the_emulator(
     assert got == want, text
 
 
+@pytest.mark.parametrize(("text", "position"), [(".²", 0), ("1٣", 1), ("٣ > 1", 0)])
+def test_only_ascii_digits_make_numbers_in_both_parsers(text: str, position: int) -> None:
+    """ "²" and "٣" are str.isdigit(); in an expression they are unexpected characters."""
+    with pytest.raises(ExpressionError) as emulated:
+        parse(text)
+    assert emulated.value.position == position
+    with pytest.raises(ExpressionSyntaxError):
+        filter_sql(text)
+
+
 @pytest.mark.parametrize(
     ("text", "props", "kept"),
     [
         ('properties["n"] == 5', {"n": "5"}, False),  # a number sent as a string is a string
         ('number(properties["n"]) == 5', {"n": "5"}, True),
+        ('number(properties["n"]) == 3', {"n": "٣"}, False),  # not 0-9: not a number
+        ('properties["d"] > datetime("2020-01-01")', {"d": "٢٠٢٤-01-02"}, False),
         ('properties["n"] > 4', {"n": 5}, True),
         ('properties["n"] > 4', {"n": "5"}, False),
         ('not defined(properties["n"])', {"n": None}, True),

@@ -123,7 +123,8 @@ _OPERATORS: Final = (*_COMPARISONS, "+", "-", "*", "/", "%", "(", ")", "[", "]",
 
 # --------------------------------------------------------------------------- tokens
 
-_NUMBER_RE: Final = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER_RE: Final = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DIGITS: Final = frozenset("0123456789")  # ASCII only: "²" is isdigit(), not a number
 _IDENT_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 _ESCAPES: Final = {
     "n": "\n",
@@ -160,7 +161,7 @@ def _tokenize(text: str) -> list[_Token]:
             tokens.append(_Token("str", value, i, text[i:end]))
             i = end
             continue
-        if ch.isascii() and (ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit())):
+        if ch in _DIGITS or (ch == "." and i + 1 < n and text[i + 1] in _DIGITS):
             m = _NUMBER_RE.match(text, i)
             assert m is not None  # the first character is a digit or ".<digit>"
             tokens.append(_Token("num", _number_literal(m.group(), i), i, m.group()))

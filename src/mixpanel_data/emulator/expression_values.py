@@ -111,7 +111,8 @@ def is_number(value: Any) -> bool:
 
 
 _ISO_RE: Final = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?Z?"
+    r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?Z?",
+    re.ASCII,  # \d is 0-9 only, as in JavaScript and DuckDB's regexes
 )
 
 
@@ -138,7 +139,7 @@ def to_datetime(value: Any) -> Any:
     return UNDEFINED
 
 
-_NUMERIC_RE: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMERIC_RE: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 def to_number(value: Any) -> Any:

@@ -42,7 +42,7 @@ def parse_day(value: str | date, *, name: str) -> date:
         return value
     text = str(value).strip()
     try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text, re.ASCII):
             raise ValueError
         return date.fromisoformat(text)
     except ValueError:

@@ -60,7 +60,7 @@ __all__ = [
 
 TYPES: Final = ("general", "unique", "average")
 DEFAULT_HISTORY_DAYS: Final = 365  # the plan's max_data_history_days unless the project says
-_DATE_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 EventFilter = Callable[[Event], bool]
 Segmenter = Callable[[Event], list[str]]

@@ -98,7 +98,7 @@ _JSON_FAMILY = {
     "OBJECT": "obj",
 }
 # Mixpanel's date property format (ISO 8601 without a zone, read as UTC).
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z?")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z?", re.ASCII)
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
 # Per kind: properties that are core columns already, and the core column names.

@@ -94,11 +94,13 @@ _FUNCTIONS: Final = frozenset(
 _NAMESPACES: Final = frozenset({"properties", "event", "user"})
 _COMPARE: Final = ("==", "!=", ">=", "<=", ">", "<")
 _OPS: Final = (*_COMPARE, "+", "-", "*", "/", "%", "(", ")", "[", "]", ",")
-_NUM_RE: Final = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NUM_RE: Final = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_DIGITS: Final = frozenset("0123456789")  # ASCII only: "²" is isdigit(), not a number
 _IDENT_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 _ESC: Final = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "0": "\0"}
 _ISO_RE: Final = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?Z?"
+    r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?Z?",
+    re.ASCII,  # \d is 0-9 only, as in DuckDB's regexes (RE2) and Mixpanel's JavaScript
 )
 
 
@@ -138,7 +140,7 @@ def _tokens(text: str) -> list[tuple[str, object, int]]:
                 raise _fail("unterminated string", i)
             out.append(("str", "".join(buf), i))
             i = j + 1
-        elif ch.isascii() and (ch.isdigit() or (ch == "." and text[i + 1 : i + 2].isdigit())):
+        elif ch in _DIGITS or (ch == "." and text[i + 1 : i + 2] in _DIGITS):
             m = _NUM_RE.match(text, i)
             assert m is not None
             word = m.group()
