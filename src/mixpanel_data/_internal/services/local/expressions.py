@@ -602,8 +602,8 @@ def _to_boolean(v: Sql) -> str:
         return f"({v.sql} <> 0)"
     if v.kind == "str":
         return f"(length({v.sql}) > 0)"
-    if v.kind == "dt":
-        return f"({v.sql} IS NOT NULL)"
+    if v.kind == "dt":  # a date is true; no date (undefined) stays undefined
+        return f"(CASE WHEN {v.sql} IS NOT NULL THEN true END)"
     if v.kind == "list":
         return "true" if v.items else "false"
     j = v.sql
