@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mixpanel_data._internal.storage import engine as sm
@@ -89,6 +89,7 @@ def test_a_writer_in_another_process_gives_locked_error_with_its_pid(tmp_path: P
 
 
 @given(st.text(max_size=40))
+@example("events\n")  # a final newline passed "$" once; found by this test in a suite run
 def test_table_names_are_letters_digits_underscores(name: str) -> None:
     ok = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_]{0,127}", name) is not None
     if ok:

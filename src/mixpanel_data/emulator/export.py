@@ -38,7 +38,7 @@ from mixpanel_data.emulator.streams import (
 __all__ = ["MAX_LIMIT", "export", "parse_dates"]
 
 MAX_LIMIT = 100_000
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z", re.ASCII)
 
 
 def parse_dates(params: Mapping[str, str], *, today: dt.date) -> tuple[dt.date, dt.date]:

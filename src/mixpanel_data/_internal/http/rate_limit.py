@@ -63,7 +63,7 @@ DEFAULT_BUDGETS: dict[str, BudgetSpec] = {
     "app": BudgetSpec(concurrent=5),
 }
 
-_PART = re.compile(r"^(\d+)(/s|/h|c)$")
+_PART = re.compile(r"^(\d+)(/s|/h|c)\Z", re.ASCII)
 
 
 def parse_budget_spec(text: str) -> BudgetSpec:

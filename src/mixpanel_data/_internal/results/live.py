@@ -33,7 +33,7 @@ __all__ = [
     "SegmentationResult",
 ]
 
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}\Z", re.ASCII)
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}")
 OVERALL = "$overall"
 

@@ -111,7 +111,7 @@ __all__ = [
 
 MEMORY = ":memory:"
 _log = logging.getLogger(__name__)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]{0,127}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]{0,127}\Z")  # \Z: "$" allows a final newline
 _DUCKDB_MAGIC = b"DUCK"
 
 

@@ -74,7 +74,7 @@ _STAGED = ".tmp"  # staged files never end in .parquet, so no glob of the lake p
 # Staging left by an older version carries no PID: removed once it is this old (s).
 _LEGACY_STALE_AFTER = 3600.0
 _PARTITION_DIR = re.compile(r"^(date|month)=")
-_SOURCE_TABLE = re.compile(r"^[A-Za-z0-9_]{1,128}$")
+_SOURCE_TABLE = re.compile(r"^[A-Za-z0-9_]{1,128}\Z")
 
 
 def _check_partition_by(partition_by: str) -> str:
