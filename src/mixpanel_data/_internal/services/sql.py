@@ -46,11 +46,9 @@ def translate_duckdb_errors(
         with as_keyboard_interrupt():  # a Ctrl-C inside the statement
             yield
     except duckdb.CatalogException as exc:
-        # A read the fetch answered says what its snapshot lacked; a commit since
-        # may have created it since (else exit 3, "invalid SQL", mid-fetch).
-        missing = getattr(exc, "missing_tables", None)
-        if missing is None:
-            missing = missing_tables(conn, query)
+        # A read the fetch answered carries what its snapshot lacked: a commit may
+        # have created the table since (else exit 3, "invalid SQL", mid-fetch).
+        missing = missing_tables(conn, query, failure=exc)
         if len(missing) == 1:
             from mixpanel_data._internal.storage.served import RemoteConnection
 

@@ -68,12 +68,21 @@ def servable(conn: duckdb.DuckDBPyConnection, query: str) -> bool:
     return bool(statements) and all(s.type == duckdb.StatementType.SELECT for s in statements)
 
 
-def missing_tables(conn: duckdb.DuckDBPyConnection, query: str) -> list[str]:
+_SEEN_MISSING = "missing_tables"  # on a served read's catalog error: what its snapshot lacked
+
+
+def missing_tables(
+    conn: duckdb.DuckDBPyConnection, query: str, *, failure: BaseException | None = None
+) -> list[str]:
     """Tables ``query`` names that ``conn``'s catalog lacks (DuckDB parses the query).
 
-    Called after a catalog error; on a served read the fetch answers it from the
-    snapshot the failed statement saw, so a table committed meanwhile still counts."""
+    After a catalog error (``failure``) on a served read, the fetch's answer: the tables
+    the snapshot of the failed statement lacked, so one committed since still counts."""
     import duckdb
+
+    seen = getattr(failure, _SEEN_MISSING, None)
+    if seen is not None:
+        return list(seen)
 
     try:
         named = duckdb.get_table_names(query)
@@ -311,7 +320,7 @@ def _ask(path: str, sql: str, params: Any, load: Callable[[Any], _T]) -> _T:
                 raise _Declined()
             failure = getattr(duckdb, error["type"], duckdb.Error)(error["message"])
             if "missing" in error:
-                vars(failure)["missing_tables"] = error["missing"]  # what the statement saw
+                vars(failure)[_SEEN_MISSING] = error["missing"]
             raise failure
         try:
             with sock.makefile("rb") as stream:
